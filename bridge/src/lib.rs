@@ -1,0 +1,1 @@
+//! The bridge (see issue 3).

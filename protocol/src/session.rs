@@ -1,0 +1,446 @@
+//! The browser <-> bridge session messages (text frames): the DIMP
+//! handshake command and the bridge's `dumdum.bridge` notices.
+//!
+//! Both are DIMP contents: JSON objects whose `type` is a decimal string
+//! (`"136"` for a command, `"160"` for application content) and which carry
+//! an `sn` counter. Readers accept `type` as a string or an integer; writers
+//! write a string. Unknown extra fields are ignored.
+
+use serde_json::{Map, Value, json};
+
+/// DIMP content type of a command (0x88).
+pub const COMMAND_TYPE: u32 = 136;
+/// DIMP content type of application-customised content (0xA0).
+pub const APP_TYPE: u32 = 160;
+/// The `app` of the bridge's notices.
+pub const NOTICE_APP: &str = "dumdum.bridge";
+/// The WebSocket subprotocol.
+pub const SUBPROTOCOL: &str = "dumdum.v2";
+/// The title a client sends in Start and Restart.
+pub const HELLO_TITLE: &str = "Hello world!";
+/// The title of Again.
+pub const AGAIN_TITLE: &str = "DIM?";
+/// The title of Success.
+pub const SUCCESS_TITLE: &str = "DIM!";
+
+/// Where a handshake is, derived from `title` and `session` exactly as DIMP does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeState {
+    /// C->B, without a session key.
+    Start,
+    /// B->C, with a new session key.
+    Again,
+    /// C->B, with a session key.
+    Restart,
+    /// B->C, the session is ready.
+    Success,
+}
+
+/// The DIMP handshake command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    /// Serial number.
+    pub sn: u32,
+    /// "Hello world!", "DIM?" or "DIM!".
+    pub title: String,
+    /// The session key (64 hex digits).
+    pub session: Option<String>,
+    /// C->B in Start: which upstream server.
+    pub server: Option<String>,
+    /// Restart: binary frames the client received; Success: client frames
+    /// the bridge forwarded upstream.
+    pub received: Option<u64>,
+    /// Success: whether an existing session was resumed.
+    pub resumed: Option<bool>,
+}
+
+impl Handshake {
+    /// Start: a client asks for a fresh session on `server` (or the default).
+    pub fn start(sn: u32, server: Option<String>) -> Self {
+        Handshake {
+            sn,
+            title: HELLO_TITLE.into(),
+            session: None,
+            server,
+            received: None,
+            resumed: None,
+        }
+    }
+
+    /// Again: the bridge hands out a new session key.
+    pub fn again(sn: u32, session: String) -> Self {
+        Handshake {
+            sn,
+            title: AGAIN_TITLE.into(),
+            session: Some(session),
+            server: None,
+            received: None,
+            resumed: None,
+        }
+    }
+
+    /// Restart: a client presents a key, having received `received` frames.
+    pub fn restart(sn: u32, session: String, received: u64, server: Option<String>) -> Self {
+        Handshake {
+            sn,
+            title: HELLO_TITLE.into(),
+            session: Some(session),
+            server,
+            received: Some(received),
+            resumed: None,
+        }
+    }
+
+    /// Success: the session is ready; `received` = client frames forwarded.
+    pub fn success(sn: u32, session: String, resumed: bool, received: u64) -> Self {
+        Handshake {
+            sn,
+            title: SUCCESS_TITLE.into(),
+            session: Some(session),
+            server: None,
+            received: Some(received),
+            resumed: Some(resumed),
+        }
+    }
+
+    /// The state, as DIMP derives it.
+    pub fn state(&self) -> HandshakeState {
+        match self.title.as_str() {
+            SUCCESS_TITLE => HandshakeState::Success,
+            AGAIN_TITLE => HandshakeState::Again,
+            _ if self.session.as_deref().is_none_or(str::is_empty) => HandshakeState::Start,
+            _ => HandshakeState::Restart,
+        }
+    }
+}
+
+/// A bridge notice: something that is not a dumdum message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// The TCP connection to the server is up.
+    UpstreamConnected {
+        /// The server's name.
+        server: String,
+    },
+    /// The in-band TLS upgrade completed.
+    UpstreamSecured {
+        /// For example "TLSv1.3".
+        tls_version: String,
+        /// The certificate's subject.
+        peer: String,
+        /// SHA-256 of the leaf certificate, hex.
+        fingerprint: String,
+    },
+    /// The server closed the connection.
+    UpstreamClosed {
+        /// In words.
+        reason: String,
+    },
+    /// Connecting or TLS failed.
+    UpstreamError {
+        /// In words.
+        reason: String,
+    },
+    /// A session was resumed.
+    SessionResumed {
+        /// Frames re-sent.
+        replayed: u64,
+    },
+    /// A notice this version does not know.
+    Other {
+        /// `mod`.
+        module: String,
+        /// `act`.
+        act: String,
+    },
+}
+
+/// One text frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Content {
+    /// The handshake command.
+    Handshake(Handshake),
+    /// A bridge notice with its serial number.
+    Notice {
+        /// Serial number.
+        sn: u32,
+        /// The notice.
+        notice: Notice,
+    },
+}
+
+/// Why a text frame is not a valid session message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Not JSON, or not an object.
+    #[error("not a JSON object: {0}")]
+    NotJson(String),
+    /// A required field is missing or has the wrong type.
+    #[error("field `{0}` is missing or has the wrong type")]
+    Field(&'static str),
+    /// A content type this side does not handle.
+    #[error("unsupported content type {0}")]
+    UnsupportedType(u64),
+    /// A command other than the handshake.
+    #[error("unsupported command `{0}`")]
+    UnsupportedCommand(String),
+    /// Application content that is not a bridge notice.
+    #[error("unsupported application `{0}`")]
+    UnsupportedApp(String),
+}
+
+fn read_type(obj: &Map<String, Value>) -> Result<u64, SessionError> {
+    match obj.get("type") {
+        Some(Value::String(s)) => s.parse().map_err(|_| SessionError::Field("type")),
+        Some(Value::Number(n)) => n.as_u64().ok_or(SessionError::Field("type")),
+        _ => Err(SessionError::Field("type")),
+    }
+}
+
+fn opt_str(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>, SessionError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(SessionError::Field(key)),
+    }
+}
+
+fn req_str(obj: &Map<String, Value>, key: &'static str) -> Result<String, SessionError> {
+    opt_str(obj, key)?.ok_or(SessionError::Field(key))
+}
+
+fn opt_u64(obj: &Map<String, Value>, key: &'static str) -> Result<Option<u64>, SessionError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or(SessionError::Field(key)),
+    }
+}
+
+impl Content {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Result<Content, SessionError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| SessionError::NotJson(e.to_string()))?;
+        let Value::Object(obj) = value else {
+            return Err(SessionError::NotJson("not an object".into()));
+        };
+        let ty = read_type(&obj)?;
+        let sn = opt_u64(&obj, "sn")?
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or(SessionError::Field("sn"))?;
+        match ty {
+            t if t == u64::from(COMMAND_TYPE) => {
+                let command = req_str(&obj, "command")?;
+                if command != "handshake" {
+                    return Err(SessionError::UnsupportedCommand(command));
+                }
+                let resumed = match obj.get("resumed") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Bool(b)) => Some(*b),
+                    Some(_) => return Err(SessionError::Field("resumed")),
+                };
+                Ok(Content::Handshake(Handshake {
+                    sn,
+                    title: opt_str(&obj, "title")?.unwrap_or_default(),
+                    session: opt_str(&obj, "session")?,
+                    server: opt_str(&obj, "server")?,
+                    received: opt_u64(&obj, "received")?,
+                    resumed,
+                }))
+            }
+            t if t == u64::from(APP_TYPE) => {
+                let app = req_str(&obj, "app")?;
+                if app != NOTICE_APP {
+                    return Err(SessionError::UnsupportedApp(app));
+                }
+                let module = req_str(&obj, "mod")?;
+                let act = req_str(&obj, "act")?;
+                let notice = match (module.as_str(), act.as_str()) {
+                    ("upstream", "connected") => Notice::UpstreamConnected {
+                        server: req_str(&obj, "server")?,
+                    },
+                    ("upstream", "secured") => Notice::UpstreamSecured {
+                        tls_version: req_str(&obj, "tls_version")?,
+                        peer: req_str(&obj, "peer")?,
+                        fingerprint: req_str(&obj, "fingerprint")?,
+                    },
+                    ("upstream", "closed") => Notice::UpstreamClosed {
+                        reason: req_str(&obj, "reason")?,
+                    },
+                    ("upstream", "error") => Notice::UpstreamError {
+                        reason: req_str(&obj, "reason")?,
+                    },
+                    ("session", "resumed") => Notice::SessionResumed {
+                        replayed: opt_u64(&obj, "replayed")?
+                            .ok_or(SessionError::Field("replayed"))?,
+                    },
+                    _ => Notice::Other { module, act },
+                };
+                Ok(Content::Notice { sn, notice })
+            }
+            other => Err(SessionError::UnsupportedType(other)),
+        }
+    }
+
+    /// The JSON text of this content.
+    pub fn to_json(&self) -> String {
+        let value = match self {
+            Content::Handshake(h) => {
+                let mut v = json!({
+                    "type": COMMAND_TYPE.to_string(),
+                    "sn": h.sn,
+                    "command": "handshake",
+                    "title": h.title,
+                    "message": h.title,
+                });
+                let obj = v.as_object_mut().expect("json! object");
+                if let Some(s) = &h.session {
+                    obj.insert("session".into(), s.clone().into());
+                }
+                if let Some(s) = &h.server {
+                    obj.insert("server".into(), s.clone().into());
+                }
+                if let Some(r) = h.resumed {
+                    obj.insert("resumed".into(), r.into());
+                }
+                if let Some(r) = h.received {
+                    obj.insert("received".into(), r.into());
+                }
+                v
+            }
+            Content::Notice { sn, notice } => {
+                let (module, act, fields) = match notice {
+                    Notice::UpstreamConnected { server } => {
+                        ("upstream", "connected", json!({ "server": server }))
+                    }
+                    Notice::UpstreamSecured {
+                        tls_version,
+                        peer,
+                        fingerprint,
+                    } => (
+                        "upstream",
+                        "secured",
+                        json!({ "tls_version": tls_version, "peer": peer, "fingerprint": fingerprint }),
+                    ),
+                    Notice::UpstreamClosed { reason } => {
+                        ("upstream", "closed", json!({ "reason": reason }))
+                    }
+                    Notice::UpstreamError { reason } => {
+                        ("upstream", "error", json!({ "reason": reason }))
+                    }
+                    Notice::SessionResumed { replayed } => {
+                        ("session", "resumed", json!({ "replayed": replayed }))
+                    }
+                    Notice::Other { module, act } => (module.as_str(), act.as_str(), json!({})),
+                };
+                let mut v = json!({
+                    "type": APP_TYPE.to_string(),
+                    "sn": sn,
+                    "app": NOTICE_APP,
+                    "mod": module,
+                    "act": act,
+                });
+                if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), fields) {
+                    obj.extend(extra);
+                }
+                v
+            }
+        };
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_examples_parse_with_their_states() {
+        let cases = [
+            (
+                r#"{"type":"136","sn":1,"command":"handshake","title":"Hello world!","message":"Hello world!","server":"local"}"#,
+                HandshakeState::Start,
+            ),
+            (
+                r#"{"type":"136","sn":7,"command":"handshake","title":"DIM?","message":"DIM?","session":"ab"}"#,
+                HandshakeState::Again,
+            ),
+            (
+                r#"{"type":"136","sn":2,"command":"handshake","title":"Hello world!","message":"Hello world!","session":"ab","received":0}"#,
+                HandshakeState::Restart,
+            ),
+            (
+                r#"{"type":136,"sn":8,"command":"handshake","title":"DIM!","message":"DIM!","session":"ab","resumed":false,"received":0,"extra":[1]}"#,
+                HandshakeState::Success,
+            ),
+            // An empty session counts as none, as in DIMP.
+            (
+                r#"{"type":"136","sn":3,"command":"handshake","title":"Hello world!","session":""}"#,
+                HandshakeState::Start,
+            ),
+        ];
+        for (text, state) in cases {
+            let Content::Handshake(h) = Content::parse(text).unwrap() else {
+                panic!("not a handshake: {text}");
+            };
+            assert_eq!(h.state(), state, "{text}");
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let items = [
+            Content::Handshake(Handshake::start(1, Some("local".into()))),
+            Content::Handshake(Handshake::again(2, "a".repeat(64))),
+            Content::Handshake(Handshake::restart(3, "b".repeat(64), 17, None)),
+            Content::Handshake(Handshake::success(4, "c".repeat(64), true, 9)),
+            Content::Notice {
+                sn: 5,
+                notice: Notice::UpstreamSecured {
+                    tls_version: "TLSv1.3".into(),
+                    peer: "CN=localhost".into(),
+                    fingerprint: "00ff".into(),
+                },
+            },
+            Content::Notice {
+                sn: 6,
+                notice: Notice::SessionResumed { replayed: 3 },
+            },
+        ];
+        for c in items {
+            let text = c.to_json();
+            assert!(
+                text.contains(r#""type":"1"#),
+                "type written as a string: {text}"
+            );
+            assert_eq!(Content::parse(&text).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        assert!(matches!(
+            Content::parse("nope"),
+            Err(SessionError::NotJson(_))
+        ));
+        assert_eq!(
+            Content::parse(r#"{"sn":1}"#),
+            Err(SessionError::Field("type"))
+        );
+        assert_eq!(
+            Content::parse(r#"{"type":"136"}"#),
+            Err(SessionError::Field("sn"))
+        );
+        assert_eq!(
+            Content::parse(r#"{"type":"136","sn":1,"command":"login"}"#),
+            Err(SessionError::UnsupportedCommand("login".into()))
+        );
+        assert_eq!(
+            Content::parse(r#"{"type":"1","sn":1}"#),
+            Err(SessionError::UnsupportedType(1))
+        );
+    }
+}
