@@ -1,1 +1,38 @@
-fn main() {}
+//! Build automation for dumdum-web: `cargo xtask <command>`.
+//!
+//! - `dist`: build the browser bundle into `target/www` (wasm + JS glue + www/).
+//! - `run`: `dist`, then start the bridge with its embedded server.
+//! - `test`: install what a fresh machine lacks, then every check CI runs.
+
+use std::process::ExitCode;
+
+mod dist;
+mod setup;
+mod test;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((cmd, rest)) => (cmd.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match cmd {
+        "dist" => dist::dist(rest),
+        "run" => dist::run(rest),
+        "test" => test::test(rest),
+        "setup" => setup::setup(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  dist   build the web page into target/www\n  run    build the page and start the bridge with its embedded server (extra args go to dumdum-bridge)\n  test   install missing tools, then run the full test suite (what CI runs)\n  setup  only install missing tools"
+            );
+            return if cmd == "help" { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {cmd}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
