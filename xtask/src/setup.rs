@@ -1,7 +1,138 @@
-//! Installs what a fresh machine lacks (written with the test command).
+//! Installs what a fresh machine lacks, and skips what is present, so that
+//! reruns are fast: the wasm target, Chromium and ChromeDriver, the Python
+//! venv with the reference server, and `wasm-bindgen-test-runner` at the
+//! exact version Cargo.lock pins.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs a command, echoing it, and fails unless it succeeds.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {}", describe(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", describe(cmd));
+    }
+    Ok(())
+}
+
+/// A command's stdout, or `None` when it cannot run or fails.
+pub(crate) fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 pub(crate) fn setup() -> Result<()> {
+    wasm_target()?;
+    chromium()?;
+    venv()?;
+    test_runner()?;
     Ok(())
+}
+
+fn wasm_target() -> Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
+}
+
+fn chromium() -> Result<()> {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    let uid = output(Command::new("id").arg("-u")).unwrap_or_default();
+    let sudo: &[&str] = if uid.trim() == "0" { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut all: Vec<&str> = sudo.to_vec();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        let mut cmd = Command::new(all[0]);
+        cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    apt(&["update", "-qq"])?;
+    // Chromium and its driver must come from one install to match.
+    apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])
+        .context("installing Debian's chromium and chromium-driver for the browser tests")
+}
+
+fn venv() -> Result<()> {
+    let root = root();
+    let venv = root.join(".venv");
+    let requirements = root.join("testkit/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = venv.join(".dumdum-web-requirements");
+    if std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted)
+        && venv.join("bin/dumdum-server").exists()
+    {
+        return Ok(());
+    }
+    if !venv.join("bin/python").exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            .context("creating the Python venv (python3 -m venv) for the reference server")?;
+    }
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements))
+    .context("installing the Python reference implementation")?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(())
+}
+
+/// The `wasm-bindgen` version Cargo.lock pins.
+pub(crate) fn locked_wasm_bindgen() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen package")
+}
+
+fn test_runner() -> Result<()> {
+    let version = locked_wasm_bindgen()?;
+    let have = output(Command::new("wasm-bindgen-test-runner").arg("--version")).unwrap_or_default();
+    // Prints "wasm-bindgen-test-runner 0.2.x".
+    if have.split_whitespace().nth(1) == Some(version.as_str()) {
+        return Ok(());
+    }
+    // Not --locked: its lock file names a webpki-roots version this
+    // registry mirror lacks (shared/notes/toolchain.md).
+    run(Command::new("cargo").args([
+        "install",
+        "wasm-bindgen-cli",
+        "--version",
+        &format!("={version}"),
+    ]))
+    .context("installing wasm-bindgen-test-runner")
 }
