@@ -213,8 +213,8 @@ impl Client {
     /// Asks for a page of history; the answer comes as [`Event::History`]
     /// carrying `query`.
     pub fn list_messages(&mut self, channel: &str, query: HistoryQuery) -> Result<(), Error> {
-        self.check(&query.request(channel))?;
         let msg = query.request(channel);
+        self.check(&msg)?;
         self.queue(&msg)?;
         self.pending_history
             .push_back((channel.into(), Some(query)));

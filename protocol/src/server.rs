@@ -242,9 +242,7 @@ impl Server {
     /// Answers AUTHENTICATE: `success` = the nick is now the client's.
     pub fn authenticate(&mut self, success: bool) -> Result<(), Error> {
         let Some(nick) = self.pending_auth.take() else {
-            return self
-                .require(false, "ACKNOWLEDGE_AUTHENTICATION")
-                .and(Ok(()));
+            return self.require(false, "ACKNOWLEDGE_AUTHENTICATION");
         };
         self.push(&ServerMessage::AcknowledgeAuthentication { success });
         if success {
