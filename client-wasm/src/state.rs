@@ -1,0 +1,608 @@
+//! The page's view state and its reducer. Pure: every protocol event the
+//! engine sees becomes an [`Action`]; tested natively.
+
+use std::rc::Rc;
+
+use dumdum_protocol::{ChatMessage, Snowflake};
+use serde::Deserialize;
+use yew::Reducible;
+
+use crate::problem::Problem;
+
+/// Messages kept per channel in memory (the reference server keeps 1000).
+pub const MAX_KEPT: usize = 5_000;
+
+/// An entry of the bridge's `/api/servers`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ServerInfo {
+    /// The name to ask the bridge for.
+    pub name: String,
+    /// Whether the bridge reaches it over TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// The bridge's default.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// The server list's loading state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Servers {
+    /// Not fetched yet.
+    #[default]
+    Loading,
+    /// Fetched.
+    Loaded(Vec<ServerInfo>),
+    /// Could not be fetched: the bridge's default server is used.
+    Failed(String),
+}
+
+/// What the bridge reported about the TLS link to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    /// For example "TLSv1.3".
+    pub tls_version: String,
+    /// Certificate subject.
+    pub peer: String,
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: String,
+}
+
+/// The state of the link to the chat server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Link {
+    /// Nothing attempted yet (or signed out).
+    #[default]
+    Idle,
+    /// Opening the WebSocket or waiting for the server.
+    Connecting,
+    /// The bridge is connected to the server.
+    Connected {
+        /// The server's name.
+        server: String,
+    },
+    /// The connection ended.
+    Disconnected {
+        /// Why.
+        problem: Problem,
+        /// When the next attempt starts (ms since the epoch), if one is planned.
+        retry_at_ms: Option<u64>,
+    },
+    /// The browser is offline: waiting for it to come back.
+    Offline,
+}
+
+/// History paging state of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Older {
+    /// Nothing asked yet.
+    #[default]
+    NotLoaded,
+    /// A page is on its way.
+    Loading,
+    /// The server may hold older messages.
+    More,
+    /// Everything the server keeps is here.
+    Complete,
+}
+
+/// One channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// The name.
+    pub name: String,
+    /// Messages, oldest first, unique by id.
+    pub messages: Rc<Vec<ChatMessage>>,
+    /// Messages that arrived while another channel was shown.
+    pub unread: u32,
+    /// Paging back.
+    pub older: Older,
+}
+
+impl Channel {
+    fn new(name: String) -> Self {
+        Channel {
+            name,
+            messages: Rc::new(Vec::new()),
+            unread: 0,
+            older: Older::NotLoaded,
+        }
+    }
+
+    /// The oldest id held.
+    pub fn oldest(&self) -> Option<Snowflake> {
+        self.messages.first().map(|m| m.id)
+    }
+}
+
+/// Merges `page` into `messages`: sorted by id, each id once. Returns how
+/// many messages were new.
+pub fn merge_messages(messages: &mut Vec<ChatMessage>, page: Vec<ChatMessage>) -> usize {
+    let before = messages.len();
+    let appends_only = match (messages.last(), page.first()) {
+        (Some(last), Some(first)) => first.id > last.id && page.windows(2).all(|w| w[0].id < w[1].id),
+        (None, _) => page.windows(2).all(|w| w[0].id < w[1].id),
+        (_, None) => true,
+    };
+    messages.extend(page);
+    if !appends_only {
+        messages.sort_by_key(|m| m.id);
+        messages.dedup_by_key(|m| m.id);
+    }
+    if messages.len() > MAX_KEPT {
+        let drop = messages.len() - MAX_KEPT;
+        messages.drain(..drop);
+    }
+    messages.len().saturating_sub(before)
+}
+
+/// What a history page was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryKind {
+    /// The newest page of a channel.
+    Newest {
+        /// The server may hold older messages.
+        more: bool,
+    },
+    /// A page further back.
+    Older {
+        /// The server may hold even older messages.
+        more: bool,
+    },
+    /// Catching up after a reconnect.
+    CatchUp,
+}
+
+/// Everything that changes the view state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `/api/servers` answered.
+    ServersLoaded(Vec<ServerInfo>),
+    /// `/api/servers` failed.
+    ServersFailed(String),
+    /// A connection attempt starts.
+    Connecting,
+    /// The bridge reached the server.
+    UpstreamConnected {
+        /// Its name.
+        server: String,
+    },
+    /// The bridge upgraded its link to the server to TLS.
+    Secured(Security),
+    /// A nick was asked for.
+    Authenticating {
+        /// The nick.
+        nick: String,
+    },
+    /// The nick is held by someone else.
+    NickTaken {
+        /// The nick.
+        nick: String,
+    },
+    /// The nick was accepted.
+    Authenticated {
+        /// Our nick.
+        nick: String,
+    },
+    /// The channel list, and which channel to show.
+    Channels {
+        /// Names, in the server's order.
+        names: Vec<String>,
+        /// The channel shown.
+        active: Option<String>,
+    },
+    /// Show a channel.
+    Select(String),
+    /// A broadcast message.
+    Message(ChatMessage),
+    /// A history page.
+    History {
+        /// The channel.
+        channel: String,
+        /// Oldest first.
+        messages: Vec<ChatMessage>,
+        /// What it was for.
+        kind: HistoryKind,
+    },
+    /// An older page was asked for.
+    LoadingOlder {
+        /// The channel.
+        channel: String,
+    },
+    /// The connection ended.
+    Disconnected {
+        /// Why.
+        problem: Problem,
+        /// When the next attempt starts.
+        retry_at_ms: Option<u64>,
+    },
+    /// The browser went offline.
+    Offline,
+    /// The user signed out: back to the connect screen.
+    SignedOut,
+}
+
+/// The page's state.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChatState {
+    /// The bridge's servers.
+    pub servers: Servers,
+    /// A connection was asked for from the connect screen.
+    pub joining: bool,
+    /// The chat screen is shown (authenticated once, not signed out).
+    pub signed_in: bool,
+    /// Our nick, once accepted.
+    pub nick: Option<String>,
+    /// A nick asked for and not yet answered.
+    pub pending_nick: Option<String>,
+    /// The server refused this nick: ask for another.
+    pub nick_taken: Option<String>,
+    /// Authenticated on the current connection.
+    pub ready: bool,
+    /// The link.
+    pub link: Link,
+    /// TLS details, when the bridge reported them for this connection.
+    pub security: Option<Security>,
+    /// The channels, in the server's order.
+    pub channels: Vec<Channel>,
+    /// The channel shown.
+    pub active: Option<String>,
+}
+
+impl ChatState {
+    /// The channel named `name`.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    fn channel_mut(&mut self, name: &str) -> &mut Channel {
+        let i = match self.channels.iter().position(|c| c.name == name) {
+            Some(i) => i,
+            None => {
+                self.channels.push(Channel::new(name.to_owned()));
+                self.channels.len() - 1
+            }
+        };
+        &mut self.channels[i]
+    }
+
+    /// The shown channel.
+    pub fn active_channel(&self) -> Option<&Channel> {
+        self.active.as_deref().and_then(|n| self.channel(n))
+    }
+
+    /// Whether the connect screen must be shown.
+    pub fn needs_nick(&self) -> bool {
+        !self.signed_in || self.nick_taken.is_some()
+    }
+
+    /// The channel `step` places away from the shown one (wrapping), for
+    /// Alt+Up/Down.
+    pub fn neighbour(&self, step: isize) -> Option<String> {
+        let n = self.channels.len();
+        if n == 0 {
+            return None;
+        }
+        let current = self
+            .active
+            .as_deref()
+            .and_then(|a| self.channels.iter().position(|c| c.name == a))
+            .unwrap_or(0);
+        let next = (current as isize + step).rem_euclid(n as isize) as usize;
+        Some(self.channels[next].name.clone())
+    }
+
+    /// Why sending is impossible right now, in words, or `None`.
+    pub fn send_blocked(&self) -> Option<String> {
+        if self.ready {
+            return if self.active.is_none() {
+                Some("Pick a channel first.".into())
+            } else {
+                None
+            };
+        }
+        Some(match &self.link {
+            Link::Offline => "You are offline. Your text is kept; it can be sent once the connection is back.".into(),
+            Link::Disconnected { problem, .. } => format!("Not connected: {problem} Your text is kept."),
+            _ => "Connecting… Your text is kept.".into(),
+        })
+    }
+
+    /// Applies one action.
+    pub fn apply(&mut self, action: Action) {
+        match action {
+            Action::ServersLoaded(list) => self.servers = Servers::Loaded(list),
+            Action::ServersFailed(e) => self.servers = Servers::Failed(e),
+            Action::Connecting => {
+                self.link = Link::Connecting;
+                self.security = None;
+                self.ready = false;
+            }
+            Action::UpstreamConnected { server } => self.link = Link::Connected { server },
+            Action::Secured(s) => self.security = Some(s),
+            Action::Authenticating { nick } => {
+                self.joining = true;
+                self.pending_nick = Some(nick);
+            }
+            Action::NickTaken { nick } => {
+                self.pending_nick = None;
+                self.nick_taken = Some(nick);
+                self.joining = false;
+            }
+            Action::Authenticated { nick } => {
+                self.nick = Some(nick);
+                self.pending_nick = None;
+                self.nick_taken = None;
+                self.signed_in = true;
+                self.joining = false;
+                self.ready = true;
+            }
+            Action::Channels { names, active } => {
+                let mut kept: Vec<Channel> = Vec::with_capacity(names.len());
+                for name in names {
+                    let ch = match self.channels.iter().position(|c| c.name == name) {
+                        Some(i) => self.channels[i].clone(),
+                        None => Channel::new(name),
+                    };
+                    kept.push(ch);
+                }
+                self.channels = kept;
+                if let Some(a) = active {
+                    self.select(&a);
+                }
+            }
+            Action::Select(name) => self.select(&name),
+            Action::Message(m) => {
+                let shown = self.active.as_deref() == Some(m.channel.as_str());
+                let ch = self.channel_mut(&m.channel);
+                let added = merge_messages(Rc::make_mut(&mut ch.messages), vec![m]);
+                if !shown && added > 0 {
+                    ch.unread = ch.unread.saturating_add(1);
+                }
+            }
+            Action::History {
+                channel,
+                messages,
+                kind,
+            } => {
+                let ch = self.channel_mut(&channel);
+                merge_messages(Rc::make_mut(&mut ch.messages), messages);
+                match kind {
+                    HistoryKind::Newest { more } | HistoryKind::Older { more } => {
+                        ch.older = if more { Older::More } else { Older::Complete };
+                    }
+                    HistoryKind::CatchUp => {
+                        if ch.older == Older::NotLoaded {
+                            ch.older = Older::More;
+                        }
+                    }
+                }
+            }
+            Action::LoadingOlder { channel } => self.channel_mut(&channel).older = Older::Loading,
+            Action::Disconnected {
+                problem,
+                retry_at_ms,
+            } => {
+                self.ready = false;
+                self.joining = self.joining && retry_at_ms.is_some();
+                self.pending_nick = None;
+                self.security = None;
+                for ch in &mut self.channels {
+                    if ch.older == Older::Loading {
+                        ch.older = Older::More;
+                    }
+                }
+                self.link = Link::Disconnected {
+                    problem,
+                    retry_at_ms,
+                };
+            }
+            Action::Offline => {
+                self.ready = false;
+                self.security = None;
+                self.link = Link::Offline;
+            }
+            Action::SignedOut => {
+                let servers = std::mem::take(&mut self.servers);
+                *self = ChatState {
+                    servers,
+                    ..ChatState::default()
+                };
+            }
+        }
+    }
+
+    fn select(&mut self, name: &str) {
+        self.active = Some(name.to_owned());
+        self.channel_mut(name).unread = 0;
+    }
+}
+
+impl Reducible for ChatState {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut next = Rc::unwrap_or_clone(self);
+        next.apply(action);
+        Rc::new(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: u64, channel: &str, nick: &str) -> ChatMessage {
+        ChatMessage {
+            id: Snowflake(id),
+            channel: channel.into(),
+            nick: nick.into(),
+            content: format!("m{id}"),
+        }
+    }
+
+    fn ids(ch: &Channel) -> Vec<u64> {
+        ch.messages.iter().map(|m| m.id.0).collect()
+    }
+
+    fn joined() -> ChatState {
+        let mut s = ChatState::default();
+        s.apply(Action::Connecting);
+        s.apply(Action::Authenticating { nick: "me".into() });
+        s.apply(Action::Authenticated { nick: "me".into() });
+        s.apply(Action::Channels {
+            names: vec!["general".into(), "random".into()],
+            active: Some("general".into()),
+        });
+        s
+    }
+
+    #[test]
+    fn merge_keeps_order_and_uniqueness() {
+        let mut v = vec![msg(2, "c", "a"), msg(4, "c", "a")];
+        assert_eq!(merge_messages(&mut v, vec![msg(5, "c", "a")]), 1);
+        assert_eq!(merge_messages(&mut v, vec![msg(1, "c", "a"), msg(2, "c", "a"), msg(3, "c", "a")]), 2);
+        assert_eq!(merge_messages(&mut v, vec![msg(4, "c", "a")]), 0);
+        assert_eq!(v.iter().map(|m| m.id.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        let mut big: Vec<ChatMessage> = (0..MAX_KEPT as u64).map(|i| msg(i, "c", "a")).collect();
+        merge_messages(&mut big, vec![msg(MAX_KEPT as u64, "c", "a")]);
+        assert_eq!(big.len(), MAX_KEPT);
+        assert_eq!(big[0].id.0, 1);
+    }
+
+    #[test]
+    fn sign_in_flow() {
+        let mut s = ChatState::default();
+        assert!(s.needs_nick());
+        s.apply(Action::Connecting);
+        assert_eq!(s.link, Link::Connecting);
+        s.apply(Action::Authenticating { nick: "bob".into() });
+        assert!(s.joining);
+        s.apply(Action::NickTaken { nick: "bob".into() });
+        assert_eq!(s.nick_taken.as_deref(), Some("bob"));
+        assert!(s.needs_nick() && !s.joining);
+        s.apply(Action::Authenticating { nick: "bob2".into() });
+        s.apply(Action::Authenticated { nick: "bob2".into() });
+        assert!(!s.needs_nick() && s.ready);
+        assert_eq!(s.nick.as_deref(), Some("bob2"));
+        assert_eq!(s.nick_taken, None);
+        assert_eq!(s.send_blocked().as_deref(), Some("Pick a channel first."));
+    }
+
+    #[test]
+    fn unread_counts_only_hidden_channels() {
+        let mut s = joined();
+        s.apply(Action::Message(msg(1, "general", "x")));
+        s.apply(Action::Message(msg(2, "random", "x")));
+        s.apply(Action::Message(msg(3, "random", "x")));
+        // The same message twice (history and broadcast) counts once.
+        s.apply(Action::Message(msg(3, "random", "x")));
+        assert_eq!(s.channel("general").map(|c| c.unread), Some(0));
+        assert_eq!(s.channel("random").map(|c| c.unread), Some(2));
+        s.apply(Action::Select("random".into()));
+        assert_eq!(s.channel("random").map(|c| c.unread), Some(0));
+        assert_eq!(s.active.as_deref(), Some("random"));
+    }
+
+    #[test]
+    fn own_message_appears_once_on_echo() {
+        let mut s = joined();
+        s.apply(Action::Message(msg(10, "general", "me")));
+        s.apply(Action::History {
+            channel: "general".into(),
+            messages: vec![msg(9, "general", "x"), msg(10, "general", "me")],
+            kind: HistoryKind::CatchUp,
+        });
+        assert_eq!(s.channel("general").map(ids), Some(vec![9, 10]));
+    }
+
+    #[test]
+    fn history_paging_state() {
+        let mut s = joined();
+        let page: Vec<ChatMessage> = (101..=200).map(|i| msg(i, "general", "x")).collect();
+        s.apply(Action::History {
+            channel: "general".into(),
+            messages: page,
+            kind: HistoryKind::Newest { more: true },
+        });
+        let g = s.channel("general").cloned().unwrap();
+        assert_eq!(g.older, Older::More);
+        assert_eq!(g.oldest(), Some(Snowflake(101)));
+        s.apply(Action::LoadingOlder {
+            channel: "general".into(),
+        });
+        assert_eq!(s.channel("general").map(|c| c.older), Some(Older::Loading));
+        s.apply(Action::History {
+            channel: "general".into(),
+            messages: (50..=100).map(|i| msg(i, "general", "x")).collect(),
+            kind: HistoryKind::Older { more: false },
+        });
+        let g = s.channel("general").cloned().unwrap();
+        assert_eq!(g.older, Older::Complete);
+        assert_eq!(ids(&g), (50..=200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn disconnect_keeps_messages_and_blocks_sending_with_a_reason() {
+        let mut s = joined();
+        s.apply(Action::Message(msg(1, "general", "x")));
+        s.apply(Action::LoadingOlder {
+            channel: "general".into(),
+        });
+        s.apply(Action::Disconnected {
+            problem: Problem::ConnectionLost,
+            retry_at_ms: Some(5_000),
+        });
+        assert!(!s.ready && s.signed_in && !s.needs_nick());
+        assert_eq!(s.channel("general").map(|c| c.messages.len()), Some(1));
+        assert_eq!(s.channel("general").map(|c| c.older), Some(Older::More));
+        assert_eq!(
+            s.send_blocked().as_deref(),
+            Some("Not connected: Connection lost. Your text is kept.")
+        );
+        s.apply(Action::Offline);
+        assert!(s.send_blocked().is_some_and(|r| r.contains("offline")));
+        // Reconnected: channels kept, with their messages.
+        s.apply(Action::Connecting);
+        s.apply(Action::Authenticated { nick: "me".into() });
+        s.apply(Action::Channels {
+            names: vec!["general".into(), "random".into()],
+            active: Some("general".into()),
+        });
+        assert_eq!(s.channel("general").map(|c| c.messages.len()), Some(1));
+        assert_eq!(s.send_blocked(), None);
+    }
+
+    #[test]
+    fn keyboard_neighbours_wrap() {
+        let mut s = joined();
+        assert_eq!(s.neighbour(1).as_deref(), Some("random"));
+        assert_eq!(s.neighbour(-1).as_deref(), Some("random"));
+        s.apply(Action::Select("random".into()));
+        assert_eq!(s.neighbour(1).as_deref(), Some("general"));
+        assert_eq!(ChatState::default().neighbour(1), None);
+    }
+
+    #[test]
+    fn signing_out_keeps_only_the_server_list() {
+        let mut s = joined();
+        s.apply(Action::ServersLoaded(vec![ServerInfo {
+            name: "local".into(),
+            tls: false,
+            default: true,
+        }]));
+        s.apply(Action::SignedOut);
+        assert!(s.needs_nick());
+        assert!(s.channels.is_empty());
+        assert!(matches!(s.servers, Servers::Loaded(ref l) if l.len() == 1));
+    }
+
+    #[test]
+    fn server_list_json_parses() {
+        let list: Vec<ServerInfo> =
+            serde_json::from_str(r#"[{"name":"local","tls":false,"default":true},{"name":"x"}]"#)
+                .unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(list[0].default && !list[1].tls);
+    }
+}
