@@ -427,3 +427,158 @@ pub fn validate_nick(nick: &str) -> Result<(), Error> {
     check_field(Field::Nick, nick)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::EncodeError;
+
+    fn client(tls: TlsMode) -> Client {
+        Client::new(ClientConfig {
+            tls,
+            ..ClientConfig::default()
+        })
+    }
+
+    fn server_says(c: &mut Client, msg: ServerMessage) -> Result<(), Error> {
+        c.handle_data(&msg.to_bytes().unwrap())
+    }
+
+    #[test]
+    fn authenticate_is_impossible_before_the_servers_hello() {
+        let mut c = client(TlsMode::Optional);
+        assert!(matches!(c.authenticate("ann"), Err(Error::InvalidState(_))));
+        c.hello().unwrap();
+        assert_eq!(c.poll_transmit(), Some(vec![0, 2]));
+        assert!(matches!(c.authenticate("ann"), Err(Error::InvalidState(_))));
+        let auth = ClientMessage::Authenticate { nick: "ann".into() };
+        assert_eq!(c.readiness(&auth), Readiness::Later);
+        server_says(&mut c, ServerMessage::Hello { tls: false }).unwrap();
+        assert_eq!(c.readiness(&auth), Readiness::Now);
+        c.authenticate("ann").unwrap();
+    }
+
+    #[test]
+    fn tls_announced_means_wait_for_the_upgrade() {
+        let mut c = client(TlsMode::Optional);
+        c.hello().unwrap();
+        server_says(&mut c, ServerMessage::Hello { tls: true }).unwrap();
+        assert_eq!(c.poll_event(), Some(Event::Hello { tls: true }));
+        assert_eq!(c.state(), &ClientState::AwaitingTls);
+        assert!(c.authenticate("ann").is_err());
+        c.handle_tls_established().unwrap();
+        c.authenticate("ann").unwrap();
+    }
+
+    #[test]
+    fn clear_text_after_a_tls_announcement_is_refused() {
+        let mut c = client(TlsMode::Optional);
+        c.hello().unwrap();
+        assert!(matches!(
+            c.handle_data(&[0, 1, 2, 1]),
+            Err(Error::InvalidState(_))
+        ));
+        assert_eq!(c.state(), &ClientState::Failed);
+    }
+
+    #[test]
+    fn tls_modes_refuse_what_they_cannot_do() {
+        let mut c = client(TlsMode::Required);
+        c.hello().unwrap();
+        assert_eq!(
+            server_says(&mut c, ServerMessage::Hello { tls: false }),
+            Err(Error::TlsRequired)
+        );
+        let mut c = client(TlsMode::Disabled);
+        c.hello().unwrap();
+        assert_eq!(
+            server_says(&mut c, ServerMessage::Hello { tls: true }),
+            Err(Error::TlsUnsupported)
+        );
+        let mut c = client(TlsMode::Transparent);
+        c.hello().unwrap();
+        server_says(&mut c, ServerMessage::Hello { tls: true }).unwrap();
+        assert!(c.is_tls());
+        c.authenticate("ann").unwrap();
+    }
+
+    #[test]
+    fn nick_taken_then_another_then_ready() {
+        let mut c = client(TlsMode::Optional);
+        c.hello().unwrap();
+        server_says(&mut c, ServerMessage::Hello { tls: false }).unwrap();
+        c.authenticate("ann").unwrap();
+        let list = ClientMessage::ListChannels;
+        assert_eq!(c.readiness(&list), Readiness::Later);
+        server_says(
+            &mut c,
+            ServerMessage::AcknowledgeAuthentication { success: false },
+        )
+        .unwrap();
+        assert!(matches!(c.readiness(&list), Readiness::Never(_)));
+        c.authenticate("bea").unwrap();
+        server_says(
+            &mut c,
+            ServerMessage::AcknowledgeAuthentication { success: true },
+        )
+        .unwrap();
+        let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert_eq!(
+            events[1..],
+            [
+                Event::NickTaken { nick: "ann".into() },
+                Event::Authenticated { nick: "bea".into() }
+            ]
+        );
+        assert_eq!(c.nick(), Some("bea"));
+        assert_eq!(c.readiness(&list), Readiness::Now);
+        assert!(matches!(
+            c.readiness(&ClientMessage::Hello { version: 2 }),
+            Readiness::Never(_)
+        ));
+    }
+
+    #[test]
+    fn history_replies_are_matched_to_requests_in_order() {
+        let mut c = client(TlsMode::Transparent);
+        c.hello().unwrap();
+        c.handle_message(ServerMessage::Hello { tls: false })
+            .unwrap();
+        c.authenticate("ann").unwrap();
+        c.handle_message(ServerMessage::AcknowledgeAuthentication { success: true })
+            .unwrap();
+        c.list_messages("general", HistoryQuery::Newest).unwrap();
+        c.list_messages("random", HistoryQuery::Newest).unwrap();
+        while c.poll_event().is_some() {}
+        c.handle_message(ServerMessage::ListMessages(vec![]))
+            .unwrap();
+        c.handle_message(ServerMessage::ListMessages(vec![]))
+            .unwrap();
+        let channels: Vec<_> = std::iter::from_fn(|| c.poll_event())
+            .filter_map(|e| match e {
+                Event::History { channel, .. } => Some(channel),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(channels, ["general", "random"]);
+    }
+
+    #[test]
+    fn nicks_are_validated_in_bytes() {
+        assert_eq!(validate_nick(""), Err(Error::EmptyNick));
+        assert!(validate_nick(&"é".repeat(16)).is_ok());
+        assert!(matches!(
+            validate_nick(&"é".repeat(17)),
+            Err(Error::Encode(EncodeError { len: 34, .. }))
+        ));
+    }
+
+    #[test]
+    fn incompatible_version_allows_hello_again() {
+        let mut c = client(TlsMode::Optional);
+        c.hello().unwrap();
+        server_says(&mut c, ServerMessage::IncompatibleVersion { required: 3 }).unwrap();
+        assert_eq!(c.state(), &ClientState::Start);
+        c.hello().unwrap();
+    }
+}

@@ -309,3 +309,112 @@ fn encode_error(e: crate::message::ServerEncodeError) -> Error {
         crate::message::ServerEncodeError::ListTooLong { len } => Error::ListTooLong { len },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(nick: &str) -> Server {
+        let mut s = Server::default();
+        s.handle_data(&[0, 2]).unwrap();
+        assert_eq!(s.poll_event(), Some(ServerEvent::Hello));
+        s.accept_hello(false).unwrap();
+        s.handle_data(
+            &ClientMessage::Authenticate { nick: nick.into() }
+                .to_bytes()
+                .unwrap(),
+        )
+        .unwrap();
+        s.authenticate(true).unwrap();
+        while s.poll_event().is_some() {}
+        while s.poll_transmit().is_some() {}
+        s
+    }
+
+    #[test]
+    fn hello_and_authenticate_in_one_chunk_are_refused_like_the_reference() {
+        let mut s = Server::default();
+        let mut bytes = vec![0, 2];
+        bytes.extend(
+            ClientMessage::Authenticate { nick: "a".into() }
+                .to_bytes()
+                .unwrap(),
+        );
+        assert!(matches!(s.handle_data(&bytes), Err(Error::InvalidState(_))));
+        assert_eq!(s.state(), &ServerState::Failed);
+    }
+
+    #[test]
+    fn chat_before_the_authentication_answer_is_refused() {
+        let mut s = Server::default();
+        s.handle_data(&[0, 2]).unwrap();
+        s.accept_hello(false).unwrap();
+        let mut bytes = ClientMessage::Authenticate { nick: "a".into() }
+            .to_bytes()
+            .unwrap();
+        bytes.push(4);
+        assert!(matches!(s.handle_data(&bytes), Err(Error::InvalidState(_))));
+    }
+
+    #[test]
+    fn wrong_version_gets_incompatible_and_may_retry() {
+        let mut s = Server::default();
+        s.handle_data(&[0, 9]).unwrap();
+        assert_eq!(
+            s.poll_event(),
+            Some(ServerEvent::IncompatibleVersion { version: 9 })
+        );
+        assert_eq!(s.poll_transmit(), Some(vec![1, 2]));
+        s.handle_data(&[0, 2]).unwrap();
+        assert_eq!(s.poll_event(), Some(ServerEvent::Hello));
+    }
+
+    #[test]
+    fn tls_must_complete_before_authentication() {
+        let mut s = Server::default();
+        s.handle_data(&[0, 2]).unwrap();
+        s.accept_hello(true).unwrap();
+        assert_eq!(s.poll_transmit(), Some(vec![0, 1]));
+        assert_eq!(s.state(), &ServerState::AwaitingTls);
+        s.handle_tls_established().unwrap();
+        assert_eq!(s.poll_event(), Some(ServerEvent::Hello));
+        s.handle_data(&[2, 1, b'x']).unwrap();
+        assert_eq!(
+            s.poll_event(),
+            Some(ServerEvent::Authenticate { nick: "x".into() })
+        );
+    }
+
+    #[test]
+    fn refused_nick_may_retry_and_ready_serves_requests() {
+        let mut s = Server::default();
+        s.handle_data(&[0, 2]).unwrap();
+        s.accept_hello(false).unwrap();
+        s.handle_data(&[2, 1, b'x']).unwrap();
+        s.authenticate(false).unwrap();
+        s.handle_data(&[2, 1, b'y']).unwrap();
+        s.authenticate(true).unwrap();
+        assert_eq!(s.nick(), Some("y"));
+        let mut s = ready("zed");
+        s.handle_data(&[4]).unwrap();
+        assert_eq!(s.poll_event(), Some(ServerEvent::ListChannels));
+        s.list_channels(&["general".into()]).unwrap();
+        assert_eq!(
+            s.poll_transmit(),
+            Some(vec![4, 0, 8, 7, b'g', b'e', b'n', b'e', b'r', b'a', b'l'])
+        );
+    }
+
+    #[test]
+    fn unauthenticated_clients_get_no_broadcasts() {
+        let mut s = Server::default();
+        let m = ChatMessage {
+            id: crate::Snowflake(1),
+            channel: "g".into(),
+            nick: "n".into(),
+            content: "c".into(),
+        };
+        assert!(s.send_message(&m).is_err());
+        assert!(ready("a").send_message(&m).is_ok());
+    }
+}
