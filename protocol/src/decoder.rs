@@ -73,7 +73,12 @@ impl<M: Directed> Decoder<M> {
         if self.failed {
             return Err(Error::Closed);
         }
-        let result = match M::decode(&self.buf) {
+        // Judge only the first `limit` bytes: a message that does not fit in
+        // them is an overflow whatever comes after, so the outcome (overflow
+        // or malformed) does not depend on how the bytes were chunked, and a
+        // huge chunk is never parsed past the limit.
+        let view = &self.buf[..self.buf.len().min(self.limit)];
+        let result = match M::decode(view) {
             Ok(Some((_, len))) if len > self.limit => Err(self.overflow(len)),
             Ok(Some((msg, len))) => {
                 let raw = self.buf.split_to(len).freeze();
@@ -172,6 +177,32 @@ mod tests {
             Err(Error::BufferOverflow { limit: 16, .. })
         ));
         assert_eq!(d.next_message(), Err(Error::Closed));
+    }
+
+    #[test]
+    fn over_limit_is_overflow_however_chunked() {
+        // A SEND_MESSAGE whose content (announced as 40 bytes) is invalid
+        // UTF-8: 49 bytes in all, over a limit of 16. In one piece it used
+        // to be reported as malformed, byte by byte as an overflow.
+        let mut bytes = vec![3, 1, b'g', 0, 40];
+        bytes.extend([0xff; 40]);
+        let mut whole = Decoder::<ClientMessage>::new(16);
+        whole.feed(&bytes);
+        let mut bytewise = Decoder::<ClientMessage>::new(16);
+        let mut last = Ok(None);
+        for b in &bytes {
+            bytewise.feed(std::slice::from_ref(b));
+            last = bytewise.next_message();
+            if last.is_err() {
+                break;
+            }
+        }
+        for result in [whole.next_message(), last] {
+            assert!(
+                matches!(result, Err(Error::BufferOverflow { limit: 16, .. })),
+                "{result:?}"
+            );
+        }
     }
 
     #[test]
