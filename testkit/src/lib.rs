@@ -337,3 +337,52 @@ impl Drop for PyPeer {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `script` (Python source) with the venv's python, `stdin` as its
+/// standard input, and returns its standard output. Panics, with its stderr,
+/// when it fails or runs longer than `timeout` (it is killed then).
+pub fn run_python(script: &str, stdin: &str, timeout: Duration) -> String {
+    use std::io::Read;
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("python script did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    let stdout = reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+    assert!(status.success(), "python script failed ({status}):\n{stderr}");
+    stdout
+}
