@@ -1,1 +1,208 @@
-//! The bridge (see issue 3).
+//! # dumdum-bridge
+//!
+//! Lets browsers reach dumdum servers: HTTP (the page, `/api/servers`,
+//! `/healthz`, `/metrics`) and a WebSocket (`/ws`, subprotocol `dumdum.v2`)
+//! on one listener, a session handshake (DIMP), and a protocol-aware relay to
+//! one upstream connection per session, with the in-band TLS upgrade done by
+//! the bridge. With no upstream configured, an embedded dumdum server named
+//! `local` is the default. Sessions survive a dropped WebSocket for a grace
+//! period and can be resumed with their key.
+//!
+//! The contract is `shared/spec/bridge-ws.md`; [`run`] is the entry point.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dumdum_protocol::TlsMode;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+mod app;
+pub mod config;
+mod embedded;
+pub mod http;
+mod link;
+pub mod metrics;
+mod session;
+pub mod tls;
+mod ws;
+
+pub use config::{Config, EMBEDDED_NAME, FileConfig, UpstreamConfig};
+
+use app::{App, Target, Upstream};
+
+/// Why the bridge could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The settings are inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A file could not be read.
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Io {
+        /// What the file is.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A certificate or key was refused by rustls.
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The embedded server's listener could not be bound.
+    #[error("cannot listen on {addr} for the embedded server: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs the bridge on `listener` until `shutdown` is cancelled, then closes
+/// every WebSocket with 1001, closes the upstreams and returns (within
+/// `config.shutdown_timeout` plus a little).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    config.validate()?;
+    let _ = metrics::install();
+    let stop = shutdown.child_token();
+    let tracker = TaskTracker::new();
+
+    let server_tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => None,
+    };
+
+    let mut upstreams = Vec::new();
+    for up in &config.upstreams {
+        let tls = tls::upstream_tls(up.tls_name(), up.ca.as_deref())?;
+        upstreams.push(Arc::new(Upstream {
+            name: up.name.clone(),
+            target: Target::Tcp {
+                address: up.address.clone(),
+                tls,
+            },
+            tls_mode: if up.require_tls {
+                TlsMode::Required
+            } else {
+                TlsMode::Optional
+            },
+            advertised_tls: up.require_tls || up.ca.is_some(),
+        }));
+    }
+    if config.embedded_enabled() {
+        let server = embedded::Embedded::new(
+            &config.embedded_channels,
+            config.embedded_max_messages,
+            stop.clone(),
+            tracker.clone(),
+        );
+        if let Some(addr) = config.embedded_listen {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind { addr, source })?;
+            let acceptor = match &server_tls {
+                Some((cert, key)) => Some(TlsAcceptor::from(tls::server_config(cert, key, &[])?)),
+                None => None,
+            };
+            tracing::info!(
+                "embedded dumdum server listening on {}{}",
+                l.local_addr()
+                    .map_or_else(|_| addr.to_string(), |a| a.to_string()),
+                if acceptor.is_some() { " (TLS)" } else { "" }
+            );
+            server.listen(l, acceptor);
+        }
+        upstreams.push(Arc::new(Upstream {
+            name: EMBEDDED_NAME.to_string(),
+            target: Target::Embedded(server),
+            tls_mode: TlsMode::Optional,
+            advertised_tls: false,
+        }));
+    }
+
+    let https = server_tls.is_some();
+    let app = Arc::new(App::new(
+        config.clone(),
+        upstreams,
+        stop.clone(),
+        tracker.clone(),
+        https,
+    ));
+    let router = http::router(app.clone());
+    let make = router.into_make_service_with_connect_info::<http::ClientAddr>();
+    let signal = stop.clone().cancelled_owned();
+    let served = match server_tls {
+        Some((cert, key)) => {
+            let config = tls::server_config(&cert, &key, &[b"http/1.1"])?;
+            let listener = TlsListener::new(
+                listener,
+                config,
+                app.config.handshake_timeout,
+                stop.clone(),
+                &tracker,
+            )
+            .map_err(Error::Serve)?;
+            serve_until(
+                axum::serve(listener, make).with_graceful_shutdown(signal),
+                &stop,
+                &app,
+            )
+            .await
+        }
+        None => {
+            serve_until(
+                axum::serve(listener, make).with_graceful_shutdown(signal),
+                &stop,
+                &app,
+            )
+            .await
+        }
+    };
+    stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutdown: some connections did not close within {:?}",
+            config.shutdown_timeout
+        );
+    }
+    tracing::info!("bridge stopped");
+    served
+}
+
+use tls::TlsListener;
+
+/// Serves until the server ends, or until `stop` plus the shutdown timeout.
+async fn serve_until<F>(serve: F, stop: &CancellationToken, app: &App) -> Result<(), Error>
+where
+    F: std::future::IntoFuture<Output = std::io::Result<()>>,
+{
+    let serve = serve.into_future();
+    tokio::pin!(serve);
+    tokio::select! {
+        r = &mut serve => r.map_err(Error::Serve),
+        () = stop.cancelled() => {
+            match tokio::time::timeout(app.config.shutdown_timeout, serve).await {
+                Ok(r) => r.map_err(Error::Serve),
+                Err(_) => Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The bridge's settings: [`Config`] for the library, [`FileConfig`] for the
+//! TOML file that `--config` reads, and parsers for durations and sizes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The name of the embedded server in `/api/servers`.
+pub const EMBEDDED_NAME: &str = "local";
+
+/// One upstream dumdum server the bridge may connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The name clients choose it by (never its address).
+    pub name: String,
+    /// `HOST:PORT`.
+    pub address: String,
+    /// A PEM file with CA certificates trusted for this upstream, in
+    /// addition to the system roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// The name used for SNI and certificate verification; defaults to the
+    /// host part of `address`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Refuse the server if it does not offer TLS (answers HELLO(0)).
+    #[serde(default)]
+    pub require_tls: bool,
+}
+
+impl UpstreamConfig {
+    /// An upstream named `name` at `address`, without TLS settings.
+    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+        UpstreamConfig {
+            name: name.into(),
+            address: address.into(),
+            ca: None,
+            server_name: None,
+            require_tls: false,
+        }
+    }
+
+    /// Parses the command-line form `NAME=HOST:PORT`.
+    pub fn parse_flag(s: &str) -> Result<Self, Error> {
+        let (name, address) = s
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("--upstream {s:?}: expected NAME=HOST:PORT")))?;
+        let up = UpstreamConfig::new(name.trim(), address.trim());
+        up.validate()?;
+        Ok(up)
+    }
+
+    /// The host part of the address (without brackets for IPv6).
+    pub fn host(&self) -> &str {
+        let a = self.address.as_str();
+        if let Some(rest) = a.strip_prefix('[') {
+            return rest.split(']').next().unwrap_or(rest);
+        }
+        a.rsplit_once(':').map_or(a, |(h, _)| h)
+    }
+
+    /// The SNI / verification name.
+    pub fn tls_name(&self) -> &str {
+        self.server_name.as_deref().unwrap_or_else(|| self.host())
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.name.is_empty() {
+            return Err(Error::Config("an upstream has an empty name".into()));
+        }
+        let port_ok = self
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(Error::Config(format!(
+                "upstream {:?}: address {:?} is not HOST:PORT",
+                self.name, self.address
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Everything the bridge needs to run. `Config::default()` is the bridge
+/// with its embedded server and the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Upstream servers; the first is the default. Empty = the embedded
+    /// server `local` is the only and default upstream.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// The web root (the built page).
+    pub www: PathBuf,
+    /// Serve HTTPS/WSS with this certificate chain (PEM) ...
+    pub tls_cert: Option<PathBuf>,
+    /// ... and this private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Origins allowed to open the WebSocket besides the bridge's own.
+    pub allowed_origins: Vec<String>,
+    /// Also expose the embedded server over TCP here (with TLS when
+    /// `tls_cert`/`tls_key` are set).
+    pub embedded_listen: Option<SocketAddr>,
+    /// The embedded server's channels.
+    pub embedded_channels: Vec<String>,
+    /// Messages the embedded server keeps per channel.
+    pub embedded_max_messages: usize,
+    /// The largest WebSocket frame accepted from a client, in bytes (1009 above).
+    pub max_frame_size: usize,
+    /// Client frames held while the upstream is not ready for them (1008 above).
+    pub max_pending_frames: usize,
+    /// Bytes queued towards one browser before it is cut off as too slow (1008).
+    pub send_queue_bytes: usize,
+    /// Time allowed for the session handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed to connect to an upstream (and for its TLS handshake).
+    pub connect_timeout: Duration,
+    /// Concurrent WebSockets from one IP address.
+    pub max_sessions_per_ip: usize,
+    /// Sessions in total (attached or held for resumption).
+    pub max_sessions: usize,
+    /// How long a session whose WebSocket dropped is held for resumption
+    /// (zero = never held).
+    pub resume_grace: Duration,
+    /// Server bytes buffered for a held session before it is given up.
+    pub resume_buffer: usize,
+    /// How long shutdown waits for sessions to close.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            upstreams: Vec::new(),
+            www: PathBuf::from("target/www"),
+            tls_cert: None,
+            tls_key: None,
+            allowed_origins: Vec::new(),
+            embedded_listen: None,
+            embedded_channels: vec!["general".into(), "random".into()],
+            embedded_max_messages: 1000,
+            max_frame_size: 8 * 1024,
+            max_pending_frames: 64,
+            send_queue_bytes: 256 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            max_sessions_per_ip: 64,
+            max_sessions: 10_000,
+            resume_grace: Duration::from_secs(60),
+            resume_buffer: 1 << 20,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the settings that can be checked without touching files.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut names = std::collections::HashSet::new();
+        for up in &self.upstreams {
+            up.validate()?;
+            if !names.insert(up.name.as_str()) {
+                return Err(Error::Config(format!(
+                    "upstream name {:?} is used twice",
+                    up.name
+                )));
+            }
+            if self.embedded_listen.is_some() && up.name == EMBEDDED_NAME {
+                return Err(Error::Config(format!(
+                    "upstream name {EMBEDDED_NAME:?} is reserved for the embedded server"
+                )));
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(Error::Config(
+                "--tls-cert and --tls-key must be given together".into(),
+            ));
+        }
+        if self.max_frame_size < 1100 {
+            return Err(Error::Config(
+                "max frame size must be at least 1100 bytes (a whole dumdum message)".into(),
+            ));
+        }
+        if self.embedded_channels.is_empty() {
+            return Err(Error::Config(
+                "the embedded server needs at least one channel".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the embedded server runs.
+    pub fn embedded_enabled(&self) -> bool {
+        self.upstreams.is_empty() || self.embedded_listen.is_some()
+    }
+}
+
+/// The TOML file (`--config`). Every key is optional; command-line flags win.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `listen = "127.0.0.1:8080"`
+    pub listen: Option<SocketAddr>,
+    /// `[[upstream]]` tables.
+    #[serde(default)]
+    pub upstream: Vec<UpstreamConfig>,
+    /// `www = "target/www"`
+    pub www: Option<PathBuf>,
+    /// `tls_cert = "bridge.crt"`
+    #[serde(alias = "tls-cert")]
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key = "bridge.key"`
+    #[serde(alias = "tls-key")]
+    pub tls_key: Option<PathBuf>,
+    /// `allowed_origin = ["https://chat.example.org"]`
+    #[serde(default, alias = "allowed-origin", alias = "allowed_origins")]
+    pub allowed_origin: Vec<String>,
+    /// `embedded_listen = "127.0.0.1:6667"`
+    #[serde(alias = "embedded-listen")]
+    pub embedded_listen: Option<SocketAddr>,
+    /// `resume_grace = "60s"` (or a number of seconds)
+    #[serde(default, alias = "resume-grace")]
+    pub resume_grace: Option<DurationValue>,
+    /// `resume_buffer = "1MiB"` (or a number of bytes)
+    #[serde(default, alias = "resume-buffer")]
+    pub resume_buffer: Option<SizeValue>,
+    /// `max_frame_size = 8192`
+    #[serde(default, alias = "max-frame-size")]
+    pub max_frame_size: Option<SizeValue>,
+    /// `max_sessions_per_ip = 64`
+    #[serde(alias = "max-sessions-per-ip")]
+    pub max_sessions_per_ip: Option<usize>,
+    /// `handshake_timeout = "10s"`
+    #[serde(default, alias = "handshake-timeout")]
+    pub handshake_timeout: Option<DurationValue>,
+    /// `connect_timeout = "10s"`
+    #[serde(default, alias = "connect-timeout")]
+    pub connect_timeout: Option<DurationValue>,
+}
+
+impl FileConfig {
+    /// Parses the TOML text.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+/// A duration written as seconds (`60`) or with a unit (`"60s"`, `"500ms"`, `"2m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub struct DurationValue(pub Duration);
+
+impl TryFrom<toml::Value> for DurationValue {
+    type Error = String;
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        match v {
+            toml::Value::Integer(n) => u64::try_from(n)
+                .map(|n| DurationValue(Duration::from_secs(n)))
+                .map_err(|_| "a duration cannot be negative".to_string()),
+            toml::Value::String(s) => parse_duration(&s).map(DurationValue),
+            other => Err(format!("expected a duration, found {other}")),
+        }
+    }
+}
+
+/// A size written as bytes (`1048576`) or with a unit (`"1MiB"`, `"64KiB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub struct SizeValue(pub usize);
+
+impl TryFrom<toml::Value> for SizeValue {
+    type Error = String;
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        match v {
+            toml::Value::Integer(n) => usize::try_from(n)
+                .map(SizeValue)
+                .map_err(|_| "a size cannot be negative".to_string()),
+            toml::Value::String(s) => parse_size(&s).map(SizeValue),
+            other => Err(format!("expected a size, found {other}")),
+        }
+    }
+}
+
+fn split_unit(s: &str) -> (&str, &str) {
+    let s = s.trim();
+    let at = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    (&s[..at], s[at..].trim())
+}
+
+/// Parses `60`, `60s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = split_unit(s);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 60s, 500ms, 2m)"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" | "min" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    }
+}
+
+/// Parses `1048576`, `64KiB`, `1MiB`, `1MB`, `512K`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let (num, unit) = split_unit(s);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (try 1MiB, 64KiB, 4096)"))?;
+    let mult: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use KiB or MiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn upstream_flag_and_host() {
+        let up = UpstreamConfig::parse_flag("main=chat.example.org:6667").unwrap();
+        assert_eq!(up.name, "main");
+        assert_eq!(up.host(), "chat.example.org");
+        assert_eq!(up.tls_name(), "chat.example.org");
+        let v6 = UpstreamConfig::new("v6", "[::1]:6667");
+        assert_eq!(v6.host(), "::1");
+        assert!(UpstreamConfig::parse_flag("nope").is_err());
+        assert!(UpstreamConfig::parse_flag("a=host").is_err());
+        assert!(UpstreamConfig::parse_flag("a=host:99999").is_err());
+    }
+
+    #[test]
+    fn toml_file() {
+        let f = FileConfig::parse(
+            r#"
+            listen = "0.0.0.0:8443"
+            tls_cert = "c.pem"
+            tls-key = "k.pem"
+            allowed_origin = ["https://chat.example.org"]
+            resume_grace = "90s"
+            resume_buffer = "2MiB"
+            [[upstream]]
+            name = "main"
+            address = "127.0.0.1:6667"
+            ca = "dumdum.crt"
+            server_name = "localhost"
+            require_tls = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.upstream.len(), 1);
+        assert!(f.upstream[0].require_tls);
+        assert_eq!(f.upstream[0].tls_name(), "localhost");
+        assert_eq!(f.resume_grace, Some(DurationValue(Duration::from_secs(90))));
+        assert_eq!(f.resume_buffer, Some(SizeValue(2 << 20)));
+        assert_eq!(f.tls_key, Some(PathBuf::from("k.pem")));
+        assert!(FileConfig::parse("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("2 fortnights").is_err());
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert!(parse_size("lots").is_err());
+    }
+}

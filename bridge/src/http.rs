@@ -1,0 +1,211 @@
+//! HTTP: the web root, `/api/servers`, `/healthz`, `/metrics` and `/ws`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::Connected;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{any, get};
+use dumdum_protocol::session::SUBPROTOCOL;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tower_http::services::ServeDir;
+
+use crate::app::App;
+use crate::tls::TlsListener;
+
+/// The client's address, for both plain and TLS listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<axum::serve::IncomingStream<'_, TcpListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, TlsListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/servers", get(servers))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/ws", any(ws))
+        .fallback(static_files)
+        .with_state(app)
+}
+
+#[derive(Serialize)]
+struct ServerEntry<'a> {
+    name: &'a str,
+    tls: bool,
+    default: bool,
+}
+
+async fn servers(State(app): State<Arc<App>>) -> Response {
+    let list: Vec<ServerEntry<'_>> = app
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| ServerEntry {
+            name: &u.name,
+            tls: u.advertised_tls,
+            default: i == 0,
+        })
+        .collect();
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(list)).into_response()
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    if app.stop.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let held = app.registry.len();
+    tracing::trace!(sessions = held, "metrics scraped");
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
+/// Whether a WebSocket upgrade with these headers may proceed.
+pub(crate) fn origin_allowed(headers: &HeaderMap, https: bool, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true; // not a browser
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin))
+    {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let scheme = if https { "https" } else { "http" };
+    origin == format!("{scheme}://{}", host.to_ascii_lowercase())
+}
+
+async fn ws(
+    State(app): State<Arc<App>>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers, app.https, &app.config.allowed_origins) {
+        app.metrics.origin_refused.increment(1);
+        tracing::info!(client = %client, origin = ?headers.get(header::ORIGIN), "WebSocket refused: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    if app.stop.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    let guard = app.ip_guard(client.ip());
+    let max = app.config.max_frame_size;
+    let tracker = app.tracker.clone();
+    upgrade
+        .protocols([SUBPROTOCOL])
+        .max_frame_size(max)
+        .max_message_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(16 * 1024)
+        .on_upgrade(move |socket| {
+            tracker.track_future(crate::ws::handle(socket, app, client, guard))
+        })
+}
+
+const NO_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dumdum bridge</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>The dumdum bridge is running</h1>
+<p>But the web page is not built: the web root has no <code>index.html</code>.</p>
+<p>Build it with <code>cargo xtask dist</code> (it writes <code>target/www/</code>),
+or point the bridge at a built page with <code>--www DIR</code>, then reload.</p>
+<p>The bridge itself works: <a href="/api/servers">/api/servers</a>,
+<a href="/healthz">/healthz</a>, <a href="/metrics">/metrics</a>.</p>
+</body></html>
+"#;
+
+async fn static_files(State(app): State<Arc<App>>, req: Request) -> Response {
+    let path = req.uri().path();
+    if (path == "/" || path == "/index.html") && !app.config.www.join("index.html").is_file() {
+        return Html(NO_PAGE).into_response();
+    }
+    match ServeDir::new(&app.config.www)
+        .precompressed_gzip()
+        .try_call(req)
+        .await
+    {
+        Ok(resp) => resp.map(Body::new),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(origin: Option<&'static str>, host: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static(host));
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_static(o));
+        }
+        h
+    }
+
+    #[test]
+    fn origin_policy() {
+        let none: &[String] = &[];
+        assert!(origin_allowed(
+            &headers(None, "127.0.0.1:8080"),
+            false,
+            none
+        ));
+        assert!(origin_allowed(
+            &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
+            false,
+            none
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("https://127.0.0.1:8080"), "127.0.0.1:8080"),
+            false,
+            none
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://evil.example"), "127.0.0.1:8080"),
+            false,
+            none
+        ));
+        let extra = vec!["http://evil.example".to_string()];
+        assert!(origin_allowed(
+            &headers(Some("http://evil.example"), "127.0.0.1:8080"),
+            false,
+            &extra
+        ));
+    }
+}

@@ -1,0 +1,202 @@
+//! `dumdum-bridge`: serves the dumdum web page and relays its WebSockets to
+//! dumdum servers (or to its embedded server).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use dumdum_bridge::config::{parse_duration, parse_size};
+use dumdum_bridge::{Config, FileConfig, UpstreamConfig};
+use tokio_util::sync::CancellationToken;
+
+/// WebSocket bridge for dumdum chat: serves the web page and relays browsers
+/// to dumdum servers over TCP/TLS. With no --upstream it runs an embedded
+/// server named "local" (channels general and random).
+#[derive(Debug, Parser)]
+#[command(name = "dumdum-bridge", version)]
+struct Cli {
+    /// Address to serve HTTP (and the WebSocket) on [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// An upstream dumdum server, NAME=HOST:PORT (repeatable; the first is
+    /// the default). Replaces the config file's [[upstream]] list.
+    #[arg(long = "upstream", value_name = "NAME=HOST:PORT", value_parser = parse_upstream)]
+    upstreams: Vec<UpstreamConfig>,
+
+    /// TOML configuration file; command-line options override it
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Directory of the built web page [default: target/www]
+    #[arg(long, value_name = "DIR")]
+    www: Option<PathBuf>,
+
+    /// Serve HTTPS/WSS with this PEM certificate chain (needs --tls-key);
+    /// also used by --embedded-listen for its TLS upgrade
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// Another origin allowed to open the WebSocket, e.g.
+    /// https://chat.example.org (repeatable; the bridge's own is always allowed)
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+
+    /// Also expose the embedded dumdum server over TCP on this address, for
+    /// native and Python clients
+    #[arg(long, value_name = "ADDR")]
+    embedded_listen: Option<SocketAddr>,
+
+    /// How long a session whose WebSocket dropped is held for resumption
+    /// (e.g. 60s, 2m; 0 disables) [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    resume_grace: Option<Duration>,
+
+    /// Server bytes buffered for a held session before it is given up
+    /// (e.g. 1MiB) [default: 1MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    resume_buffer: Option<usize>,
+
+    /// Largest WebSocket frame accepted from a browser [default: 8KiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_frame_size: Option<usize>,
+
+    /// Concurrent WebSockets allowed from one IP address [default: 64]
+    #[arg(long, value_name = "N")]
+    max_sessions_per_ip: Option<usize>,
+
+    /// Time allowed for the session handshake [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    handshake_timeout: Option<Duration>,
+
+    /// Time allowed to connect to an upstream and for its TLS handshake [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    connect_timeout: Option<Duration>,
+}
+
+fn parse_upstream(s: &str) -> Result<UpstreamConfig, String> {
+    UpstreamConfig::parse_flag(s).map_err(|e| e.to_string())
+}
+
+/// Merges the file and the command line into a [`Config`] and the listen address.
+fn build(cli: Cli) -> anyhow::Result<(Config, SocketAddr)> {
+    let file = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the config file {}", path.display()))?;
+            FileConfig::parse(&text)
+                .with_context(|| format!("in the config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut config = Config::default();
+    let listen = cli
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    config.upstreams = if cli.upstreams.is_empty() {
+        file.upstream
+    } else {
+        cli.upstreams
+    };
+    if let Some(www) = cli.www.or(file.www) {
+        config.www = www;
+    }
+    config.tls_cert = cli.tls_cert.or(file.tls_cert);
+    config.tls_key = cli.tls_key.or(file.tls_key);
+    config.allowed_origins = file.allowed_origin;
+    config.allowed_origins.extend(cli.allowed_origins);
+    config.embedded_listen = cli.embedded_listen.or(file.embedded_listen);
+    if let Some(d) = cli.resume_grace.or(file.resume_grace.map(|d| d.0)) {
+        config.resume_grace = d;
+    }
+    if let Some(n) = cli.resume_buffer.or(file.resume_buffer.map(|s| s.0)) {
+        config.resume_buffer = n;
+    }
+    if let Some(n) = cli.max_frame_size.or(file.max_frame_size.map(|s| s.0)) {
+        config.max_frame_size = n;
+    }
+    if let Some(n) = cli.max_sessions_per_ip.or(file.max_sessions_per_ip) {
+        config.max_sessions_per_ip = n;
+    }
+    if let Some(d) = cli
+        .handshake_timeout
+        .or(file.handshake_timeout.map(|d| d.0))
+    {
+        config.handshake_timeout = d;
+    }
+    if let Some(d) = cli.connect_timeout.or(file.connect_timeout.map(|d| d.0)) {
+        config.connect_timeout = d;
+    }
+    config.validate()?;
+    Ok((config, listen))
+}
+
+async fn signalled() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let (config, listen) = build(Cli::parse())?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let shown = if addr.ip().is_unspecified() {
+        format!("{scheme}://localhost:{}/", addr.port())
+    } else {
+        format!("{scheme}://{addr}/")
+    };
+    if !config.www.join("index.html").is_file() {
+        tracing::warn!(
+            "{} has no index.html: run `cargo xtask dist` to build the page",
+            config.www.display()
+        );
+    }
+    let servers: Vec<&str> = if config.upstreams.is_empty() {
+        vec![dumdum_bridge::EMBEDDED_NAME]
+    } else {
+        config.upstreams.iter().map(|u| u.name.as_str()).collect()
+    };
+    println!(
+        "dumdum-bridge: open {shown} in a browser (servers: {})",
+        servers.join(", ")
+    );
+
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        match signalled().await {
+            Ok(()) => tracing::info!("signal received: shutting down"),
+            Err(e) => tracing::error!("{e:#}"),
+        }
+        trigger.cancel();
+    });
+    dumdum_bridge::run(config, listener, shutdown)
+        .await
+        .context("the bridge failed")?;
+    Ok(())
+}

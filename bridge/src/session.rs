@@ -1,0 +1,847 @@
+//! One session: the upstream connection and everything that must outlive a
+//! WebSocket (for resumption). A session is a task of its own; WebSockets
+//! attach to it and detach from it through [`Cmd`]s.
+//!
+//! Client frames are validated by the WebSocket reader, queued here, and
+//! released upstream in order as the [`Client`] model of the upstream link
+//! allows (AUTHENTICATE waits for the server's HELLO and for TLS). Server
+//! bytes are split into messages by a [`Decoder`]; each message's exact
+//! bytes become one binary frame (no copy), are fed to the model, and are
+//! kept in a bounded ring so a client that reconnects can be replayed what
+//! it missed.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dumdum_protocol::session::{Content, Handshake, Notice};
+use dumdum_protocol::{
+    Client, ClientConfig, ClientMessage, ClientState, DEFAULT_BUFFER_LIMIT, Decoder, Readiness,
+    ServerMessage,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, Target, Upstream, key_prefix};
+use crate::link::Link;
+use crate::tls;
+
+/// Commands queued from WebSockets to a session.
+const CMD_QUEUE: usize = 32;
+/// Bytes waiting to be written upstream before client frames stop being read.
+const UP_QUEUE_BYTES: usize = 64 * 1024;
+/// Server bytes kept for replay while a WebSocket is attached.
+const ATTACHED_RETAIN: usize = 256 * 1024;
+/// Upstream read chunk.
+const READ_CHUNK: usize = 4096;
+
+/// Close codes of the spec.
+pub(crate) mod code {
+    pub const AWAY: u16 = 1001;
+    pub const INVALID: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const UNREACHABLE: u16 = 4001;
+    pub const UPSTREAM_CLOSED: u16 = 4002;
+    pub const UPSTREAM_TLS: u16 = 4003;
+    pub const UNKNOWN_SERVER: u16 = 4004;
+}
+
+/// Something for a WebSocket's writer.
+#[derive(Debug)]
+pub(crate) enum Out {
+    Binary(Bytes),
+    Text(String),
+    Close(u16, String),
+}
+
+impl Out {
+    pub fn cost(&self) -> usize {
+        match self {
+            Out::Binary(b) => b.len(),
+            Out::Text(t) => t.len(),
+            Out::Close(_, r) => r.len(),
+        }
+    }
+}
+
+/// Lets a session or a reader close a WebSocket at once, bypassing its queue
+/// (a writer stuck on a browser that does not read still obeys it).
+#[derive(Debug, Default)]
+pub(crate) struct WsCtrl {
+    pub token: CancellationToken,
+    close: Mutex<Option<(u16, String)>>,
+}
+
+impl WsCtrl {
+    pub fn close(&self, code: u16, reason: impl Into<String>) {
+        let mut slot = self.close.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some((code, reason.into()));
+        }
+        drop(slot);
+        self.token.cancel();
+    }
+
+    pub fn take(&self) -> (u16, String) {
+        self.close
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or((1011, "internal error".into()))
+    }
+}
+
+/// A WebSocket's side of an attachment, handed to a session.
+#[derive(Debug)]
+pub(crate) struct AttachOut {
+    pub id: u64,
+    pub tx: mpsc::UnboundedSender<Out>,
+    pub queued: Arc<AtomicUsize>,
+    pub ctrl: Arc<WsCtrl>,
+    pub sn: u32,
+    pub client: SocketAddr,
+}
+
+/// Why a WebSocket left its session.
+#[derive(Debug)]
+pub(crate) enum Detach {
+    /// Dropped without a close frame, or 1001: hold the session.
+    Hold(String),
+    /// Closed on purpose (1000, or an error already reported): end it.
+    End(String),
+}
+
+/// Why a resume was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Another WebSocket is attached.
+    Attached,
+    /// The frames the client missed are no longer held.
+    NotHeld,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::Attached => "the session is attached to another WebSocket",
+            Refusal::NotHeld => "the frames the client missed are no longer held",
+        })
+    }
+}
+
+/// Commands to a session.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// A validated client frame.
+    Frame {
+        att: u64,
+        msg: ClientMessage,
+        raw: Bytes,
+    },
+    /// The WebSocket is gone.
+    Detach { att: u64, how: Detach },
+    /// A Restart with this session's key.
+    Attach {
+        received: u64,
+        out: AttachOut,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+}
+
+/// The current WebSocket of a session.
+struct Attachment {
+    id: u64,
+    tx: mpsc::UnboundedSender<Out>,
+    queued: Arc<AtomicUsize>,
+    ctrl: Arc<WsCtrl>,
+    sn: u32,
+    limit: usize,
+}
+
+impl Attachment {
+    fn new(out: AttachOut, limit: usize) -> Self {
+        Attachment {
+            id: out.id,
+            tx: out.tx,
+            queued: out.queued,
+            ctrl: out.ctrl,
+            sn: out.sn,
+            limit,
+        }
+    }
+
+    /// Queues `out`; false when the browser is too slow.
+    fn push(&mut self, out: Out) -> bool {
+        let cost = out.cost();
+        let queued = self.queued.fetch_add(cost, Ordering::Relaxed) + cost;
+        if queued > self.limit {
+            return false;
+        }
+        // A writer that is gone is noticed by its reader, which detaches.
+        let _ = self.tx.send(out);
+        true
+    }
+
+    fn next_sn(&mut self) -> u32 {
+        let sn = self.sn;
+        self.sn = self.sn.wrapping_add(1);
+        sn
+    }
+}
+
+/// Server frames kept for replay, numbered from the session's first.
+#[derive(Debug, Default)]
+struct Ring {
+    frames: VecDeque<Bytes>,
+    /// Number of the first frame held.
+    first: u64,
+    bytes: usize,
+    enabled: bool,
+}
+
+impl Ring {
+    fn total(&self) -> u64 {
+        self.first + self.frames.len() as u64
+    }
+
+    fn push(&mut self, frame: Bytes) {
+        if self.enabled {
+            self.bytes += frame.len();
+            self.frames.push_back(frame);
+        } else {
+            self.first += 1;
+        }
+    }
+
+    /// Drops the oldest frames numbered below `keep_from` until at most
+    /// `limit` bytes are held; false if frames from `keep_from` on alone
+    /// exceed it.
+    fn trim(&mut self, limit: usize, keep_from: u64) -> bool {
+        while self.bytes > limit && self.first < keep_from {
+            match self.frames.pop_front() {
+                Some(f) => {
+                    self.bytes -= f.len();
+                    self.first += 1;
+                }
+                None => break,
+            }
+        }
+        if self.frames.is_empty() && self.frames.capacity() > 16 {
+            self.frames = VecDeque::new();
+        }
+        self.bytes <= limit
+    }
+
+    fn since(&self, n: u64) -> Option<impl Iterator<Item = &Bytes>> {
+        if n < self.first || n > self.total() {
+            return None;
+        }
+        let skip = usize::try_from(n - self.first).ok()?;
+        Some(self.frames.iter().skip(skip))
+    }
+}
+
+/// How a session ended.
+#[derive(Debug)]
+struct End {
+    /// For the log line.
+    reason: String,
+    /// Close frame for an attached WebSocket.
+    close: Option<(u16, String)>,
+    /// Notice sent before it.
+    notice: Option<Notice>,
+}
+
+impl End {
+    fn quiet(reason: impl Into<String>) -> Self {
+        End {
+            reason: reason.into(),
+            close: None,
+            notice: None,
+        }
+    }
+
+    fn close(code: u16, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        End {
+            close: Some((code, reason.clone())),
+            reason,
+            notice: None,
+        }
+    }
+
+    fn upstream_error(code: u16, reason: String) -> Self {
+        End {
+            notice: Some(Notice::UpstreamError {
+                reason: reason.clone(),
+            }),
+            ..End::close(code, reason)
+        }
+    }
+
+    fn upstream_closed(reason: String) -> Self {
+        End {
+            notice: Some(Notice::UpstreamClosed {
+                reason: reason.clone(),
+            }),
+            ..End::close(code::UPSTREAM_CLOSED, format!("upstream closed: {reason}"))
+        }
+    }
+}
+
+/// Starts a fresh session with `key` for the WebSocket `out`. `None` when
+/// the bridge holds its maximum number of sessions.
+pub(crate) fn spawn(
+    app: &Arc<App>,
+    key: String,
+    upstream: Arc<Upstream>,
+    out: AttachOut,
+) -> Option<mpsc::Sender<Cmd>> {
+    let (tx, rx) = mpsc::channel(CMD_QUEUE);
+    if !app
+        .registry
+        .insert(&key, tx.clone(), app.config.max_sessions)
+    {
+        return None;
+    }
+    let tls_mode = upstream.tls_mode;
+    let retain = !app.config.resume_grace.is_zero();
+    let client = out.client;
+    let session = Session {
+        app: app.clone(),
+        key,
+        upstream,
+        client,
+        started: Instant::now(),
+        cmds: rx,
+        att: Some(Attachment::new(out, app.config.send_queue_bytes)),
+        held_until: None,
+        sent_mark: 0,
+        model: Client::new(ClientConfig {
+            tls: tls_mode,
+            buffer_limit: DEFAULT_BUFFER_LIMIT,
+        }),
+        linked: false,
+        pending: VecDeque::new(),
+        forwarded: 0,
+        ring: Ring {
+            enabled: retain,
+            ..Ring::default()
+        },
+        up_out: VecDeque::new(),
+        up_out_bytes: 0,
+        bytes_up: 0,
+        bytes_down: 0,
+        frames_down: 0,
+        resumes: 0,
+    };
+    app.tracker.spawn(session.run());
+    Some(tx)
+}
+
+struct Session {
+    app: Arc<App>,
+    key: String,
+    upstream: Arc<Upstream>,
+    client: SocketAddr,
+    started: Instant,
+    cmds: mpsc::Receiver<Cmd>,
+    att: Option<Attachment>,
+    /// While held without a WebSocket: when the grace period ends.
+    held_until: Option<Instant>,
+    /// Frames queued to the last WebSocket before it dropped.
+    sent_mark: u64,
+    model: Client,
+    /// The upstream transport is up (and not in a TLS handshake).
+    linked: bool,
+    pending: VecDeque<(ClientMessage, Bytes)>,
+    /// Client frames forwarded upstream (the bridge's `received`).
+    forwarded: u64,
+    ring: Ring,
+    up_out: VecDeque<Bytes>,
+    up_out_bytes: usize,
+    bytes_up: u64,
+    bytes_down: u64,
+    frames_down: u64,
+    resumes: u32,
+}
+
+impl Session {
+    async fn run(mut self) {
+        let m = self.app.metrics.clone();
+        m.sessions_active.increment(1.0);
+        m.sessions_total.increment(1);
+        tracing::info!(
+            client = %self.client,
+            server = %self.upstream.name,
+            session = %key_prefix(&self.key),
+            "session started"
+        );
+        let success = Handshake::success(0, self.key.clone(), false, 0);
+        self.send_handshake(success);
+
+        let end = match self.relay().await {
+            Ok(never) => match never {},
+            Err(end) => end,
+        };
+
+        if let Some(notice) = end.notice.clone() {
+            self.send_notice(notice);
+        }
+        if let Some(att) = self.att.as_mut()
+            && let Some((code, reason)) = end.close.clone()
+        {
+            let _ = att.tx.send(Out::Close(code, reason));
+        }
+        self.app.registry.remove(&self.key);
+        if self.held_until.is_some() {
+            m.sessions_held.decrement(1.0);
+        }
+        m.sessions_active.decrement(1.0);
+        let close = end
+            .close
+            .as_ref()
+            .map_or_else(|| end.reason.clone(), |(c, r)| format!("{c} {r}"));
+        tracing::info!(
+            client = %self.client,
+            server = %self.upstream.name,
+            session = %key_prefix(&self.key),
+            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            bytes_to_upstream = self.bytes_up,
+            bytes_to_client = self.bytes_down,
+            frames_to_upstream = self.forwarded,
+            frames_to_client = self.frames_down,
+            resumes = self.resumes,
+            close = %close,
+            "session ended"
+        );
+    }
+
+    fn send_handshake(&mut self, mut h: Handshake) {
+        if let Some(att) = self.att.as_mut() {
+            h.sn = att.next_sn();
+            let _ = att.push(Out::Text(Content::Handshake(h).to_json()));
+        }
+    }
+
+    fn send_notice(&mut self, notice: Notice) {
+        if let Some(att) = self.att.as_mut() {
+            let sn = att.next_sn();
+            let _ = att.push(Out::Text(Content::Notice { sn, notice }.to_json()));
+        }
+    }
+
+    async fn connect(&mut self) -> Result<Link, End> {
+        let address = match &self.upstream.target {
+            Target::Embedded(server) => return Ok(Link::Mem(server.connect())),
+            Target::Tcp { address, .. } => address.clone(),
+        };
+        let timeout = self.app.config.connect_timeout;
+        let name = self.upstream.name.clone();
+        let result = tokio::select! {
+            () = self.app.stop.cancelled() => return Err(End::close(code::AWAY, "bridge shutting down")),
+            r = tokio::time::timeout(timeout, TcpStream::connect(address.as_str())) => r,
+        };
+        match result {
+            Ok(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                Ok(Link::Tcp(tcp))
+            }
+            Ok(Err(e)) => {
+                self.app.metrics.upstream_connect_errors.increment(1);
+                Err(End::upstream_error(
+                    code::UNREACHABLE,
+                    format!("cannot connect to {name}: {e}"),
+                ))
+            }
+            Err(_) => {
+                self.app.metrics.upstream_connect_errors.increment(1);
+                Err(End::upstream_error(
+                    code::UNREACHABLE,
+                    format!(
+                        "connecting to {name} timed out after {} s",
+                        timeout.as_secs_f32()
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn upgrade(&mut self, link: Link) -> Result<Link, End> {
+        let tls_failed = |reason: String| End::upstream_error(code::UPSTREAM_TLS, reason);
+        let (Target::Tcp { tls, .. }, Link::Tcp(tcp)) = (&self.upstream.target, link) else {
+            return Err(tls_failed(
+                "the server announced TLS on a link that cannot upgrade".into(),
+            ));
+        };
+        let name = &self.upstream.name;
+        let connect = tls.connector.connect(tls.server_name.clone(), tcp);
+        let result = tokio::select! {
+            () = self.app.stop.cancelled() => return Err(End::close(code::AWAY, "bridge shutting down")),
+            r = tokio::time::timeout(self.app.config.connect_timeout, connect) => r,
+        };
+        match result {
+            Ok(Ok(stream)) => {
+                let info = tls::peer_info(stream.get_ref().1);
+                tracing::debug!(
+                    session = %key_prefix(&self.key),
+                    server = %name,
+                    tls = %info.tls_version,
+                    peer = %info.subject,
+                    "upstream secured"
+                );
+                self.send_notice(Notice::UpstreamSecured {
+                    tls_version: info.tls_version,
+                    peer: info.subject,
+                    fingerprint: info.fingerprint,
+                });
+                Ok(Link::Tls(Box::new(tokio_rustls::TlsStream::Client(stream))))
+            }
+            Ok(Err(e)) => {
+                self.app.metrics.upstream_tls_errors.increment(1);
+                Err(tls_failed(format!("TLS with {name} failed: {e}")))
+            }
+            Err(_) => {
+                self.app.metrics.upstream_tls_errors.increment(1);
+                Err(tls_failed(format!("TLS handshake with {name} timed out")))
+            }
+        }
+    }
+
+    async fn relay(&mut self) -> Result<Infallible, End> {
+        let link = self.connect().await?;
+        self.send_notice(Notice::UpstreamConnected {
+            server: self.upstream.name.clone(),
+        });
+        let (mut rd, mut wr): (ReadHalf<Link>, WriteHalf<Link>) = tokio::io::split(link);
+        self.linked = true;
+        let mut decoder = Decoder::<ServerMessage>::new(DEFAULT_BUFFER_LIMIT);
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut up_off = 0usize;
+        let mut need_flush = false;
+        let far = Instant::now() + Duration::from_secs(86400 * 365);
+        loop {
+            let front = self.up_out.front().cloned();
+            let held_until = self.held_until;
+            tokio::select! {
+                biased;
+                () = self.app.stop.cancelled() => {
+                    return Err(End::close(code::AWAY, "bridge shutting down"));
+                }
+                r = rd.read(&mut buf) => {
+                    let n = match r {
+                        Ok(0) => {
+                            self.app.metrics.upstream_closed.increment(1);
+                            return Err(End::upstream_closed("the server closed the connection".into()));
+                        }
+                        Ok(n) => n,
+                        Err(e) => {
+                            self.app.metrics.upstream_closed.increment(1);
+                            return Err(End::upstream_closed(format!("read error: {e}")));
+                        }
+                    };
+                    decoder.feed(&buf[..n]);
+                    if self.on_server_data(&mut decoder)? {
+                        if decoder.buffered() > 0 || !self.up_out.is_empty() {
+                            return Err(End::upstream_error(
+                                code::UPSTREAM_TLS,
+                                "clear-text data around the TLS upgrade".into(),
+                            ));
+                        }
+                        self.linked = false;
+                        let link = self.upgrade(rd.unsplit(wr)).await?;
+                        (rd, wr) = tokio::io::split(link);
+                        self.linked = true;
+                        self.model.handle_tls_established().map_err(|e| {
+                            End::upstream_error(code::UPSTREAM_TLS, e.to_string())
+                        })?;
+                        self.release()?;
+                    }
+                }
+                r = async {
+                    match &front {
+                        Some(f) => wr.write(&f[up_off..]).await.map(Some),
+                        None => wr.flush().await.map(|()| None),
+                    }
+                }, if front.is_some() || need_flush => {
+                    match r {
+                        Ok(None) => need_flush = false,
+                        Ok(Some(0)) | Err(_) => {
+                            self.app.metrics.upstream_closed.increment(1);
+                            return Err(End::upstream_closed("write to the server failed".into()));
+                        }
+                        Ok(Some(n)) => {
+                            up_off += n;
+                            if front.as_ref().is_some_and(|f| up_off >= f.len()) {
+                                if let Some(done) = self.up_out.pop_front() {
+                                    self.up_out_bytes -= done.len();
+                                }
+                                up_off = 0;
+                                need_flush = self.up_out.is_empty();
+                            }
+                        }
+                    }
+                }
+                cmd = self.cmds.recv(), if self.up_out_bytes < UP_QUEUE_BYTES => {
+                    match cmd {
+                        Some(cmd) => self.on_cmd(cmd)?,
+                        None => return Err(End::quiet("session dropped")),
+                    }
+                }
+                () = tokio::time::sleep_until(held_until.unwrap_or(far)), if held_until.is_some() => {
+                    self.app.metrics.expired_grace.increment(1);
+                    return Err(End::quiet("resume grace period expired"));
+                }
+            }
+        }
+    }
+
+    /// Handles every whole server message buffered; true when the server
+    /// announced TLS and the upgrade must happen now.
+    fn on_server_data(&mut self, decoder: &mut Decoder<ServerMessage>) -> Result<bool, End> {
+        loop {
+            let (msg, raw) = match decoder.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(false),
+                Err(e) => {
+                    return Err(End::upstream_closed(format!("protocol error: {e}")));
+                }
+            };
+            let announces_tls = matches!(msg, ServerMessage::Hello { tls: true });
+            if let Err(e) = self.model.handle_message(msg) {
+                return Err(match e {
+                    dumdum_protocol::Error::TlsRequired => {
+                        self.app.metrics.upstream_tls_errors.increment(1);
+                        End::upstream_error(
+                            code::UPSTREAM_TLS,
+                            format!(
+                                "{} does not offer TLS, but TLS is required",
+                                self.upstream.name
+                            ),
+                        )
+                    }
+                    e => End::upstream_closed(format!("protocol error: {e}")),
+                });
+            }
+            while self.model.poll_event().is_some() {}
+            self.deliver(raw)?;
+            if announces_tls && *self.model.state() == ClientState::AwaitingTls {
+                return Ok(true);
+            }
+            self.release()?;
+        }
+    }
+
+    /// Sends one server frame to the client (or holds it for a resume).
+    fn deliver(&mut self, raw: Bytes) -> Result<(), End> {
+        let len = raw.len();
+        self.frames_down += 1;
+        self.bytes_down += len as u64;
+        self.app.metrics.frames_to_client.increment(1);
+        self.app.metrics.bytes_to_client.increment(len as u64);
+        self.ring.push(raw.clone());
+        let total = self.ring.total();
+        let resume_buffer = self.app.config.resume_buffer;
+        match self.att.as_mut() {
+            Some(att) => {
+                if !att.push(Out::Binary(raw)) {
+                    self.app.metrics.slow_readers.increment(1);
+                    att.ctrl.close(
+                        code::POLICY,
+                        "too slow: the browser does not read its frames",
+                    );
+                    return Err(End::quiet("too slow: send queue over its limit"));
+                }
+                self.ring.trim(ATTACHED_RETAIN.min(resume_buffer), total);
+            }
+            None => {
+                if !self.ring.trim(resume_buffer, self.sent_mark) {
+                    self.app.metrics.expired_buffer.increment(1);
+                    return Err(End::quiet("resume buffer full while the client was away"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forwards held client frames as far as the upstream state allows.
+    fn release(&mut self) -> Result<(), End> {
+        if !self.linked {
+            return Ok(());
+        }
+        while let Some((msg, _)) = self.pending.front() {
+            match self.model.readiness(msg) {
+                Readiness::Now => {
+                    let Some((msg, raw)) = self.pending.pop_front() else {
+                        break;
+                    };
+                    self.model
+                        .send(msg)
+                        .map_err(|e| End::close(code::POLICY, e.to_string()))?;
+                    while self.model.poll_transmit().is_some() {}
+                    self.forwarded += 1;
+                    self.bytes_up += raw.len() as u64;
+                    self.app.metrics.frames_to_upstream.increment(1);
+                    self.app
+                        .metrics
+                        .bytes_to_upstream
+                        .increment(raw.len() as u64);
+                    self.up_out_bytes += raw.len();
+                    self.up_out.push_back(raw);
+                }
+                Readiness::Later => break,
+                Readiness::Never(e) => {
+                    return Err(End::close(code::POLICY, e.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_current(&self, att: u64) -> bool {
+        self.att.as_ref().is_some_and(|a| a.id == att)
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) -> Result<(), End> {
+        match cmd {
+            Cmd::Frame { att, msg, raw } => {
+                if !self.is_current(att) {
+                    return Ok(());
+                }
+                if self.pending.len() >= self.app.config.max_pending_frames {
+                    return Err(End::close(
+                        code::POLICY,
+                        "too many frames waiting for the server to be ready",
+                    ));
+                }
+                self.pending.push_back((msg, raw));
+                self.release()
+            }
+            Cmd::Detach { att, how } => {
+                if !self.is_current(att) {
+                    return Ok(());
+                }
+                self.att = None;
+                // Unforwarded frames are re-sent by the client after a resume.
+                self.pending.clear();
+                let grace = self.app.config.resume_grace;
+                match how {
+                    Detach::End(reason) => Err(End::quiet(reason)),
+                    Detach::Hold(reason) if grace.is_zero() || self.app.stop.is_cancelled() => {
+                        Err(End::quiet(reason))
+                    }
+                    Detach::Hold(reason) => {
+                        tracing::debug!(
+                            session = %key_prefix(&self.key),
+                            "held for resumption: {reason}"
+                        );
+                        self.held_until = Some(Instant::now() + grace);
+                        self.sent_mark = self.ring.total();
+                        self.app.metrics.sessions_held.increment(1.0);
+                        Ok(())
+                    }
+                }
+            }
+            Cmd::Attach {
+                received,
+                out,
+                reply,
+            } => {
+                if self.att.is_some() {
+                    let _ = reply.send(Err(Refusal::Attached));
+                    return Ok(());
+                }
+                let replay: Vec<Bytes> = match self.ring.since(received) {
+                    Some(frames) => frames.cloned().collect(),
+                    None => {
+                        let _ = reply.send(Err(Refusal::NotHeld));
+                        return Err(End::quiet(
+                            "resume refused: the frames the client missed are no longer held",
+                        ));
+                    }
+                };
+                let replay_bytes: usize = replay.iter().map(Bytes::len).sum();
+                self.held_until = None;
+                self.app.metrics.sessions_held.decrement(1.0);
+                self.app.metrics.resumes.increment(1);
+                self.resumes += 1;
+                self.client = out.client;
+                let mut att = Attachment::new(out, self.app.config.send_queue_bytes + replay_bytes);
+                let success =
+                    Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded);
+                att.push(Out::Text(Content::Handshake(success).to_json()));
+                let replayed = replay.len() as u64;
+                for frame in replay {
+                    att.push(Out::Binary(frame));
+                }
+                let sn = att.next_sn();
+                att.push(Out::Text(
+                    Content::Notice {
+                        sn,
+                        notice: Notice::SessionResumed { replayed },
+                    }
+                    .to_json(),
+                ));
+                self.att = Some(att);
+                tracing::info!(
+                    client = %self.client,
+                    server = %self.upstream.name,
+                    session = %key_prefix(&self.key),
+                    client_received = received,
+                    bridge_received = self.forwarded,
+                    replayed,
+                    "session resumed"
+                );
+                let _ = reply.send(Ok(()));
+                self.release()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(enabled: bool) -> Ring {
+        Ring {
+            enabled,
+            ..Ring::default()
+        }
+    }
+
+    #[test]
+    fn ring_numbers_and_trims() {
+        let mut r = ring(true);
+        for i in 0..10u8 {
+            r.push(Bytes::from(vec![i; 10]));
+        }
+        assert_eq!(r.total(), 10);
+        assert!(r.trim(50, 10));
+        assert_eq!(r.first, 5);
+        assert_eq!(r.since(7).map(|f| f.count()), Some(3));
+        assert!(r.since(4).is_none(), "trimmed frames are not held");
+        assert!(r.since(11).is_none(), "frames never sent are refused");
+        assert_eq!(r.since(10).map(|f| f.count()), Some(0));
+        // Frames from keep_from on are never trimmed; over the limit = false.
+        assert!(!r.trim(20, 6));
+        assert_eq!(r.first, 6);
+    }
+
+    #[test]
+    fn disabled_ring_counts_only() {
+        let mut r = ring(false);
+        r.push(Bytes::from_static(b"x"));
+        assert_eq!(r.total(), 1);
+        assert_eq!(r.bytes, 0);
+        assert!(r.since(0).is_none());
+    }
+}

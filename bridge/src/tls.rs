@@ -1,0 +1,340 @@
+//! TLS: the bridge's own certificate (HTTPS/WSS and the embedded server's
+//! in-band upgrade), upstream verification (system roots plus a per-upstream
+//! CA), and what the `secured` notice reports about a peer certificate.
+
+use std::fmt::Write as _;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Error;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads every certificate of a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let pem = read_file(path, "certificate file")?;
+    let certs = rustls_pemfile::certs(&mut BufReader::new(&pem[..]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| Error::Io {
+            what: "certificate file",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    let pem = read_file(path, "private key file")?;
+    rustls_pemfile::private_key(&mut BufReader::new(&pem[..]))
+        .map_err(|source| Error::Io {
+            what: "private key file",
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| Error::Config(format!("{} holds no PEM private key", path.display())))
+}
+
+/// A server-side TLS configuration from PEM files, offering `alpn`.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, Error> {
+    let certs = load_certs(cert)?;
+    let key = load_key(key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The system's trusted roots, loaded once.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let result = rustls_native_certs::load_native_certs();
+        for e in &result.errors {
+            tracing::debug!("system root certificates: {e}");
+        }
+        if result.certs.is_empty() {
+            tracing::warn!(
+                "no system root certificates found; upstream TLS is verified only against configured CAs"
+            );
+        }
+        result.certs
+    })
+}
+
+/// How to verify one upstream.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// The connector (roots + CA).
+    pub connector: TlsConnector,
+    /// SNI and verification name.
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the verifier of an upstream: system roots plus `ca`.
+pub fn upstream_tls(server_name: &str, ca: Option<&Path>) -> Result<UpstreamTls, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
+    if let Some(ca) = ca {
+        for cert in load_certs(ca)? {
+            roots
+                .add(cert)
+                .map_err(|e| Error::Config(format!("CA file {}: {e}", ca.display())))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_name = ServerName::try_from(server_name.to_string())
+        .map_err(|e| Error::Config(format!("server name {server_name:?}: {e}")))?;
+    Ok(UpstreamTls {
+        connector: TlsConnector::from(Arc::new(config)),
+        server_name,
+    })
+}
+
+/// What the `secured` notice says about a TLS connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// "TLSv1.3" or "TLSv1.2".
+    pub tls_version: String,
+    /// The leaf certificate's subject.
+    pub subject: String,
+    /// SHA-256 of the leaf, as uppercase hex pairs joined by colons.
+    pub fingerprint: String,
+}
+
+/// Describes the client side of an established TLS connection.
+pub fn peer_info(conn: &rustls::ClientConnection) -> PeerInfo {
+    let tls_version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => "unknown".to_string(),
+    };
+    let leaf = conn.peer_certificates().and_then(|c| c.first());
+    PeerInfo {
+        tls_version,
+        subject: leaf
+            .and_then(|c| subject(c))
+            .unwrap_or_else(|| "(no subject)".into()),
+        fingerprint: leaf.map(|c| fingerprint(c)).unwrap_or_default(),
+    }
+}
+
+/// SHA-256 of a DER certificate as `AB:CD:...`.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = String::with_capacity(95);
+    for (i, b) in digest.as_ref().iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        let _ = write!(out, "{b:02X}");
+    }
+    out
+}
+
+/// One DER TLV: (tag, contents, rest).
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The subject of a DER certificate in `CN=..., O=...` form.
+pub fn subject(cert: &[u8]) -> Option<String> {
+    let (_, cert, _) = der(cert)?; // Certificate
+    let (_, tbs, _) = der(cert)?; // TBSCertificate
+    let mut rest = tbs;
+    let (tag, _, r) = der(rest)?;
+    if tag == 0xa0 {
+        rest = r; // [0] version
+    }
+    // serial, signature, issuer, validity, then subject.
+    for _ in 0..4 {
+        rest = der(rest)?.2;
+    }
+    let (_, name, _) = der(rest)?;
+    let mut parts = Vec::new();
+    let mut rdns = name;
+    while !rdns.is_empty() {
+        let (_, set, r) = der(rdns)?;
+        rdns = r;
+        let mut atvs = set;
+        while !atvs.is_empty() {
+            let (_, atv, r) = der(atvs)?;
+            atvs = r;
+            let (_, oid, r) = der(atv)?;
+            let (_, value, _) = der(r)?;
+            let key = match oid {
+                [0x55, 0x04, 0x03] => "CN".to_string(),
+                [0x55, 0x04, 0x06] => "C".to_string(),
+                [0x55, 0x04, 0x07] => "L".to_string(),
+                [0x55, 0x04, 0x08] => "ST".to_string(),
+                [0x55, 0x04, 0x0a] => "O".to_string(),
+                [0x55, 0x04, 0x0b] => "OU".to_string(),
+                [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "emailAddress".into(),
+                other => other.iter().fold(String::from("OID:"), |mut s, b| {
+                    let _ = write!(s, "{b:02x}");
+                    s
+                }),
+            };
+            parts.push(format!("{key}={}", String::from_utf8_lossy(value)));
+        }
+    }
+    Some(parts.join(", "))
+}
+
+/// A listener that accepts TCP connections and completes the TLS handshake
+/// off the accept path (a slow handshake never blocks other clients).
+pub struct TlsListener {
+    rx: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Starts accepting on `listener` until `shutdown`.
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        handshake_timeout: Duration,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel(64);
+        let acceptor = TlsAcceptor::from(config);
+        let inner = tracker.clone();
+        tracker.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    a = listener.accept() => a,
+                };
+                let (tcp, addr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::debug!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                inner.spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(client = %addr, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { rx, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The acceptor stopped (shutdown): wait for the server to stop.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn subject_and_fingerprint_of_an_rcgen_cert() {
+        let mut params = rcgen_params();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "dumdum test");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let s = subject(cert.der()).unwrap();
+        assert_eq!(s, "CN=localhost, O=dumdum test");
+        let f = fingerprint(cert.der());
+        assert_eq!(f.len(), 95);
+        assert!(f.chars().all(|c| c == ':' || c.is_ascii_hexdigit()));
+        assert_eq!(subject(&[0x30, 0x05, 1]), None, "truncated DER is refused");
+    }
+
+    fn rcgen_params() -> rcgen::CertificateParams {
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap()
+    }
+}

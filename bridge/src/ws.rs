@@ -1,0 +1,364 @@
+//! One WebSocket: the session handshake, then a reader (client frames,
+//! validated, to the session) and a writer (the session's queue to the
+//! browser) in one task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use dumdum_protocol::session::{Content, Handshake, HandshakeState};
+use dumdum_protocol::{ClientMessage, Decode};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, IpGuard, key_prefix, new_session_key};
+use crate::session::{self, AttachOut, Cmd, Detach, Out, WsCtrl, code};
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
+/// How long a close frame may take to go out, and the peer's answer to come.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Start/Restart rounds allowed on one WebSocket.
+const MAX_HANDSHAKES: u32 = 4;
+
+/// Cuts a close reason to the 123 bytes a close frame can carry.
+pub(crate) fn clip_reason(reason: &str) -> String {
+    if reason.len() <= 123 {
+        return reason.to_string();
+    }
+    let mut end = 120;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &reason[..end])
+}
+
+async fn send_close(sink: &mut Sink, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: clip_reason(reason).into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
+}
+
+/// The writer's end of an attachment.
+struct WriterSide {
+    rx: mpsc::UnboundedReceiver<Out>,
+    queued: Arc<AtomicUsize>,
+    ctrl: Arc<WsCtrl>,
+    id: u64,
+}
+
+fn new_attachment(app: &App, client: SocketAddr, sn: u32) -> (AttachOut, WriterSide) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let ctrl = Arc::new(WsCtrl::default());
+    let id = app.next_id();
+    (
+        AttachOut {
+            id,
+            tx,
+            queued: queued.clone(),
+            ctrl: ctrl.clone(),
+            sn,
+            client,
+        },
+        WriterSide {
+            rx,
+            queued,
+            ctrl,
+            id,
+        },
+    )
+}
+
+/// Serves one upgraded WebSocket.
+pub(crate) async fn handle(
+    socket: WebSocket,
+    app: Arc<App>,
+    client: SocketAddr,
+    guard: Option<IpGuard>,
+) {
+    app.metrics.websockets_active.increment(1.0);
+    let (mut sink, mut stream) = socket.split();
+    if guard.is_none() {
+        tracing::info!(client = %client, "refused: too many sessions from this address");
+        send_close(
+            &mut sink,
+            code::POLICY,
+            "too many sessions from your address",
+        )
+        .await;
+    } else {
+        let outcome = tokio::select! {
+            () = app.stop.cancelled() => Err(Some((code::AWAY, "bridge shutting down".to_string()))),
+            r = tokio::time::timeout(
+                app.config.handshake_timeout,
+                handshake(&app, &mut sink, &mut stream, client),
+            ) => r.unwrap_or_else(|_| Err(Some((code::POLICY, "handshake timed out".to_string())))),
+        };
+        match outcome {
+            Ok((cmds, side)) => pump(&app, sink, stream, cmds, side).await,
+            Err(Some((code, reason))) => {
+                tracing::info!(client = %client, code, "handshake refused: {reason}");
+                send_close(&mut sink, code, &reason).await;
+            }
+            Err(None) => {}
+        }
+    }
+    drop(guard);
+    app.metrics.websockets_active.decrement(1.0);
+}
+
+type HsResult = Result<(mpsc::Sender<Cmd>, WriterSide), Option<(u16, String)>>;
+
+/// Runs the DIMP handshake: Start -> Again -> Restart -> Success, or a
+/// Restart that resumes a held session.
+async fn handshake(
+    app: &Arc<App>,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    client: SocketAddr,
+) -> HsResult {
+    let policy = |r: String| Some((code::POLICY, r));
+    let mut issued: Option<(String, Arc<crate::app::Upstream>)> = None;
+    let mut sn: u32 = 1;
+    let mut rounds = 0;
+    loop {
+        let text = match stream.next().await {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(None),
+            Some(Ok(Message::Binary(_))) => {
+                return Err(policy("binary frame before the handshake".into()));
+            }
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(_)) => continue,
+        };
+        let h = match Content::parse(text.as_str()) {
+            Ok(Content::Handshake(h)) => h,
+            Ok(_) => return Err(policy("expected a handshake command".into())),
+            Err(e) => return Err(policy(format!("invalid handshake: {e}"))),
+        };
+        let server_name = h.server.clone();
+        match h.state() {
+            HandshakeState::Start => {}
+            HandshakeState::Restart => {
+                let key = h.session.clone().unwrap_or_default();
+                if let Some((issued_key, upstream)) = &issued
+                    && *issued_key == key
+                {
+                    let (out, side) = new_attachment(app, client, sn);
+                    return match session::spawn(app, key, upstream.clone(), out) {
+                        Some(cmds) => Ok((cmds, side)),
+                        None => Err(policy("the bridge has no room for another session".into())),
+                    };
+                }
+                if let Some(cmds) = app.registry.get(&key) {
+                    let (out, side) = new_attachment(app, client, sn);
+                    let (reply, answer) = oneshot::channel();
+                    let attach = Cmd::Attach {
+                        received: h.received.unwrap_or(0),
+                        out,
+                        reply,
+                    };
+                    if cmds.send(attach).await.is_ok() {
+                        match answer.await {
+                            Ok(Ok(())) => return Ok((cmds, side)),
+                            Ok(Err(refusal)) => tracing::info!(
+                                client = %client,
+                                session = %key_prefix(&key),
+                                "resume refused: {refusal}"
+                            ),
+                            Err(_) => {}
+                        }
+                    }
+                }
+                app.metrics.resumes_refused.increment(1);
+            }
+            HandshakeState::Again | HandshakeState::Success => {
+                return Err(policy(
+                    "unexpected handshake state from a client (DIM? or DIM!)".into(),
+                ));
+            }
+        }
+        // Start, or a Restart that cannot resume: a new key.
+        let Some(upstream) = app.upstream(server_name.as_deref()) else {
+            let name = server_name.unwrap_or_default();
+            return Err(Some((
+                code::UNKNOWN_SERVER,
+                format!("unknown server {name:?}"),
+            )));
+        };
+        rounds += 1;
+        if rounds > MAX_HANDSHAKES {
+            return Err(policy("too many handshake attempts".into()));
+        }
+        let Some(key) = new_session_key() else {
+            return Err(Some((1011, "no randomness for a session key".into())));
+        };
+        let again = Content::Handshake(Handshake::again(sn, key.clone())).to_json();
+        sn = sn.wrapping_add(1);
+        if sink.send(Message::Text(again.into())).await.is_err() {
+            return Err(None);
+        }
+        issued = Some((key, upstream));
+    }
+}
+
+/// Relays between an attached WebSocket and its session until either ends.
+async fn pump(
+    app: &Arc<App>,
+    sink: Sink,
+    stream: Stream,
+    cmds: mpsc::Sender<Cmd>,
+    side: WriterSide,
+) {
+    let done = CancellationToken::new();
+    let id = side.id;
+    let ctrl = side.ctrl.clone();
+    tokio::join!(
+        writer(sink, side, app.stop.clone(), done.clone()),
+        reader(stream, cmds, id, ctrl, done, app.config.max_frame_size),
+    );
+}
+
+async fn writer(
+    mut sink: Sink,
+    mut side: WriterSide,
+    stop: CancellationToken,
+    done: CancellationToken,
+) {
+    let close = loop {
+        let first = tokio::select! {
+            biased;
+            () = stop.cancelled() => break Some((code::AWAY, "bridge shutting down".to_string())),
+            () = side.ctrl.token.cancelled() => break Some(side.ctrl.take()),
+            m = side.rx.recv() => m,
+        };
+        let Some(first) = first else { break None };
+        let rx = &mut side.rx;
+        let queued = &side.queued;
+        let sink_ref = &mut sink;
+        let io = async move {
+            let mut next = Some(first);
+            let mut n = 0;
+            while let Some(m) = next.take() {
+                queued.fetch_sub(m.cost(), Ordering::Relaxed);
+                match m {
+                    Out::Close(code, reason) => {
+                        sink_ref.flush().await?;
+                        return Ok(Some((code, reason)));
+                    }
+                    Out::Binary(b) => sink_ref.feed(Message::Binary(b)).await?,
+                    Out::Text(t) => sink_ref.feed(Message::Text(t.into())).await?,
+                }
+                n += 1;
+                if n < 256 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            sink_ref.flush().await?;
+            Ok::<_, axum::Error>(None)
+        };
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break Some((code::AWAY, "bridge shutting down".to_string())),
+            () = side.ctrl.token.cancelled() => break Some(side.ctrl.take()),
+            r = io => match r {
+                Ok(None) => {}
+                Ok(Some(close)) => break Some(close),
+                Err(_) => {
+                    done.cancel();
+                    return;
+                }
+            }
+        }
+    };
+    match close {
+        Some((code, reason)) => send_close(&mut sink, code, &reason).await,
+        // The session let go of us (the client closed): finish the close
+        // handshake tungstenite started.
+        None => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
+        }
+    }
+    done.cancel();
+}
+
+fn is_capacity(e: axum::Error) -> bool {
+    e.into_inner()
+        .downcast_ref::<tungstenite::Error>()
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
+async fn reader(
+    mut stream: Stream,
+    cmds: mpsc::Sender<Cmd>,
+    att: u64,
+    ctrl: Arc<WsCtrl>,
+    done: CancellationToken,
+    max_frame: usize,
+) {
+    let mut deadline: Option<Instant> = None;
+    let too_big = format!("frame larger than {max_frame} bytes");
+    let how = loop {
+        let m = tokio::select! {
+            () = done.cancelled(), if deadline.is_none() => {
+                deadline = Some(Instant::now() + CLOSE_WAIT);
+                continue;
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                break Detach::Hold("the WebSocket did not finish closing".into());
+            }
+            m = stream.next() => m,
+        };
+        match m {
+            None => break Detach::Hold("connection lost without a close frame".into()),
+            Some(Err(e)) => {
+                if is_capacity(e) {
+                    ctrl.close(code::TOO_BIG, too_big.clone());
+                    break Detach::End(too_big);
+                }
+                break Detach::Hold("connection error".into());
+            }
+            Some(Ok(Message::Close(frame))) => match frame.map(|f| f.code) {
+                Some(code::AWAY) => break Detach::Hold("client went away (1001)".into()),
+                Some(c) => break Detach::End(format!("client closed ({c})")),
+                None => break Detach::End("client closed".into()),
+            },
+            Some(Ok(Message::Binary(raw))) => {
+                if raw.len() > max_frame {
+                    ctrl.close(code::TOO_BIG, too_big.clone());
+                    break Detach::End(too_big);
+                }
+                match ClientMessage::decode_exact(&raw) {
+                    Ok(msg) => {
+                        if cmds.send(Cmd::Frame { att, msg, raw }).await.is_err() {
+                            break Detach::End("session ended".into());
+                        }
+                    }
+                    Err(e) => {
+                        let reason = format!("malformed dumdum frame: {e}");
+                        ctrl.close(code::INVALID, reason.clone());
+                        break Detach::End(reason);
+                    }
+                }
+            }
+            Some(Ok(Message::Text(text))) => match Content::parse(text.as_str()) {
+                Ok(c) => tracing::debug!("ignoring a text frame after the handshake: {c:?}"),
+                Err(e) => {
+                    let reason = format!("invalid command: {e}");
+                    ctrl.close(code::POLICY, reason.clone());
+                    break Detach::End(reason);
+                }
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+        }
+    };
+    let _ = cmds.send(Cmd::Detach { att, how }).await;
+}

@@ -1,0 +1,485 @@
+//! Shared helpers for the bridge's integration tests: the bridge in-process
+//! on 127.0.0.1:0, and a native WebSocket client that speaks the session
+//! handshake and dumdum frames. Every wait is bounded.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dumdum_bridge::{Config, UpstreamConfig};
+use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice, SUBPROTOCOL};
+use dumdum_protocol::{ChatMessage, ClientMessage, Decode, ServerMessage};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_util::sync::CancellationToken;
+
+/// The default bound of one wait.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A bridge running in this process.
+pub struct Bridge {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), dumdum_bridge::Error>>>,
+}
+
+impl Bridge {
+    /// Starts `config` on 127.0.0.1:0.
+    pub async fn start(config: Config) -> Bridge {
+        init_tracing();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(dumdum_bridge::run(config, listener, shutdown.clone()));
+        Bridge {
+            addr,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// The embedded server only.
+    pub async fn embedded() -> Bridge {
+        Bridge::start(Config::default()).await
+    }
+
+    /// One upstream called `name` at `addr`.
+    pub async fn upstream(name: &str, addr: SocketAddr) -> Bridge {
+        Bridge::start(Config {
+            upstreams: vec![UpstreamConfig::new(name, addr.to_string())],
+            ..Config::default()
+        })
+        .await
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Opens a WebSocket (no handshake yet).
+    pub async fn connect(&self) -> WsClient {
+        WsClient::connect(&self.ws_url(), None).await
+    }
+
+    /// Opens a WebSocket and runs the handshake for `server`.
+    pub async fn session(&self, server: Option<&str>) -> WsClient {
+        let mut c = self.connect().await;
+        c.handshake(server).await;
+        c
+    }
+
+    /// Cancels and waits for `run` to return; returns how long it took.
+    pub async fn stop(&mut self) -> Duration {
+        let t = std::time::Instant::now();
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("bridge stops in time")
+                .expect("bridge task")
+                .expect("bridge run result");
+        }
+        t.elapsed()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection: (status, headers, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// What arrived on a WebSocket.
+#[derive(Debug, Clone)]
+pub enum Got {
+    Frame(ServerMessage, Bytes),
+    Text(Content),
+    Close(u16, String),
+    /// The connection ended without a close frame.
+    Ended,
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A native WebSocket client of the bridge.
+pub struct WsClient {
+    ws: WebSocketStream<Box<dyn Io>>,
+    /// The session key after the handshake.
+    pub key: Option<String>,
+    /// Binary frames received in this session (the client's `received`).
+    pub received: u64,
+    /// Notices seen.
+    pub notices: Vec<Notice>,
+    /// The Success handshake.
+    pub success: Option<Handshake>,
+    sn: u32,
+}
+
+impl WsClient {
+    /// Connects to `url`, offering the subprotocol; with `origin`, sends it.
+    pub async fn connect(url: &str, origin: Option<&str>) -> WsClient {
+        WsClient::try_connect(url, origin)
+            .await
+            .expect("WebSocket upgrade")
+    }
+
+    /// Like [`WsClient::connect`], returning the HTTP status on refusal.
+    pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<WsClient, u16> {
+        let addr: SocketAddr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        WsClient::over(Box::new(tcp), url, origin).await
+    }
+
+    /// Runs the WebSocket upgrade over any stream (a proxy, TLS).
+    pub async fn over(
+        stream: Box<dyn Io>,
+        url: &str,
+        origin: Option<&str>,
+    ) -> Result<WsClient, u16> {
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+        if let Some(o) = origin {
+            req.headers_mut()
+                .insert("Origin", HeaderValue::from_str(o).unwrap());
+        }
+        let r = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, stream))
+            .await
+            .expect("upgrade in time");
+        match r {
+            Ok((ws, resp)) => {
+                assert_eq!(
+                    resp.headers()
+                        .get("Sec-WebSocket-Protocol")
+                        .and_then(|v| v.to_str().ok()),
+                    Some(SUBPROTOCOL),
+                    "the bridge selects the subprotocol"
+                );
+                Ok(WsClient {
+                    ws,
+                    key: None,
+                    received: 0,
+                    notices: Vec::new(),
+                    success: None,
+                    sn: 1,
+                })
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("WebSocket upgrade failed: {e}"),
+        }
+    }
+
+    fn next_sn(&mut self) -> u32 {
+        self.sn += 1;
+        self.sn
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_content(&mut self, c: &Content) {
+        self.send_text(&c.to_json()).await;
+    }
+
+    /// Sends raw bytes as one binary frame.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.ws.send(Message::binary(bytes.to_vec())).await.unwrap();
+    }
+
+    /// Sends one client message as a binary frame.
+    pub async fn send(&mut self, msg: &ClientMessage) {
+        let bytes = msg.to_bytes().unwrap();
+        self.send_raw(&bytes).await;
+    }
+
+    /// The next thing that arrives (bounded by [`WAIT`]).
+    pub async fn next(&mut self) -> Got {
+        self.next_within(WAIT)
+            .await
+            .expect("something arrives in time")
+    }
+
+    /// The next thing within `t`, `None` on timeout.
+    pub async fn next_within(&mut self, t: Duration) -> Option<Got> {
+        loop {
+            let m = tokio::time::timeout(t, self.ws.next()).await.ok()?;
+            let got = match m {
+                None | Some(Err(_)) => Got::Ended,
+                Some(Ok(Message::Binary(b))) => {
+                    self.received += 1;
+                    let msg = ServerMessage::decode_exact(&b).expect("one whole server message");
+                    Got::Frame(msg, b)
+                }
+                Some(Ok(Message::Text(t))) => {
+                    let c = Content::parse(t.as_str()).expect("valid session content");
+                    if let Content::Notice { notice, .. } = &c {
+                        self.notices.push(notice.clone());
+                    }
+                    Got::Text(c)
+                }
+                Some(Ok(Message::Close(f))) => match f {
+                    Some(f) => Got::Close(f.code.into(), f.reason.to_string()),
+                    None => Got::Close(1005, String::new()),
+                },
+                Some(Ok(_)) => continue,
+            };
+            return Some(got);
+        }
+    }
+
+    /// Start -> Again -> Restart -> Success for `server`.
+    pub async fn handshake(&mut self, server: Option<&str>) -> Handshake {
+        let sn = self.next_sn();
+        self.send_content(&Content::Handshake(Handshake::start(
+            sn,
+            server.map(Into::into),
+        )))
+        .await;
+        let again = self.expect_handshake().await;
+        assert_eq!(again.state(), HandshakeState::Again, "{again:?}");
+        let key = again.session.clone().expect("Again carries a key");
+        assert_eq!(key.len(), 64);
+        assert!(key.chars().all(|c| c.is_ascii_hexdigit()));
+        let sn = self.next_sn();
+        self.send_content(&Content::Handshake(Handshake::restart(
+            sn,
+            key.clone(),
+            0,
+            None,
+        )))
+        .await;
+        let ok = self.expect_handshake().await;
+        assert_eq!(ok.state(), HandshakeState::Success, "{ok:?}");
+        assert_eq!(ok.resumed, Some(false));
+        assert_eq!(ok.session.as_deref(), Some(key.as_str()));
+        self.key = Some(key);
+        self.success = Some(ok.clone());
+        ok
+    }
+
+    /// Sends Restart with `key` and the client's `received`; returns the answer.
+    pub async fn restart(&mut self, key: &str, received: u64) -> Handshake {
+        let sn = self.next_sn();
+        self.send_content(&Content::Handshake(Handshake::restart(
+            sn,
+            key.to_string(),
+            received,
+            None,
+        )))
+        .await;
+        let h = self.expect_handshake().await;
+        if h.state() == HandshakeState::Success {
+            self.key = Some(key.to_string());
+            self.received = received;
+            self.success = Some(h.clone());
+        }
+        h
+    }
+
+    /// The next handshake command (notices are recorded, frames refused).
+    pub async fn expect_handshake(&mut self) -> Handshake {
+        loop {
+            match self.next().await {
+                Got::Text(Content::Handshake(h)) => return h,
+                Got::Text(_) => {}
+                other => panic!("expected a handshake, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next server message, skipping notices.
+    pub async fn expect_frame(&mut self) -> ServerMessage {
+        loop {
+            match self.next().await {
+                Got::Frame(m, _) => return m,
+                Got::Text(_) => {}
+                other => panic!(
+                    "expected a frame, got {other:?} (notices: {:?})",
+                    self.notices
+                ),
+            }
+        }
+    }
+
+    /// Waits for a server message matching `pred`, skipping others.
+    pub async fn expect_frame_where(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&ServerMessage) -> bool,
+    ) -> ServerMessage {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await {
+                Some(Got::Frame(m, _)) if pred(&m) => return m,
+                Some(Got::Frame(..) | Got::Text(_)) => {}
+                Some(other) => panic!("waiting for {what}: got {other:?}"),
+                None => panic!("no {what} within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Waits for the close frame; frames and notices before it are skipped.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            match self.next().await {
+                Got::Close(code, reason) => return (code, reason),
+                Got::Ended => panic!("connection ended without a close frame"),
+                _ => {}
+            }
+        }
+    }
+
+    /// HELLO then AUTHENTICATE (waiting for the server's HELLO in between).
+    pub async fn login(&mut self, nick: &str) {
+        self.send(&ClientMessage::Hello { version: 2 }).await;
+        let hello = self.expect_frame().await;
+        assert!(matches!(hello, ServerMessage::Hello { .. }), "{hello:?}");
+        self.send(&ClientMessage::Authenticate { nick: nick.into() })
+            .await;
+        let ack = self.expect_frame().await;
+        assert_eq!(
+            ack,
+            ServerMessage::AcknowledgeAuthentication { success: true },
+            "nick {nick} accepted"
+        );
+    }
+
+    /// HELLO and AUTHENTICATE back to back, without waiting.
+    pub async fn login_eager(&mut self, nick: &str) {
+        self.send(&ClientMessage::Hello { version: 2 }).await;
+        self.send(&ClientMessage::Authenticate { nick: nick.into() })
+            .await;
+        let hello = self.expect_frame().await;
+        assert!(matches!(hello, ServerMessage::Hello { .. }), "{hello:?}");
+        let ack = self.expect_frame().await;
+        assert_eq!(
+            ack,
+            ServerMessage::AcknowledgeAuthentication { success: true }
+        );
+    }
+
+    pub async fn say(&mut self, channel: &str, content: &str) {
+        self.send(&ClientMessage::SendMessage {
+            channel: channel.into(),
+            content: content.into(),
+        })
+        .await;
+    }
+
+    /// Waits for a broadcast with this content.
+    pub async fn expect_message(&mut self, content: &str) -> ChatMessage {
+        match self
+            .expect_frame_where(
+                &format!("message {content:?}"),
+                |m| matches!(m, ServerMessage::SendMessage(c) if c.content == content),
+            )
+            .await
+        {
+            ServerMessage::SendMessage(c) => c,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Closes with `code` and waits (bounded) for the bridge's answer.
+    pub async fn close(&mut self, code: u16) {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        let _ = self
+            .ws
+            .send(Message::Close(Some(CloseFrame {
+                code: code.into(),
+                reason: "bye".into(),
+            })))
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+
+    /// Whether the connection is still open and silent for `t`.
+    pub async fn quiet_for(&mut self, t: Duration) -> Option<Got> {
+        self.next_within(t).await
+    }
+}
+
+/// Waits for a notice matching `pred` in `c` (recorded or upcoming).
+pub async fn expect_notice(c: &mut WsClient, what: &str, pred: impl Fn(&Notice) -> bool) -> Notice {
+    if let Some(n) = c.notices.iter().find(|n| pred(n)) {
+        return n.clone();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match c.next_within(left).await {
+            Some(Got::Text(Content::Notice { notice, .. })) if pred(&notice) => return notice,
+            Some(Got::Close(code, reason)) => {
+                if let Some(n) = c.notices.iter().find(|n| pred(n)) {
+                    return n.clone();
+                }
+                panic!(
+                    "waiting for {what}: closed {code} {reason}; notices {:?}",
+                    c.notices
+                )
+            }
+            Some(_) => {}
+            None => panic!("no {what} within {WAIT:?}; notices {:?}", c.notices),
+        }
+    }
+}

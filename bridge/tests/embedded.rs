@@ -1,0 +1,354 @@
+//! The embedded server through the bridge: chat, nicks, history, and the
+//! Python reference client through `--embedded-listen`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Bridge, Got, WAIT, expect_notice};
+use dumdum_bridge::Config;
+use dumdum_protocol::session::Notice;
+use dumdum_protocol::{ClientMessage, HistoryQuery, ServerMessage, Snowflake};
+use dumdum_testkit::{PyPeer, TestCert, free_port};
+
+#[tokio::test]
+async fn http_endpoints() {
+    let bridge = Bridge::embedded().await;
+    let (status, _, body) = common::http_get(bridge.addr, "/api/servers").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([{"name": "local", "tls": false, "default": true}])
+    );
+    let (status, _, body) = common::http_get(bridge.addr, "/healthz").await;
+    assert_eq!((status, body.trim()), (200, "ok"));
+    // No web root here: `/` explains how to build the page.
+    let (status, head, body) = common::http_get(bridge.addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("text/html"));
+    assert!(body.contains("cargo xtask dist"), "{body}");
+    // A session, then metrics show it.
+    let mut c = bridge.session(None).await;
+    c.login("metric").await;
+    let (status, _, body) = common::http_get(bridge.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("dumdum_bridge_sessions_total"), "{body}");
+    assert!(
+        body.contains("dumdum_bridge_frames_total{direction=\"to_upstream\"}"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn static_web_root_is_served() {
+    let dir = dumdum_testkit::TempDir::new("www");
+    std::fs::write(dir.path().join("index.html"), "<p>the page</p>").unwrap();
+    std::fs::write(dir.path().join("app.js"), "console.log(1)").unwrap();
+    let bridge = Bridge::start(Config {
+        www: dir.path().to_path_buf(),
+        ..Config::default()
+    })
+    .await;
+    let (status, _, body) = common::http_get(bridge.addr, "/").await;
+    assert_eq!((status, body.as_str()), (200, "<p>the page</p>"));
+    let (status, head, _) = common::http_get(bridge.addr, "/app.js").await;
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("javascript"), "{head}");
+    let (status, _, _) = common::http_get(bridge.addr, "/../Cargo.toml").await;
+    assert_ne!(status, 200);
+    let (status, _, _) = common::http_get(bridge.addr, "/missing.js").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn chat_between_two_sessions() {
+    let bridge = Bridge::embedded().await;
+    let mut a = bridge.session(None).await;
+    expect_notice(
+        &mut a,
+        "connected",
+        |n| matches!(n, Notice::UpstreamConnected { server } if server == "local"),
+    )
+    .await;
+    a.login("alice").await;
+    let mut b = bridge.session(Some("local")).await;
+    b.login("bob").await;
+
+    a.say("general", "hello bob").await;
+    let m = b.expect_message("hello bob").await;
+    assert_eq!((m.nick.as_str(), m.channel.as_str()), ("alice", "general"));
+    // The sender sees its own echo (that is how it learns the id).
+    let echo = a.expect_message("hello bob").await;
+    assert_eq!(echo.id, m.id);
+    b.say("random", "hi alice").await;
+    let m2 = a.expect_message("hi alice").await;
+    assert!(m2.id > m.id, "snowflakes grow");
+    assert!(m2.id.unix_millis() > 1_600_000_000_000);
+
+    // Unknown channel: dropped silently.
+    a.say("nowhere", "lost").await;
+    a.send(&ClientMessage::ListChannels).await;
+    let ch = a
+        .expect_frame_where("channel list", |m| {
+            matches!(m, ServerMessage::ListChannels(_))
+        })
+        .await;
+    assert_eq!(
+        ch,
+        ServerMessage::ListChannels(vec!["general".into(), "random".into()])
+    );
+}
+
+#[tokio::test]
+async fn nicks_are_unique_and_freed() {
+    let bridge = Bridge::embedded().await;
+    let mut a = bridge.session(None).await;
+    a.login("zoe").await;
+    let mut b = bridge.session(None).await;
+    b.send(&ClientMessage::Hello { version: 2 }).await;
+    assert!(matches!(
+        b.expect_frame().await,
+        ServerMessage::Hello { tls: false }
+    ));
+    b.send(&ClientMessage::Authenticate { nick: "zoe".into() })
+        .await;
+    assert_eq!(
+        b.expect_frame().await,
+        ServerMessage::AcknowledgeAuthentication { success: false }
+    );
+    // Empty nick: refused in words (ACK 0) by the embedded server.
+    b.send(&ClientMessage::Authenticate {
+        nick: String::new(),
+    })
+    .await;
+    assert_eq!(
+        b.expect_frame().await,
+        ServerMessage::AcknowledgeAuthentication { success: false }
+    );
+    b.send(&ClientMessage::Authenticate {
+        nick: "zoe2".into(),
+    })
+    .await;
+    assert_eq!(
+        b.expect_frame().await,
+        ServerMessage::AcknowledgeAuthentication { success: true }
+    );
+    // a leaves with 1000: the session ends at once and the nick is free.
+    a.close(1000).await;
+    let mut c = bridge.session(None).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    c.send(&ClientMessage::Hello { version: 2 }).await;
+    c.expect_frame().await;
+    loop {
+        c.send(&ClientMessage::Authenticate { nick: "zoe".into() })
+            .await;
+        if c.expect_frame().await == (ServerMessage::AcknowledgeAuthentication { success: true }) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nick freed in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn hello_and_authenticate_back_to_back() {
+    let bridge = Bridge::embedded().await;
+    let mut a = bridge.session(None).await;
+    a.login_eager("eager").await;
+    a.say("general", "made it").await;
+    a.expect_message("made it").await;
+}
+
+#[tokio::test]
+async fn history_pages_back_through_more_than_100() {
+    let bridge = Bridge::embedded().await;
+    let mut a = bridge.session(None).await;
+    a.login("writer").await;
+    const N: usize = 230;
+    for i in 0..N {
+        a.say("general", &format!("m{i}")).await;
+    }
+    let last = a.expect_message(&format!("m{}", N - 1)).await;
+    // Page back from the newest with the reference's inverted range.
+    let mut seen: Vec<(Snowflake, String)> = Vec::new();
+    let mut query = Some(HistoryQuery::Newest);
+    let mut pages = 0;
+    while let Some(q) = query {
+        a.send(&q.request("general")).await;
+        let ServerMessage::ListMessages(page) = a
+            .expect_frame_where("history page", |m| {
+                matches!(m, ServerMessage::ListMessages(_))
+            })
+            .await
+        else {
+            unreachable!()
+        };
+        assert!(page.len() <= 100);
+        assert!(page.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+        let mut older: Vec<_> = page.iter().map(|m| (m.id, m.content.clone())).collect();
+        older.extend(seen);
+        seen = older;
+        query = q.next(&page);
+        pages += 1;
+        assert!(pages < 10);
+    }
+    assert_eq!(pages, 3, "100 + 100 + 30");
+    let contents: Vec<String> = seen.iter().map(|(_, c)| c.clone()).collect();
+    let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    assert_eq!(contents, expected);
+    assert_eq!(seen.last().map(|s| s.0), Some(last.id));
+
+    // The raw inclusive semantics: before = X keeps >= X, after = X keeps <= X.
+    let mid = seen[150].0;
+    a.send(&ClientMessage::ListMessages {
+        channel: "general".into(),
+        before: mid.0,
+        after: 0,
+    })
+    .await;
+    let ServerMessage::ListMessages(page) = a
+        .expect_frame_where("range page", |m| {
+            matches!(m, ServerMessage::ListMessages(_))
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(page.len(), N - 150);
+    assert_eq!(page[0].id, mid);
+    a.send(&ClientMessage::ListMessages {
+        channel: "general".into(),
+        before: 0,
+        after: mid.0,
+    })
+    .await;
+    let ServerMessage::ListMessages(page) = a
+        .expect_frame_where("range page", |m| {
+            matches!(m, ServerMessage::ListMessages(_))
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(page.len(), 100);
+    assert_eq!(page.last().map(|m| m.id), Some(mid));
+}
+
+#[tokio::test]
+async fn keeps_the_last_1000_per_channel() {
+    let bridge = Bridge::start(Config {
+        embedded_max_messages: 1000,
+        ..Config::default()
+    })
+    .await;
+    let mut a = bridge.session(None).await;
+    a.login("flood").await;
+    for i in 0..1010 {
+        a.say("random", &format!("r{i}")).await;
+        if i % 50 == 49 {
+            a.expect_message(&format!("r{i}")).await;
+        }
+    }
+    a.expect_message("r1009").await;
+    // The oldest kept is r10: page back to it.
+    let mut query = Some(HistoryQuery::Newest);
+    let mut oldest = None;
+    let mut total = 0;
+    while let Some(q) = query {
+        a.send(&q.request("random")).await;
+        let ServerMessage::ListMessages(page) = a
+            .expect_frame_where("history page", |m| {
+                matches!(m, ServerMessage::ListMessages(_))
+            })
+            .await
+        else {
+            unreachable!()
+        };
+        total += page.len();
+        if let Some(m) = page.first() {
+            oldest = Some(m.content.clone());
+        }
+        query = q.next(&page);
+    }
+    assert_eq!(total, 1000);
+    assert_eq!(oldest.as_deref(), Some("r10"));
+}
+
+#[tokio::test]
+async fn python_reference_client_through_embedded_listen() {
+    let port = free_port();
+    let bridge = Bridge::start(Config {
+        embedded_listen: Some(([127, 0, 0, 1], port).into()),
+        ..Config::default()
+    })
+    .await;
+    let mut ws = bridge.session(None).await;
+    ws.login("webuser").await;
+    let mut py = tokio::task::spawn_blocking(move || {
+        let mut py = PyPeer::connect(([127, 0, 0, 1], port).into(), "pyuser", None);
+        assert!(py.expect_auth(), "python peer authenticated");
+        py
+    })
+    .await
+    .unwrap();
+    ws.say("general", "hello python").await;
+    let py = tokio::task::spawn_blocking(move || {
+        let m = py.expect_message("hello python");
+        assert_eq!(m["nick"], "webuser");
+        py.send("general", "hello browser");
+        py
+    })
+    .await
+    .unwrap();
+    let m = ws.expect_message("hello browser").await;
+    assert_eq!(m.nick, "pyuser");
+    drop(py);
+}
+
+#[tokio::test]
+async fn python_reference_client_through_embedded_listen_with_tls() {
+    let port = free_port();
+    let cert = TestCert::localhost();
+    let bridge = Bridge::start(Config {
+        embedded_listen: Some(([127, 0, 0, 1], port).into()),
+        tls_cert: Some(cert.cert_path.clone()),
+        tls_key: Some(cert.key_path.clone()),
+        ..Config::default()
+    })
+    .await;
+    // The bridge itself now speaks HTTPS; its embedded upstream stays in-process.
+    let ca = cert.cert_path.clone();
+    let py = tokio::task::spawn_blocking(move || {
+        let mut py = PyPeer::connect(([127, 0, 0, 1], port).into(), "tlspy", Some(&ca));
+        py.expect(WAIT, "hello", |v| v["ev"] == "hello" && v["tls"] == true);
+        assert!(py.expect_auth(), "python peer authenticated over TLS");
+        py.send("general", "secret hello");
+        py.expect_message("secret hello");
+        py
+    })
+    .await
+    .unwrap();
+    drop(py);
+    drop(bridge);
+}
+
+#[tokio::test]
+async fn unknown_type_from_client_is_never_forwarded() {
+    let bridge = Bridge::embedded().await;
+    let mut a = bridge.session(None).await;
+    a.login("strict").await;
+    a.send_raw(&[0x09]).await;
+    let (code, reason) = a.expect_close().await;
+    assert_eq!(code, 1007, "{reason}");
+    assert!(
+        reason.contains("unknown client message type 0x09"),
+        "{reason}"
+    );
+    match a.next_within(Duration::from_secs(2)).await {
+        None | Some(Got::Ended) | Some(Got::Close(..)) => {}
+        Some(other) => panic!("nothing after close, got {other:?}"),
+    }
+}
