@@ -1,0 +1,247 @@
+//! Bad input: each case gets its close code (or HTTP status) and a readable
+//! reason, and the bridge still serves a second session afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Bridge, WsClient};
+use dumdum_bridge::{Config, UpstreamConfig};
+use dumdum_protocol::ClientMessage;
+use dumdum_protocol::session::{Content, Handshake};
+use dumdum_testkit::free_port;
+
+/// A second session on the same bridge works end to end.
+async fn still_serves(bridge: &Bridge) {
+    let mut c = bridge.session(None).await;
+    c.login(&format!("after{}", rand_suffix())).await;
+    c.say("general", "still alive").await;
+    c.expect_message("still alive").await;
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn assert_closed(c: &mut WsClient, code: u16, reason_has: &str) {
+    let (got, reason) = c.expect_close().await;
+    assert_eq!(got, code, "close reason: {reason}");
+    assert!(
+        reason.contains(reason_has),
+        "reason {reason:?} should mention {reason_has:?}"
+    );
+    assert!(reason.len() <= 123);
+}
+
+#[tokio::test]
+async fn malformed_binary_frame_closes_1007() {
+    let bridge = Bridge::embedded().await;
+    let mut c = bridge.session(None).await;
+    c.send(&ClientMessage::Hello { version: 2 }).await;
+    c.expect_frame().await;
+    // AUTHENTICATE whose nick length says 40 (> 32).
+    let mut bad = vec![0x02, 40];
+    bad.extend_from_slice(&[b'a'; 40]);
+    c.send_raw(&bad).await;
+    assert_closed(&mut c, 1007, "nickname is 40 bytes long").await;
+    // Invalid UTF-8 and an incomplete message, each on its own session.
+    let mut c = bridge.session(None).await;
+    c.send_raw(&[0x02, 2, 0xff, 0xfe]).await;
+    assert_closed(&mut c, 1007, "not valid UTF-8").await;
+    let mut c = bridge.session(None).await;
+    c.send_raw(&[0x03, 7, b'g']).await;
+    assert_closed(&mut c, 1007, "incomplete").await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn trailing_bytes_close_1007() {
+    let bridge = Bridge::embedded().await;
+    let mut c = bridge.session(None).await;
+    // HELLO and AUTHENTICATE in one frame: two messages, not one.
+    let mut two = ClientMessage::Hello { version: 2 }.to_bytes().unwrap();
+    two.extend(
+        ClientMessage::Authenticate { nick: "x".into() }
+            .to_bytes()
+            .unwrap(),
+    );
+    c.send_raw(&two).await;
+    assert_closed(&mut c, 1007, "trailing bytes").await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn binary_before_the_handshake_closes_1008() {
+    let bridge = Bridge::embedded().await;
+    let mut c = bridge.connect().await;
+    c.send(&ClientMessage::Hello { version: 2 }).await;
+    assert_closed(&mut c, 1008, "binary frame before the handshake").await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn invalid_handshake_json_closes_1008() {
+    let bridge = Bridge::embedded().await;
+    let mut c = bridge.connect().await;
+    c.send_text("{not json").await;
+    assert_closed(&mut c, 1008, "invalid handshake").await;
+    let mut c = bridge.connect().await;
+    c.send_text(r#"{"type":"136","sn":1,"command":"login"}"#)
+        .await;
+    assert_closed(&mut c, 1008, "login").await;
+    // A client that claims to be the bridge (DIM!).
+    let mut c = bridge.connect().await;
+    c.send_content(&Content::Handshake(Handshake::success(
+        1,
+        "a".repeat(64),
+        false,
+        0,
+    )))
+    .await;
+    assert_closed(&mut c, 1008, "unexpected handshake").await;
+    // A text frame after the handshake that is not a valid command.
+    let mut c = bridge.session(None).await;
+    c.send_text("[1,2,3]").await;
+    assert_closed(&mut c, 1008, "invalid command").await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn unknown_server_name_closes_4004() {
+    let bridge = Bridge::embedded().await;
+    let mut c = bridge.connect().await;
+    c.send_content(&Content::Handshake(Handshake::start(
+        1,
+        Some("elsewhere".into()),
+    )))
+    .await;
+    assert_closed(&mut c, 4004, "unknown server \"elsewhere\"").await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn oversize_frame_closes_1009() {
+    let bridge = Bridge::embedded().await;
+    let mut c = bridge.session(None).await;
+    c.send_raw(&vec![0x03; 64 * 1024]).await;
+    assert_closed(&mut c, 1009, "larger than").await;
+    // Just over the configured limit too (8 KiB by default).
+    let mut c = bridge.session(None).await;
+    c.send_raw(&vec![0x03; Config::default().max_frame_size + 1])
+        .await;
+    assert_closed(&mut c, 1009, "larger than").await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn disallowed_origin_gets_403() {
+    let bridge = Bridge::start(Config {
+        allowed_origins: vec!["https://chat.example.org".into()],
+        ..Config::default()
+    })
+    .await;
+    let url = bridge.ws_url();
+    assert_eq!(
+        WsClient::try_connect(&url, Some("http://evil.example"))
+            .await
+            .err(),
+        Some(403)
+    );
+    // Same origin, an allowed one, and none at all (non-browser) pass.
+    let own = format!("http://{}", bridge.addr);
+    let mut c = WsClient::try_connect(&url, Some(&own)).await.unwrap();
+    c.handshake(None).await;
+    let mut c = WsClient::try_connect(&url, Some("https://chat.example.org"))
+        .await
+        .unwrap();
+    c.handshake(None).await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn unreachable_upstream_closes_4001() {
+    let port = free_port();
+    let bridge = Bridge::start(Config {
+        upstreams: vec![
+            UpstreamConfig::new("gone", format!("127.0.0.1:{port}")),
+            // A second upstream: the embedded one is only there with
+            // --embedded-listen, so use a Python-free check below.
+        ],
+        connect_timeout: Duration::from_secs(3),
+        ..Config::default()
+    })
+    .await;
+    let mut c = bridge.session(None).await;
+    let (code, reason) = c.expect_close().await;
+    assert_eq!(code, 4001, "{reason}");
+    assert!(reason.contains("cannot connect to gone"), "{reason}");
+    assert!(
+        !reason.contains(&port.to_string()),
+        "the address is never shown: {reason}"
+    );
+    assert!(
+        c.notices
+            .iter()
+            .any(|n| matches!(n, dumdum_protocol::session::Notice::UpstreamError { .. }))
+    );
+    // A second session on the same bridge gets the same clean answer.
+    let mut c = bridge.session(None).await;
+    assert_eq!(c.expect_close().await.0, 4001);
+}
+
+#[tokio::test]
+async fn out_of_order_frames_close_1008_without_reaching_the_server() {
+    let bridge = Bridge::embedded().await;
+    let mut c = bridge.session(None).await;
+    c.send(&ClientMessage::Hello { version: 2 }).await;
+    c.expect_frame().await;
+    // SEND_MESSAGE before AUTHENTICATE: the reference would drop us silently.
+    c.say("general", "too early").await;
+    assert_closed(&mut c, 1008, "SEND_MESSAGE is not allowed").await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn handshake_timeout_closes_1008() {
+    let bridge = Bridge::start(Config {
+        handshake_timeout: Duration::from_millis(500),
+        ..Config::default()
+    })
+    .await;
+    let mut c = bridge.connect().await;
+    assert_closed(&mut c, 1008, "handshake timed out").await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn per_ip_session_cap_closes_1008() {
+    let bridge = Bridge::start(Config {
+        max_sessions_per_ip: 2,
+        ..Config::default()
+    })
+    .await;
+    let _a = bridge.session(None).await;
+    let _b = bridge.session(None).await;
+    let mut c = bridge.connect().await;
+    assert_closed(&mut c, 1008, "too many sessions").await;
+    drop(_a);
+    // The slot frees when a WebSocket ends.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let mut d = bridge.connect().await;
+        let sn = 1;
+        d.send_content(&Content::Handshake(Handshake::start(sn, None)))
+            .await;
+        match d.next().await {
+            common::Got::Text(_) => break,
+            common::Got::Close(1008, _) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,124 @@
+//! Limits: a browser that stops reading is cut off without slowing anyone
+//! else; shutdown closes every WebSocket with 1001 and returns promptly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Bridge, Got, WsClient};
+use dumdum_bridge::Config;
+use dumdum_protocol::session::{Content, Handshake};
+
+/// A WebSocket client whose socket has a tiny receive buffer.
+async fn small_window_client(bridge: &Bridge) -> WsClient {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(bridge.addr).await.unwrap();
+    WsClient::over(Box::new(tcp), &bridge.ws_url(), None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn slow_reader_is_cut_off_without_affecting_a_fast_one() {
+    let mut bridge = Bridge::start(Config {
+        send_queue_bytes: 32 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let mut slow = small_window_client(&bridge).await;
+    slow.handshake(None).await;
+    slow.login("slow").await;
+    let mut fast = bridge.session(None).await;
+    fast.login("fast").await;
+
+    // The slow client now stops reading; the fast one floods and reads.
+    const N: usize = 4000;
+    let content = "x".repeat(1000);
+    let started = std::time::Instant::now();
+    let mut got = 0;
+    for i in 0..N {
+        fast.say("general", &format!("{i:05}{content}")).await;
+        // Read as we go, so the fast client is a fast reader.
+        while let Some(g) = fast.next_within(Duration::from_millis(0)).await {
+            if let Got::Frame(dumdum_protocol::ServerMessage::SendMessage(m), _) = g {
+                assert_eq!(m.content[..5].parse::<usize>().unwrap(), got, "in order");
+                got += 1;
+            }
+        }
+    }
+    while got < N {
+        match fast.next().await {
+            Got::Frame(dumdum_protocol::ServerMessage::SendMessage(m), _) => {
+                assert_eq!(m.content[..5].parse::<usize>().unwrap(), got, "in order");
+                got += 1;
+            }
+            Got::Text(_) => {}
+            other => panic!("fast client interrupted after {got}: {other:?}"),
+        }
+    }
+    let fast_time = started.elapsed();
+    assert!(fast_time < Duration::from_secs(60));
+
+    // The slow client: whatever it had buffered, then the cut-off.
+    let mut slow_got = 0;
+    let end = loop {
+        match slow.next().await {
+            Got::Frame(..) => slow_got += 1,
+            Got::Text(_) => {}
+            end @ (Got::Close(..) | Got::Ended) => break end,
+        }
+    };
+    eprintln!(
+        "slow reader: {slow_got} of {N} frames, then {end:?}; fast reader done in {fast_time:?}"
+    );
+    assert!(
+        slow_got < N,
+        "the slow reader was cut off ({slow_got} frames)"
+    );
+    if let Got::Close(code, reason) = &end {
+        assert_eq!(*code, 1008, "{reason}");
+        assert!(reason.contains("too slow"), "{reason}");
+    }
+    let (_, _, metrics) = common::http_get(bridge.addr, "/metrics").await;
+    let cut: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dumdum_bridge_slow_readers_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(cut >= 1.0, "{metrics}");
+    // The fast one is still fine.
+    fast.say("random", "after the flood").await;
+    fast.expect_message("after the flood").await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_websocket_with_1001() {
+    let mut bridge = Bridge::embedded().await;
+    let mut a = bridge.session(None).await;
+    a.login("one").await;
+    let mut b = bridge.session(None).await;
+    b.login("two").await;
+    // One still in the handshake.
+    let mut c = bridge.connect().await;
+    c.send_content(&Content::Handshake(Handshake::start(1, None)))
+        .await;
+    c.expect_handshake().await;
+
+    let stopping = tokio::spawn(async move {
+        let took = bridge.stop().await;
+        (bridge, took)
+    });
+    for ws in [&mut a, &mut b, &mut c] {
+        let (code, reason) = ws.expect_close().await;
+        assert_eq!(code, 1001, "{reason}");
+        assert!(reason.contains("shutting down"), "{reason}");
+    }
+    let (bridge, took) = stopping.await.unwrap();
+    assert!(took < Duration::from_secs(5), "run returned after {took:?}");
+    // Nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(bridge.addr).await.is_err());
+}
