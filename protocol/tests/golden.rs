@@ -240,12 +240,7 @@ fn server_cases() -> Vec<ServerMessage> {
             "Hello world!",
         )),
         ServerMessage::SendMessage(chat(0, "", "", "")),
-        ServerMessage::SendMessage(chat(
-            u64::MAX >> 1,
-            MAX_CHANNEL,
-            MB_NICK_32,
-            &max_content(),
-        )),
+        ServerMessage::SendMessage(chat(u64::MAX >> 1, MAX_CHANNEL, MB_NICK_32, &max_content())),
         ServerMessage::SendMessage(chat(u64::MAX, "ch", "zoë", "👀 multi-byte ✓")),
         ServerMessage::ListChannels(vec![]),
         ServerMessage::ListChannels(vec!["general".into(), "random".into()]),
@@ -279,10 +274,14 @@ fn reference_bytes_match_ours_both_ways() {
     let servers = server_cases();
     let mut input = Vec::new();
     for m in &clients {
-        input.push(json!({"dir": "c2s", "desc": client_desc(m), "ours": hex(&m.to_bytes().unwrap())}));
+        input.push(
+            json!({"dir": "c2s", "desc": client_desc(m), "ours": hex(&m.to_bytes().unwrap())}),
+        );
     }
     for m in &servers {
-        input.push(json!({"dir": "s2c", "desc": server_desc(m), "ours": hex(&m.to_bytes().unwrap())}));
+        input.push(
+            json!({"dir": "s2c", "desc": server_desc(m), "ours": hex(&m.to_bytes().unwrap())}),
+        );
     }
     let out = dumdum_testkit::run_python(
         SCRIPT,
@@ -354,7 +353,10 @@ fn list_length_prefixes() {
     let len =
         (usize::from(hundred[1]) << 16) | (usize::from(hundred[2]) << 8) | usize::from(hundred[3]);
     assert_eq!(len, hundred.len() - 4);
-    assert!(len > 0xffff, "the 100-message list needs the third length byte");
+    assert!(
+        len > 0xffff,
+        "the 100-message list needs the third length byte"
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

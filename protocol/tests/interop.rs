@@ -79,8 +79,8 @@ impl std::fmt::Display for ConnectError {
 }
 
 impl Conn {
-    /// Connects, says HELLO (again after INCOMPATIBLE_VERSION, which it
-    /// should not get), and does the TLS upgrade when the server announces it.
+    /// Connects, says HELLO, and does the TLS upgrade when the server
+    /// announces it.
     async fn open(addr: SocketAddr, mode: TlsMode, tls: Option<Tls>) -> Result<Conn, ConnectError> {
         let tcp = timeout(WAIT, TcpStream::connect(addr))
             .await
@@ -96,12 +96,10 @@ impl Conn {
         };
         conn.client.hello().map_err(ConnectError::Protocol)?;
         conn.flush().await;
-        let announced = loop {
-            match conn.event().await {
-                Ok(Event::Hello { tls }) => break tls,
-                Ok(other) => panic!("expected HELLO, got {other:?}"),
-                Err(e) => return Err(ConnectError::Protocol(e)),
-            }
+        let announced = match conn.event().await {
+            Ok(Event::Hello { tls }) => tls,
+            Ok(other) => panic!("expected HELLO, got {other:?}"),
+            Err(e) => return Err(ConnectError::Protocol(e)),
         };
         if announced {
             let tls = tls.expect("the server announced TLS but the test gave no TLS config");
@@ -232,7 +230,10 @@ async fn plain_session_against_the_reference_server() {
     assert!(!us.client.is_tls());
     assert!(!us.authenticate("carol").await, "carol is taken: ACK(0)");
     assert_eq!(us.client.state(), &ClientState::Unauthenticated);
-    assert!(us.authenticate("alice").await, "another nick, same connection");
+    assert!(
+        us.authenticate("alice").await,
+        "another nick, same connection"
+    );
     assert_eq!(us.client.nick(), Some("alice"));
 
     us.client.list_channels().unwrap();
@@ -284,7 +285,10 @@ async fn plain_session_against_the_reference_server() {
         client: Client::new(ClientConfig::default()),
         buf: vec![0; 4096],
     };
-    again.client.send(ClientMessage::Hello { version: 1 }).unwrap();
+    again
+        .client
+        .send(ClientMessage::Hello { version: 1 })
+        .unwrap();
     again.flush().await;
     assert_eq!(
         again.event().await.unwrap(),

@@ -45,8 +45,16 @@ fn drain_client(client: &mut Client) -> Vec<Event> {
 }
 
 fn nothing_queued(client: &mut Client, server: &mut Server) {
-    assert_eq!(client.poll_transmit(), None, "client has nothing more to send");
-    assert_eq!(server.poll_transmit(), None, "server has nothing more to send");
+    assert_eq!(
+        client.poll_transmit(),
+        None,
+        "client has nothing more to send"
+    );
+    assert_eq!(
+        server.poll_transmit(),
+        None,
+        "server has nothing more to send"
+    );
 }
 
 /// A pair that went through hello and authentication.
@@ -483,7 +491,10 @@ fn buffer_overflow() {
         matches!(err, Error::BufferOverflow { limit: 12, .. }),
         "{err:?}"
     );
-    assert!(err.to_string().contains("exceeds the limit of 12 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("exceeds the limit of 12 bytes"),
+        "{err}"
+    );
 }
 
 /// `test_double_hello`

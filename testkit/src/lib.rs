@@ -133,7 +133,10 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return;
         }
-        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {addr} within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -278,7 +281,12 @@ impl PyPeer {
     /// Waits (at most `timeout`) for an event matching `pred`; earlier
     /// events are kept in [`PyPeer::seen`]. Panics on timeout, naming what
     /// was seen.
-    pub fn expect(&mut self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn expect(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return v.clone();
         }
@@ -325,9 +333,11 @@ impl PyPeer {
 
     /// Waits for a broadcast with this content; returns it.
     pub fn expect_message(&mut self, content: &str) -> Value {
-        self.expect(Duration::from_secs(15), &format!("message {content:?}"), |v| {
-            v["ev"] == "message" && v["content"] == content
-        })
+        self.expect(
+            Duration::from_secs(15),
+            &format!("message {content:?}"),
+            |v| v["ev"] == "message" && v["content"] == content,
+        )
     }
 }
 
@@ -383,6 +393,9 @@ pub fn run_python(script: &str, stdin: &str, timeout: Duration) -> String {
     let _ = writer.join();
     let stdout = reader.join().unwrap();
     let stderr = err_reader.join().unwrap();
-    assert!(status.success(), "python script failed ({status}):\n{stderr}");
+    assert!(
+        status.success(),
+        "python script failed ({status}):\n{stderr}"
+    );
     stdout
 }

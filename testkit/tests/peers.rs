@@ -16,10 +16,15 @@ fn reference_clients_chat_plain_and_tls() {
         let mut b = PyPeer::connect(server.addr(), "alice", ca);
         assert!(!b.expect_auth(), "a taken nick is refused");
         b.auth("bob");
-        assert!(b.expect_auth(), "another nick on the same connection is accepted");
+        assert!(
+            b.expect_auth(),
+            "another nick on the same connection is accepted"
+        );
         a.send("general", "hello from alice");
         let got = b.expect_message("hello from alice");
         assert_eq!(got["nick"], "alice");
-        a.expect(Duration::from_secs(10), "own echo", |v| v["content"] == "hello from alice");
+        a.expect(Duration::from_secs(10), "own echo", |v| {
+            v["content"] == "hello from alice"
+        });
     }
 }

@@ -23,11 +23,16 @@ fuzz_target!(|data: &[u8]| {
     if stage >= 1 {
         c.hello().unwrap();
     }
-    if stage >= 2 && c.handle_data(&[0x00, u8::from(stage == 2)]).is_ok() && stage >= 3 {
-        if c.authenticate("fuzz").is_ok() && stage >= 4 {
-            let _ = c.handle_data(&[0x02, 0x01]);
-            let _ = c.list_messages("general", HistoryQuery::Newest);
-        }
+    // Stage 2: the server announced TLS (waiting for the upgrade); 3: plain
+    // HELLO answered, AUTHENTICATE sent; 4+: authenticated, history pending.
+    if stage >= 2
+        && c.handle_data(&[0x00, u8::from(stage == 2)]).is_ok()
+        && stage >= 3
+        && c.authenticate("fuzz").is_ok()
+        && stage >= 4
+    {
+        let _ = c.handle_data(&[0x02, 0x01]);
+        let _ = c.list_messages("general", HistoryQuery::Newest);
     }
     for chunk in data.chunks(7) {
         if c.handle_data(chunk).is_err() {
