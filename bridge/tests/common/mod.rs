@@ -159,6 +159,9 @@ pub struct WsClient {
     pub notices: Vec<Notice>,
     /// The Success handshake.
     pub success: Option<Handshake>,
+    last_again: Option<String>,
+    /// Every text frame received, as sent.
+    pub raw_texts: Vec<String>,
     sn: u32,
 }
 
@@ -216,6 +219,8 @@ impl WsClient {
                     received: 0,
                     notices: Vec::new(),
                     success: None,
+                    last_again: None,
+                    raw_texts: Vec::new(),
                     sn: 1,
                 })
             }
@@ -267,6 +272,7 @@ impl WsClient {
                     Got::Frame(msg, b)
                 }
                 Some(Ok(Message::Text(t))) => {
+                    self.raw_texts.push(t.to_string());
                     let c = Content::parse(t.as_str()).expect("valid session content");
                     if let Content::Notice { notice, .. } = &c {
                         self.notices.push(notice.clone());
@@ -324,12 +330,20 @@ impl WsClient {
         )))
         .await;
         let h = self.expect_handshake().await;
+        if h.state() == HandshakeState::Again {
+            self.last_again = h.session.clone();
+        }
         if h.state() == HandshakeState::Success {
             self.key = Some(key.to_string());
             self.received = received;
             self.success = Some(h.clone());
         }
         h
+    }
+
+    /// The key of the last Again received by [`WsClient::restart`].
+    pub fn restart_key_from_again(&self) -> Option<String> {
+        self.last_again.clone()
     }
 
     /// The next handshake command (notices are recorded, frames refused).
@@ -482,4 +496,119 @@ pub async fn expect_notice(c: &mut WsClient, what: &str, pred: impl Fn(&Notice) 
             None => panic!("no {what} within {WAIT:?}; notices {:?}", c.notices),
         }
     }
+}
+
+/// A TCP proxy that can cut its connections abruptly (RST, no close frame)
+/// and records every byte sent from its clients to the target.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    cut: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
+    upstream_bytes: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    stop: CancellationToken,
+}
+
+impl Proxy {
+    /// Forwards 127.0.0.1:<free> to `target`.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let upstream_bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let (cut2, bytes2, stop2) = (cut.clone(), upstream_bytes.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = tokio::select! {
+                    () = stop2.cancelled() => return,
+                    a = listener.accept() => a.unwrap(),
+                };
+                let Ok(server) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let token = cut2.lock().unwrap().clone();
+                let log = {
+                    let mut all = bytes2.lock().unwrap();
+                    all.push(Vec::new());
+                    all.len() - 1
+                };
+                let bytes3 = bytes2.clone();
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let mut b1 = vec![0u8; 16384];
+                    let mut b2 = vec![0u8; 16384];
+                    loop {
+                        tokio::select! {
+                            () = token.cancelled() => break,
+                            r = cr.read(&mut b1) => match r {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    bytes3.lock().unwrap()[log].extend_from_slice(&b1[..n]);
+                                    if sw.write_all(&b1[..n]).await.is_err() { break }
+                                }
+                            },
+                            r = sr.read(&mut b2) => match r {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => if cw.write_all(&b2[..n]).await.is_err() { break },
+                            },
+                        }
+                    }
+                    // Abrupt: reset both sides rather than closing cleanly.
+                    let client = cr.reunite(cw).unwrap();
+                    let server = sr.reunite(sw).unwrap();
+                    // Zero linger resets at once; it never blocks on drop.
+                    #[allow(deprecated)]
+                    {
+                        let _ = client.set_linger(Some(Duration::ZERO));
+                        let _ = server.set_linger(Some(Duration::ZERO));
+                    }
+                });
+            }
+        });
+        Proxy {
+            addr,
+            cut,
+            upstream_bytes,
+            stop,
+        }
+    }
+
+    /// Resets every connection made so far.
+    pub fn cut(&self) {
+        let mut t = self.cut.lock().unwrap();
+        t.cancel();
+        *t = CancellationToken::new();
+    }
+
+    /// Bytes each proxied connection sent towards the target.
+    pub fn sent_to_target(&self) -> Vec<Vec<u8>> {
+        self.upstream_bytes.lock().unwrap().clone()
+    }
+
+    /// A WebSocket to `bridge` through this proxy.
+    pub async fn ws(&self, bridge: &Bridge) -> WsClient {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        WsClient::over(Box::new(tcp), &bridge.ws_url(), None)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.cut();
+    }
+}
+
+/// Decodes a client byte stream into messages.
+pub fn client_messages(bytes: &[u8]) -> Vec<ClientMessage> {
+    let mut d = dumdum_protocol::Decoder::<ClientMessage>::default();
+    d.feed(bytes);
+    let mut out = Vec::new();
+    while let Ok(Some((m, _))) = d.next_message() {
+        out.push(m);
+    }
+    out
 }

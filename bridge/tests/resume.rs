@@ -1,0 +1,329 @@
+//! Sessions that survive a dropped WebSocket (issue 5, bridge side).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Bridge, Got, Proxy, WAIT, WsClient, client_messages};
+use dumdum_bridge::{Config, UpstreamConfig};
+use dumdum_protocol::session::{HandshakeState, Notice};
+use dumdum_protocol::{ClientMessage, ServerMessage};
+use dumdum_testkit::{DumdumServer, PyPeer};
+
+/// Restart with `key` through `proxy`, retrying while the bridge has not
+/// yet noticed that the old WebSocket is gone (it refuses a key that is
+/// still attached).
+async fn resume(proxy: &Proxy, bridge: &Bridge, key: &str, received: u64) -> WsClient {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut c = proxy.ws(bridge).await;
+        let h = c.restart(key, received).await;
+        if h.state() == HandshakeState::Success {
+            assert_eq!(h.resumed, Some(true));
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resume never succeeded: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Collects chat contents until `last` arrives.
+async fn contents_until(c: &mut WsClient, last: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        match c.next().await {
+            Got::Frame(ServerMessage::SendMessage(m), _) => {
+                let done = m.content == last;
+                out.push(m.content);
+                if done {
+                    return out;
+                }
+            }
+            Got::Frame(..) | Got::Text(_) => {}
+            other => panic!("waiting for {last:?}: {other:?} after {out:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn cut_connection_resumes_with_nothing_lost_or_doubled() {
+    let server = tokio::task::spawn_blocking(DumdumServer::start)
+        .await
+        .unwrap();
+    let server_addr = server.addr();
+    // A proxy between the bridge and the server sees every client byte.
+    let upstream_proxy = Proxy::start(server_addr).await;
+    let bridge = Bridge::start(Config {
+        upstreams: vec![UpstreamConfig::new("main", upstream_proxy.addr.to_string())],
+        ..Config::default()
+    })
+    .await;
+    let ws_proxy = Proxy::start(bridge.addr).await;
+
+    let mut a = ws_proxy.ws(&bridge).await;
+    a.handshake(None).await;
+    a.login("keeper").await;
+    let mut sent = 2u64; // HELLO, AUTHENTICATE
+    let mut py = tokio::task::spawn_blocking(move || {
+        let mut py = PyPeer::connect(server_addr, "watcher", None);
+        assert!(py.expect_auth());
+        py
+    })
+    .await
+    .unwrap();
+    a.say("general", "before the cut").await;
+    sent += 1;
+    a.expect_message("before the cut").await;
+    let key = a.key.clone().unwrap();
+    let received = a.received;
+
+    ws_proxy.cut();
+    // While the browser is away: the Python client posts, and cannot take
+    // the browser's nick.
+    let py = tokio::task::spawn_blocking(move || {
+        py.expect_message("before the cut");
+        for i in 1..=3 {
+            py.send("general", &format!("while away {i}"));
+        }
+        py.expect_message("while away 3");
+        let mut thief = PyPeer::connect(server_addr, "keeper", None);
+        assert!(!thief.expect_auth(), "the held nick cannot be taken");
+        py
+    })
+    .await
+    .unwrap();
+    // The cut-off client queued two messages meanwhile.
+    let queued = ["queued 1", "queued 2"];
+
+    let mut b = resume(&ws_proxy, &bridge, &key, received).await;
+    let success = b.success.clone().unwrap();
+    assert_eq!(
+        success.received,
+        Some(sent),
+        "every client frame was forwarded"
+    );
+    // Re-send frames after the bridge's count (none here), then the queue.
+    for q in queued {
+        b.say("general", q).await;
+    }
+    let got = contents_until(&mut b, "queued 2").await;
+    assert_eq!(
+        got,
+        [
+            "while away 1",
+            "while away 2",
+            "while away 3",
+            "queued 1",
+            "queued 2"
+        ],
+        "missed messages once each, in order, then live"
+    );
+    let replayed = b.notices.iter().find_map(|n| match n {
+        Notice::SessionResumed { replayed } => Some(*replayed),
+        _ => None,
+    });
+    assert_eq!(replayed, Some(3));
+
+    let py = tokio::task::spawn_blocking(move || {
+        let mut py = py;
+        py.expect_message("queued 2");
+        for q in queued {
+            let n = py
+                .seen
+                .iter()
+                .filter(|v| v["ev"] == "message" && v["content"] == q)
+                .count();
+            assert_eq!(n, 1, "{q} delivered exactly once");
+        }
+        py
+    })
+    .await
+    .unwrap();
+
+    // The server saw one HELLO and one AUTHENTICATE from the bridge.
+    let conns = upstream_proxy.sent_to_target();
+    assert_eq!(conns.len(), 1, "one upstream connection for the session");
+    let msgs = client_messages(&conns[0]);
+    let hellos = msgs
+        .iter()
+        .filter(|m| matches!(m, ClientMessage::Hello { .. }))
+        .count();
+    let auths = msgs
+        .iter()
+        .filter(|m| matches!(m, ClientMessage::Authenticate { .. }))
+        .count();
+    assert_eq!((hellos, auths), (1, 1), "{msgs:?}");
+    let (_, _, metrics) = common::http_get(bridge.addr, "/metrics").await;
+    assert!(
+        metrics.contains("dumdum_bridge_resumes_total{result=\"resumed\"}"),
+        "{metrics}"
+    );
+    drop(py);
+}
+
+#[tokio::test]
+async fn close_1001_holds_the_session_and_1000_ends_it() {
+    let bridge = Bridge::embedded().await;
+    let proxy = Proxy::start(bridge.addr).await;
+    let mut a = proxy.ws(&bridge).await;
+    a.handshake(None).await;
+    a.login("away").await;
+    let key = a.key.clone().unwrap();
+    let received = a.received;
+    a.close(1001).await;
+    let mut b = resume(&proxy, &bridge, &key, received).await;
+    b.say("general", "back").await;
+    b.expect_message("back").await;
+    // 1000: the session ends at once; the key is no longer valid.
+    let received = b.received;
+    b.close(1000).await;
+    let mut c = proxy.ws(&bridge).await;
+    let h = c.restart(&key, received).await;
+    assert_eq!(h.state(), HandshakeState::Again);
+    assert_ne!(h.session.as_deref(), Some(key.as_str()));
+}
+
+#[tokio::test]
+async fn expired_key_gets_again_and_the_nick_is_freed() {
+    let server = tokio::task::spawn_blocking(DumdumServer::start)
+        .await
+        .unwrap();
+    let server_addr = server.addr();
+    let bridge = Bridge::start(Config {
+        upstreams: vec![UpstreamConfig::new("main", server_addr.to_string())],
+        resume_grace: Duration::from_millis(800),
+        ..Config::default()
+    })
+    .await;
+    let proxy = Proxy::start(bridge.addr).await;
+    let mut a = proxy.ws(&bridge).await;
+    a.handshake(None).await;
+    a.login("ephemeral").await;
+    let key = a.key.clone().unwrap();
+    let received = a.received;
+    proxy.cut();
+    // Held: the nick is taken for now.
+    let held = tokio::task::spawn_blocking(move || {
+        let mut p = PyPeer::connect(server_addr, "ephemeral", None);
+        p.expect_auth()
+    })
+    .await
+    .unwrap();
+    assert!(!held, "held during the grace period");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut b = proxy.ws(&bridge).await;
+    let h = b.restart(&key, received).await;
+    assert_eq!(h.state(), HandshakeState::Again, "{h:?}");
+    // The upstream was closed: the reference server freed the nick.
+    let freed = tokio::task::spawn_blocking(move || {
+        let mut p = PyPeer::connect(server_addr, "ephemeral", None);
+        p.expect_auth()
+    })
+    .await
+    .unwrap();
+    assert!(freed, "nick free after expiry");
+}
+
+#[tokio::test]
+async fn flood_beyond_the_resume_buffer_ends_the_session() {
+    let bridge = Bridge::start(Config {
+        resume_buffer: 16 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let proxy = Proxy::start(bridge.addr).await;
+    let mut a = proxy.ws(&bridge).await;
+    a.handshake(None).await;
+    a.login("sleeper").await;
+    let key = a.key.clone().unwrap();
+    let received = a.received;
+    proxy.cut();
+    let mut f = bridge.session(None).await;
+    f.login("flooder").await;
+    let body = "y".repeat(1000);
+    for i in 0..40 {
+        f.say("general", &format!("{i} {body}")).await;
+    }
+    f.expect_message(&format!("39 {body}")).await;
+    // The held session gave up: Again, then a fresh session with the same
+    // nick works (its upstream connection was closed).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut b = loop {
+        let mut b = proxy.ws(&bridge).await;
+        let h = b.restart(&key, received).await;
+        if h.state() == HandshakeState::Again {
+            break b;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never refused: {h:?}"
+        );
+        // Resumed before the flood was processed: drop and retry.
+        drop(b);
+        proxy.cut();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let again_key = match b.restart_key_from_again() {
+        Some(k) => k,
+        None => panic!("Again without a key"),
+    };
+    let h = b.restart(&again_key, 0).await;
+    assert_eq!(h.state(), HandshakeState::Success);
+    assert_eq!(h.resumed, Some(false));
+    b.login("sleeper").await;
+    let (_, _, metrics) = common::http_get(bridge.addr, "/metrics").await;
+    assert!(
+        metrics.contains("dumdum_bridge_held_sessions_ended_total{reason=\"buffer\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn replaying_a_live_key_on_a_second_socket_is_refused() {
+    let bridge = Bridge::embedded().await;
+    let mut a = bridge.session(None).await;
+    a.login("owner").await;
+    let key = a.key.clone().unwrap();
+    let mut thief = bridge.connect().await;
+    let h = thief.restart(&key, 0).await;
+    assert_eq!(h.state(), HandshakeState::Again, "{h:?}");
+    let new_key = h.session.clone().unwrap();
+    assert_ne!(new_key, key);
+    // The live session is untouched.
+    a.say("general", "still mine").await;
+    a.expect_message("still mine").await;
+    // The thief's socket only gets a fresh session of its own.
+    let h = thief.restart(&new_key, 0).await;
+    assert_eq!(h.resumed, Some(false));
+    thief.send(&ClientMessage::Hello { version: 2 }).await;
+    thief.expect_frame().await;
+    thief
+        .send(&ClientMessage::Authenticate {
+            nick: "owner".into(),
+        })
+        .await;
+    assert_eq!(
+        thief.expect_frame().await,
+        ServerMessage::AcknowledgeAuthentication { success: false }
+    );
+}
+
+#[tokio::test]
+async fn resume_with_a_count_beyond_what_was_sent_is_refused() {
+    let bridge = Bridge::embedded().await;
+    let proxy = Proxy::start(bridge.addr).await;
+    let mut a = proxy.ws(&bridge).await;
+    a.handshake(None).await;
+    a.login("counter").await;
+    let key = a.key.clone().unwrap();
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut b = proxy.ws(&bridge).await;
+    let h = b.restart(&key, a.received + 100).await;
+    assert_eq!(h.state(), HandshakeState::Again);
+}
