@@ -108,8 +108,7 @@ fn url_len(s: &str, scheme_len: usize) -> usize {
         .find(|&(_, c)| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '`'))
         .map_or(s.len(), |(i, _)| i);
     let mut url = &s[..end];
-    loop {
-        let Some(last) = url.chars().last() else { break };
+    while let Some(last) = url.chars().last() {
         let trim = match last {
             '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '*' => true,
             ')' => url.matches('(').count() < url.matches(')').count(),
@@ -242,7 +241,7 @@ pub fn format_wait(ms: u64) -> String {
     let secs = ms.div_ceil(1000);
     if secs < 60 {
         format!("{secs} s")
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
     } else {
         format!("{} min {} s", secs / 60, secs % 60)

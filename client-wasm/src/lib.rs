@@ -14,3 +14,33 @@ pub mod engine;
 pub mod format;
 pub mod problem;
 pub mod state;
+pub mod storage;
+pub mod socket;
+pub mod hooks;
+pub mod components;
+
+/// A line in the browser console (stderr natively, for tests).
+pub fn log(line: &str) {
+    #[cfg(target_arch = "wasm32")]
+    web_sys::console::log_1(&line.into());
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{line}");
+}
+
+/// Starts the app in `#app` when the wasm module is instantiated.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+pub fn start() {
+    let root = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id("app"));
+    match root {
+        Some(root) => {
+            root.set_inner_html("");
+            yew::Renderer::<components::App>::with_root(root).render();
+        }
+        None => {
+            yew::Renderer::<components::App>::new().render();
+        }
+    }
+}

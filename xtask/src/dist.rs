@@ -1,11 +1,292 @@
-//! The browser bundle (owned by the client work; see issue 4).
+//! `cargo xtask dist`: the browser bundle in `target/www`, without trunk.
+//!
+//! 1. `cargo build -p dumdum-client-wasm --target wasm32-unknown-unknown
+//!    --profile wasm-release`;
+//! 2. JS glue with `wasm-bindgen-cli-support` (pinned with `=` to the
+//!    `wasm-bindgen` in Cargo.lock), names and producers stripped;
+//! 3. `wasm-opt -Oz` from the npm package `binaryen` (installed on demand
+//!    into `target/tools`; Debian's and the crates.io builds cannot read
+//!    wasm from Rust 1.95);
+//! 4. `www/` copied with `index.html` rewritten from its Trunk form to load
+//!    the content-hashed JS, wasm and CSS;
+//! 5. raw and gzip sizes printed and checked against the budget.
+//!
+//! `cargo xtask run [bridge args]` builds the bundle, then starts
+//! `dumdum-bridge --www target/www` with the arguments given.
 
-use anyhow::{Result, bail};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-pub(crate) fn dist(_args: &[String]) -> Result<()> {
-    bail!("the web bundle build is not written yet")
+use anyhow::{Context, Result, bail};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+/// The pinned binaryen release on npm (its `wasm-opt` reads Rust 1.95 wasm).
+const BINARYEN_NPM: &str = "binaryen@132.0.0";
+/// The page's budget: wasm + JS, gzip -9.
+const BUDGET_GZIP_BYTES: usize = 300 * 1024;
+/// The stem of the generated files.
+const STEM: &str = "dumdum";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-pub(crate) fn run(_args: &[String]) -> Result<()> {
-    bail!("the run command is not written yet")
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn exec(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+pub(crate) fn dist(args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        bail!("dist takes no arguments (got `{a}`)");
+    }
+    let root = workspace_root();
+    let target = target_dir(&root);
+    let out = target.join("www");
+    build_bundle(&root, &target, &out)?;
+    Ok(())
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let root = workspace_root();
+    let target = target_dir(&root);
+    let out = target.join("www");
+    build_bundle(&root, &target, &out)?;
+    eprintln!("starting dumdum-bridge (it prints its URL)…");
+    exec(cargo()
+        .current_dir(&root)
+        .args(["run", "--release", "-p", "dumdum-bridge", "--", "--www"])
+        .arg(&out)
+        .args(args))
+}
+
+/// Builds the whole bundle into `out`.
+fn build_bundle(root: &Path, target: &Path, out: &Path) -> Result<()> {
+    eprintln!("building dumdum-client-wasm for wasm32 (profile wasm-release)…");
+    // The workspace profile strips everything, including the
+    // `target_features` section wasm-bindgen reads; wasm-bindgen strips the
+    // names itself, so keep symbols until then.
+    exec(cargo()
+        .current_dir(root)
+        .env("CARGO_PROFILE_WASM_RELEASE_STRIP", "debuginfo")
+        .args([
+        "build",
+        "-p",
+        "dumdum-client-wasm",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "wasm-release",
+    ]))
+    .context("building the wasm (is the target installed? `rustup target add wasm32-unknown-unknown`)")?;
+    let wasm_in = target.join("wasm32-unknown-unknown/wasm-release/dumdum_client_wasm.wasm");
+
+    let glue_dir = target.join("dist-glue");
+    if glue_dir.exists() {
+        fs::remove_dir_all(&glue_dir).with_context(|| format!("clearing {}", glue_dir.display()))?;
+    }
+    fs::create_dir_all(&glue_dir)?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm_in)
+        .out_name(STEM)
+        .web(true)?
+        .typescript(false)
+        .remove_name_section(true)
+        .remove_producers_section(true)
+        .omit_default_module_path(false)
+        .generate(&glue_dir)
+        .context("generating the JS glue with wasm-bindgen")?;
+    let glue_wasm = glue_dir.join(format!("{STEM}_bg.wasm"));
+    let glue_js = glue_dir.join(format!("{STEM}.js"));
+
+    wasm_opt(root, target, &glue_wasm)?;
+
+    let wasm = fs::read(&glue_wasm)?;
+    let js = fs::read_to_string(&glue_js)?;
+    let www = root.join("www");
+    let css = fs::read(www.join("styles.css")).context("reading www/styles.css")?;
+
+    let wasm_name = format!("{STEM}-{}_bg.wasm", short_hash(&wasm));
+    let js_name = format!("{STEM}-{}.js", short_hash(js.as_bytes()));
+    let css_name = format!("styles-{}.css", short_hash(&css));
+
+    let html = fs::read_to_string(www.join("index.html")).context("reading www/index.html")?;
+    let html = rewrite_index(&html, &js_name, &wasm_name, &css_name)?;
+
+    if out.exists() {
+        fs::remove_dir_all(out).with_context(|| format!("clearing {}", out.display()))?;
+    }
+    fs::create_dir_all(out)?;
+    fs::write(out.join(&wasm_name), &wasm)?;
+    fs::write(out.join(&js_name), &js)?;
+    fs::write(out.join(&css_name), &css)?;
+    fs::write(out.join("index.html"), html)?;
+    for entry in fs::read_dir(&www)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let skip = matches!(name.as_ref(), "index.html" | "styles.css" | "Trunk.toml")
+            || !entry.file_type()?.is_file();
+        if !skip {
+            fs::copy(entry.path(), out.join(name.as_ref()))?;
+        }
+    }
+
+    let wasm_gz = gzip_len(&wasm)?;
+    let js_gz = gzip_len(js.as_bytes())?;
+    let css_gz = gzip_len(&css)?;
+    eprintln!("bundle in {}:", out.display());
+    eprintln!("  {:<28} {:>9} raw {:>9} gzip", wasm_name, wasm.len(), wasm_gz);
+    eprintln!("  {:<28} {:>9} raw {:>9} gzip", js_name, js.len(), js_gz);
+    eprintln!("  {:<28} {:>9} raw {:>9} gzip", css_name, css.len(), css_gz);
+    let total = wasm_gz + js_gz;
+    eprintln!(
+        "  wasm + JS: {} bytes raw, {} bytes gzip ({:.1} KiB of the {} KiB budget)",
+        wasm.len() + js.len(),
+        total,
+        total as f64 / 1024.0,
+        BUDGET_GZIP_BYTES / 1024
+    );
+    if total > BUDGET_GZIP_BYTES {
+        bail!(
+            "the bundle is {total} bytes gzip, over the budget of {BUDGET_GZIP_BYTES} bytes"
+        );
+    }
+    Ok(())
+}
+
+/// Runs `wasm-opt -Oz` in place, installing binaryen from npm when needed.
+fn wasm_opt(root: &Path, target: &Path, wasm: &Path) -> Result<()> {
+    let tools = target.join("tools");
+    let bin = tools.join("node_modules/.bin/wasm-opt");
+    if !bin.exists() {
+        let have_npm = Command::new("npm").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !have_npm {
+            eprintln!(
+                "warning: npm is not installed, so wasm-opt is skipped (the bundle works, but is larger). Install Node.js/npm to get `{BINARYEN_NPM}`."
+            );
+            return Ok(());
+        }
+        eprintln!("installing {BINARYEN_NPM} into {} (once)…", tools.display());
+        fs::create_dir_all(&tools)?;
+        exec(Command::new("npm")
+            .current_dir(root)
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&tools)
+            .arg(BINARYEN_NPM))
+        .context("installing binaryen from npm")?;
+    }
+    let optimized = wasm.with_extension("opt.wasm");
+    exec(Command::new(&bin)
+        .arg("-Oz")
+        .args([
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+            "--enable-sign-ext",
+            "--enable-mutable-globals",
+            "--enable-reference-types",
+            "--enable-multivalue",
+        ])
+        .arg(wasm)
+        .arg("-o")
+        .arg(&optimized))
+    .context("running wasm-opt -Oz")?;
+    fs::rename(&optimized, wasm)?;
+    Ok(())
+}
+
+/// Replaces the Trunk directives (`<link data-trunk ...>`) of `index.html`
+/// with the built files.
+fn rewrite_index(html: &str, js: &str, wasm: &str, css: &str) -> Result<String> {
+    let mut out = String::with_capacity(html.len() + 512);
+    let (mut saw_rust, mut saw_css) = (false, false);
+    for line in html.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if !trimmed.contains("data-trunk") {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        if trimmed.contains(r#"rel="rust""#) {
+            saw_rust = true;
+            out.push_str(&format!(
+                "{indent}<link rel=\"modulepreload\" href=\"./{js}\">\n\
+                 {indent}<link rel=\"preload\" href=\"./{wasm}\" as=\"fetch\" type=\"application/wasm\" crossorigin>\n\
+                 {indent}<script type=\"module\">import init from './{js}'; init({{ module_or_path: './{wasm}' }});</script>\n"
+            ));
+        } else if trimmed.contains(r#"rel="css""#) {
+            saw_css = true;
+            out.push_str(&format!("{indent}<link rel=\"stylesheet\" href=\"./{css}\">\n"));
+        } else if trimmed.contains(r#"rel="icon""#) {
+            out.push_str(&format!(
+                "{indent}<link rel=\"icon\" href=\"./icon.svg\" type=\"image/svg+xml\">\n"
+            ));
+        } else if trimmed.contains(r#"rel="copy-file""#) {
+            // Copied with the rest of www/.
+        } else {
+            bail!("index.html: unknown Trunk directive: {trimmed}");
+        }
+    }
+    if !saw_rust || !saw_css {
+        bail!("index.html must have the Trunk `rust` and `css` links");
+    }
+    Ok(out)
+}
+
+/// 16 hex digits of FNV-1a 64, for cache-busting file names.
+fn short_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn gzip_len(bytes: &[u8]) -> Result<usize> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+    enc.write_all(bytes)?;
+    Ok(enc.finish()?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_is_rewritten_from_its_trunk_form() {
+        let html = "<head>\n  <link data-trunk rel=\"rust\" href=\"../client-wasm/Cargo.toml\" />\n  <link data-trunk rel=\"css\" href=\"styles.css\" />\n  <link data-trunk rel=\"icon\" href=\"icon.svg\" />\n</head>\n";
+        let out = rewrite_index(html, "a.js", "a_bg.wasm", "s.css").unwrap();
+        assert!(!out.contains("data-trunk"));
+        assert!(out.contains("import init from './a.js'; init({ module_or_path: './a_bg.wasm' });"));
+        assert!(out.contains("<link rel=\"stylesheet\" href=\"./s.css\">"));
+        assert!(out.contains("href=\"./icon.svg\""));
+        assert!(rewrite_index("<head></head>", "a", "b", "c").is_err());
+        assert!(rewrite_index("<link data-trunk rel=\"sass\">", "a", "b", "c").is_err());
+    }
+
+    #[test]
+    fn hashes_change_with_content() {
+        assert_eq!(short_hash(b"x").len(), 16);
+        assert_ne!(short_hash(b"x"), short_hash(b"y"));
+    }
 }

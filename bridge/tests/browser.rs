@@ -1,0 +1,509 @@
+//! End to end in a real browser: headless Chromium, driven over WebDriver
+//! (fantoccini → chromedriver), loads the page from the bridge (run
+//! in-process on 127.0.0.1:0) whose upstream is a real Python
+//! `dumdum-server` 0.5.0; a Python reference client is the other user.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (override with
+//! `CHROME` and `CHROMEDRIVER`), the venv of `cargo xtask setup`, and the
+//! page bundle: the test builds it once with `cargo xtask dist` (set
+//! `DUMDUM_SKIP_DIST=1` to use an existing `target/www`). Every wait is
+//! bounded; every process started here is killed at the end.
+//!
+//! Saves screenshots to `target/artifacts/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::Bridge;
+use dumdum_bridge::{Config, UpstreamConfig};
+use dumdum_testkit::{DumdumServer, PyPeer, TempDir, free_port, workspace_root};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+/// The longest any single condition is waited for.
+const WAIT: Duration = Duration::from_secs(20);
+/// Messages posted before the page joins (more than one page of 100).
+const HISTORY: usize = 130;
+const XSS: &str = "<img src=x onerror=alert(1)>";
+const XSS_CONTENT: &str =
+    "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss = 2\"> & <b>bold</b>";
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// Builds the page once per test binary (`cargo xtask dist`).
+fn bundle() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let www = target_dir().join("www");
+            let skip = std::env::var_os("DUMDUM_SKIP_DIST").is_some_and(|v| v == "1");
+            if !(skip && www.join("index.html").exists()) {
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                let status = Command::new(cargo)
+                    .current_dir(workspace_root())
+                    .args(["xtask", "dist"])
+                    .status()
+                    .map_err(|e| format!("cannot run `cargo xtask dist`: {e}"))?;
+                if !status.success() {
+                    return Err(format!(
+                        "`cargo xtask dist` failed ({status}): the page could not be built"
+                    ));
+                }
+            }
+            if !www.join("index.html").exists() {
+                return Err(format!(
+                    "no page at {}: run `cargo xtask dist`",
+                    www.display()
+                ));
+            }
+            Ok(www)
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `chromedriver` on a free loopback port, killed on drop.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    fn start() -> Self {
+        let bin =
+            std::env::var_os("CHROMEDRIVER").unwrap_or_else(|| "/usr/bin/chromedriver".into());
+        assert!(
+            Path::new(&bin).exists(),
+            "chromedriver not found at {}: install Debian's chromium and chromium-driver (`cargo xtask setup`)",
+            Path::new(&bin).display()
+        );
+        let port = free_port();
+        let mut child = Command::new(&bin)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + WAIT;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("chromedriver exited early with {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen within {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn browser(&self, profile: &TempDir) -> Client {
+        let chrome = std::env::var("CHROME").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chrome,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--window-size=1200,800",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        tokio::time::timeout(
+            WAIT,
+            ClientBuilder::new(connector)
+                .capabilities(caps)
+                .connect(&self.url),
+        )
+        .await
+        .expect("chromedriver answers in time")
+        .expect("a Chromium session")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `js` (a function body) until it returns something truthy; returns it.
+async fn wait_js(c: &Client, what: &str, js: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    let mut last = Value::Null;
+    loop {
+        match c.execute(js, vec![]).await {
+            Ok(v) => {
+                let truthy = match &v {
+                    Value::Null => false,
+                    Value::Bool(b) => *b,
+                    Value::Number(n) => n.as_f64() != Some(0.0),
+                    Value::String(s) => !s.is_empty(),
+                    _ => true,
+                };
+                if truthy {
+                    return v;
+                }
+                last = v;
+            }
+            Err(e) => last = Value::String(format!("error: {e}")),
+        }
+        if Instant::now() > deadline {
+            let status = c
+                .execute(
+                    "return document.querySelector('#status')?.textContent ?? null",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            panic!("browser: no {what} within {WAIT:?} (last: {last}; status line: {status})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn js(c: &Client, js: &str) -> Value {
+    c.execute(js, vec![]).await.expect("script runs")
+}
+
+/// Blocking peer calls off the async workers.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    let el = c.find(Locator::Css(css)).await.expect(css);
+    el.send_keys(text).await.expect("typing");
+}
+
+async fn clear(c: &Client, css: &str) {
+    // Ctrl+A, release, Backspace: goes through the page's input handlers.
+    type_into(c, css, "\u{E009}a\u{E000}\u{E003}").await;
+}
+
+async fn screenshot(c: &Client, name: &str) -> PathBuf {
+    let png = c.screenshot().await.expect("screenshot");
+    let dir = target_dir().join("artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, png).unwrap();
+    path
+}
+
+const COUNT_MSGS: &str = "return document.querySelectorAll('#messages .msg').length";
+
+fn count_text(content: &str) -> String {
+    format!(
+        "return [...document.querySelectorAll('#messages .msg-text')].filter(e => e.textContent === {}).length",
+        json!(content)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chat_in_a_real_browser() {
+    let www = bundle();
+    let mut server = DumdumServer::start();
+    let addr = server.addr();
+
+    // History written before the page joins.
+    let mut historian = blocking(|| PyPeer::connect(addr, "historian", None));
+    assert!(blocking(|| historian.expect_auth()));
+    for i in 1..=HISTORY {
+        historian.send("general", &format!("history {i:03}"));
+    }
+    blocking(|| historian.expect_message(&format!("history {HISTORY:03}")));
+    drop(historian);
+
+    let mut py = blocking(|| PyPeer::connect(addr, "pyuser", None));
+    assert!(blocking(|| py.expect_auth()));
+
+    let bridge = Bridge::start(Config {
+        upstreams: vec![UpstreamConfig::new("local", addr.to_string())],
+        www,
+        ..Config::default()
+    })
+    .await;
+    let url = bridge.http_url("/");
+
+    let driver = ChromeDriver::start();
+    let profile = TempDir::new("chromium");
+    let c = driver.browser(&profile).await;
+    let result = run_scenarios(&c, &url, &mut server, &mut py).await;
+    let _ = screenshot(&c, "last.png").await;
+    let _ = c.close().await;
+    drop(driver);
+    result.unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn run_scenarios(
+    c: &Client,
+    url: &str,
+    server: &mut DumdumServer,
+    py: &mut PyPeer,
+) -> Result<(), String> {
+    c.goto(url).await.map_err(|e| e.to_string())?;
+    wait_js(
+        c,
+        "connect screen",
+        "return !!document.querySelector('#nick')",
+    )
+    .await;
+    // One server: no picker.
+    assert_eq!(
+        js(c, "return !!document.querySelector('#server')").await,
+        json!(false)
+    );
+
+    // Live nick validation.
+    clear(c, "#nick").await;
+    type_into(c, "#nick", &"é".repeat(17)).await;
+    let msg = wait_js(
+        c,
+        "nick length message",
+        "return document.querySelector('#nick-help.error')?.textContent",
+    )
+    .await;
+    assert_eq!(msg, json!("Too long: 34 bytes in UTF-8, at most 32."));
+    assert_eq!(
+        js(c, "return document.querySelector('#join').disabled").await,
+        json!(true)
+    );
+
+    // A taken nick is refused, another accepted on the same connection.
+    clear(c, "#nick").await;
+    type_into(c, "#nick", "pyuser\u{E007}").await;
+    let banner = wait_js(
+        c,
+        "nick-taken banner",
+        "return document.querySelector('#nick-taken')?.textContent",
+    )
+    .await;
+    assert!(banner.as_str().unwrap().contains("pyuser"), "{banner}");
+    clear(c, "#nick").await;
+    type_into(c, "#nick", "webuser\u{E007}").await;
+    wait_js(
+        c,
+        "chat screen",
+        "return !!document.querySelector('#composer-input')",
+    )
+    .await;
+    assert_eq!(
+        js(c, "return document.querySelector('#me-nick').textContent").await,
+        json!("webuser")
+    );
+
+    // The server's channels.
+    let channels = wait_js(
+        c,
+        "channel list",
+        "const l = [...document.querySelectorAll('.channel')].map(e => e.dataset.channel); return l.length ? l : null",
+    )
+    .await;
+    assert_eq!(channels, json!(["general", "random"]));
+    let status = wait_js(c, "connected status", "const t = document.querySelector('#status')?.textContent; return t && t.includes('Connected to local') ? t : null").await;
+    assert!(status.as_str().unwrap().contains("Connected"), "{status}");
+
+    // History: the newest 100, then "load older" reaches the first message.
+    wait_js(c, "newest page", &format!("{COUNT_MSGS} === 100")).await;
+    assert_eq!(js(c, &count_text("history 031")).await, json!(1));
+    assert_eq!(js(c, &count_text("history 030")).await, json!(0));
+    c.find(Locator::Css("#load-older"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_js(c, "older page", &format!("{COUNT_MSGS} === {HISTORY}")).await;
+    wait_js(
+        c,
+        "beginning of history",
+        "return !!document.querySelector('.history-start')",
+    )
+    .await;
+    let texts = js(
+        c,
+        "return [...document.querySelectorAll('#messages .msg-text')].map(e => e.textContent)",
+    )
+    .await;
+    let expected: Vec<String> = (1..=HISTORY).map(|i| format!("history {i:03}")).collect();
+    assert_eq!(texts, json!(expected), "every message once, in order");
+
+    // A message typed in the page reaches the Python client, and shows once (on echo).
+    type_into(c, "#composer-input", "hello from the browser\u{E007}").await;
+    blocking(|| py.expect_message("hello from the browser"));
+    wait_js(
+        c,
+        "own message",
+        &format!("{} === 1", count_text("hello from the browser")),
+    )
+    .await;
+    assert_eq!(
+        js(c, "return document.querySelector('#composer-input').value").await,
+        json!("")
+    );
+
+    // Shift+Enter makes a new line; the text keeps it.
+    type_into(
+        c,
+        "#composer-input",
+        "line one\u{E008}\u{E007}\u{E000}line two\u{E007}",
+    )
+    .await;
+    blocking(|| py.expect_message("line one\nline two"));
+    wait_js(
+        c,
+        "multi-line message",
+        &format!("{} === 1", count_text("line one\nline two")),
+    )
+    .await;
+
+    // A message from the Python client shows with its nick.
+    py.send("general", "hello from python https://example.com/page.");
+    let row = wait_js(
+        c,
+        "python message",
+        "const r = [...document.querySelectorAll('#messages .msg')].find(r => r.querySelector('.msg-text').textContent.startsWith('hello from python')); \
+         return r ? {nick: r.querySelector('.msg-nick').textContent, href: r.querySelector('a')?.getAttribute('href'), rel: r.querySelector('a')?.getAttribute('rel')} : null",
+    )
+    .await;
+    assert_eq!(
+        row,
+        json!({"nick": "pyuser", "href": "https://example.com/page", "rel": "noopener noreferrer"})
+    );
+
+    // Hostile nick and content are shown as text and run nothing.
+    let mut evil = blocking(|| PyPeer::connect(server.addr(), XSS, None));
+    assert!(blocking(|| evil.expect_auth()));
+    evil.send("general", XSS_CONTENT);
+    let row = wait_js(
+        c,
+        "hostile message",
+        &format!(
+            "const r = [...document.querySelectorAll('#messages .msg')].find(r => r.querySelector('.msg-text').textContent === {}); \
+             return r ? {{nick: r.querySelector('.msg-nick').textContent}} : null",
+            json!(XSS_CONTENT)
+        ),
+    )
+    .await;
+    assert_eq!(row, json!({"nick": XSS}));
+    type_into(c, "#composer-input", &format!("{XSS}\u{E007}")).await;
+    blocking(|| py.expect_message(XSS));
+    wait_js(
+        c,
+        "own hostile message",
+        &format!("{} === 1", count_text(XSS)),
+    )
+    .await;
+    assert_eq!(
+        js(c, "return [typeof window.__xss, document.querySelectorAll('#messages img, #messages script, #messages b').length]").await,
+        json!(["undefined", 0]),
+        "nothing from a message became markup"
+    );
+    assert!(c.get_alert_text().await.is_err(), "no alert() ran");
+    drop(evil);
+
+    // Unread counts on the other channel.
+    py.send("random", "over in random");
+    wait_js(c, "unread badge", "return document.querySelector('.channel[data-channel=random] .badge')?.textContent === '1'").await;
+
+    // A screenshot of the chat for the README.
+    let shot = screenshot(c, "chat.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    // Alt+Down switches to random, which clears its unread count.
+    type_into(c, "#composer-input", "\u{E00A}\u{E015}\u{E000}").await;
+    wait_js(c, "random channel", "return document.querySelector('.channel[data-channel=random]')?.getAttribute('aria-current') === 'page'").await;
+    wait_js(
+        c,
+        "random message",
+        &format!("{} === 1", count_text("over in random")),
+    )
+    .await;
+    assert_eq!(
+        js(
+            c,
+            "return !!document.querySelector('.channel[data-channel=random] .badge')"
+        )
+        .await,
+        json!(false)
+    );
+    type_into(c, "#composer-input", "\u{E00A}\u{E013}\u{E000}").await;
+    wait_js(c, "back to general", "return document.querySelector('.channel[data-channel=general]')?.getAttribute('aria-current') === 'page'").await;
+
+    // Killing the server: "disconnected", sending disabled with a reason.
+    server.stop();
+    let status = wait_js(c, "disconnected status", "const t = document.querySelector('#status')?.textContent; return t && t.includes('Disconnected') ? t : null").await;
+    eprintln!("status while the server is down: {status}");
+    wait_js(
+        c,
+        "send disabled",
+        "return document.querySelector('#send').disabled",
+    )
+    .await;
+    type_into(c, "#composer-input", "typed while offline").await;
+    let hint = js(
+        c,
+        "return document.querySelector('#composer-hint').textContent",
+    )
+    .await;
+    assert!(
+        hint.as_str().unwrap().starts_with("Not connected"),
+        "{hint}"
+    );
+    let _ = screenshot(c, "disconnected.png").await;
+
+    // The server comes back: the page reconnects by itself and works again.
+    server.restart();
+    let mut py2 = blocking(|| PyPeer::connect(server.addr(), "pyuser2", None));
+    assert!(blocking(|| py2.expect_auth()));
+    wait_js(c, "reconnected status", "const t = document.querySelector('#status')?.textContent; return t && t.includes('Connected to local') ? t : null").await;
+    // The draft typed while disconnected is still there; send it.
+    assert_eq!(
+        js(c, "return document.querySelector('#composer-input').value").await,
+        json!("typed while offline")
+    );
+    wait_js(
+        c,
+        "send enabled",
+        "return !document.querySelector('#send').disabled",
+    )
+    .await;
+    type_into(c, "#composer-input", "\u{E007}").await;
+    blocking(|| py2.expect_message("typed while offline"));
+    py2.send("general", "welcome back");
+    wait_js(
+        c,
+        "message after reconnect",
+        &format!("{} === 1", count_text("welcome back")),
+    )
+    .await;
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! One message: time, nick in its colour, text with links. Content is only
+//! ever rendered as text nodes; links are `<a>` elements built here.
+
+use dumdum_protocol::ChatMessage;
+use yew::prelude::*;
+
+use super::{hue_style, local_offset_min, now_ms};
+use crate::format::{Segment, format_full_time, format_time, iso_utc, split_links};
+
+/// Properties of [`MessageRow`].
+#[derive(Properties, PartialEq)]
+pub struct MessageRowProps {
+    /// The message.
+    pub message: ChatMessage,
+    /// Whether we wrote it.
+    pub mine: bool,
+}
+
+/// One message.
+#[component]
+pub fn MessageRow(props: &MessageRowProps) -> Html {
+    let m = &props.message;
+    let ms = m.id.unix_millis();
+    let now = now_ms();
+    let offset = local_offset_min(ms);
+    let short = format_time(ms, offset, now, local_offset_min(now));
+    let full = format_full_time(ms, offset);
+    let body: Html = split_links(&m.content)
+        .into_iter()
+        .map(|seg| match seg {
+            Segment::Text(t) => html! { { t.to_owned() } },
+            Segment::Link(url) => html! {
+                <a href={url.to_owned()} target="_blank" rel="noopener noreferrer">{ url.to_owned() }</a>
+            },
+        })
+        .collect();
+    html! {
+        <li class={classes!("msg", props.mine.then_some("mine"))} data-id={m.id.0.to_string()}>
+            <time class="msg-time" datetime={iso_utc(ms)} title={full}>{ short }</time>
+            <span class="msg-nick" style={hue_style(&m.nick)}>{ m.nick.clone() }</span>
+            <div class="msg-text">{ body }</div>
+        </li>
+    }
+}

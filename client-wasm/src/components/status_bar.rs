@@ -1,0 +1,85 @@
+//! The connection status line: connecting, connected, link secured,
+//! disconnected with the reason in words and a countdown.
+
+use gloo_timers::callback::Interval;
+use yew::prelude::*;
+
+use super::{now_ms, use_chat_context};
+use crate::format::format_wait;
+use crate::hooks::Command;
+use crate::state::Link;
+
+/// The status line.
+#[component]
+pub fn StatusBar() -> Html {
+    let chat = use_chat_context();
+    let state = &*chat.state;
+    let tick = use_state(|| 0u32);
+    let retry_at = match &state.link {
+        Link::Disconnected { retry_at_ms, .. } => *retry_at_ms,
+        _ => None,
+    };
+    {
+        let tick = tick.clone();
+        use_effect_with(retry_at, move |retry_at| {
+            let interval = retry_at.map(|_| {
+                Interval::new(1000, move || tick.set((*tick).wrapping_add(1)))
+            });
+            move || drop(interval)
+        });
+    }
+
+    let retry_now = {
+        let cmd = chat.cmd.clone();
+        Callback::from(move |_: MouseEvent| cmd.emit(Command::RetryNow))
+    };
+
+    let (kind, text, detail): (&str, String, Option<String>) = match &state.link {
+        Link::Idle => ("idle", "Not connected".into(), None),
+        Link::Connecting => ("connecting", "Connecting…".into(), None),
+        Link::Connected { server } if state.ready => match &state.security {
+            Some(s) => (
+                "secured",
+                format!("Connected to {server} · secured with {}", s.tls_version),
+                Some(format!("Certificate: {} · SHA-256 {}", s.peer, s.fingerprint)),
+            ),
+            None => ("connected", format!("Connected to {server}"), None),
+        },
+        Link::Connected { server } => match &state.security {
+            Some(s) => ("connecting", format!("Joining {server} · secured with {}…", s.tls_version), None),
+            None => ("connecting", format!("Joining {server}…"), None),
+        },
+        Link::Disconnected {
+            problem,
+            retry_at_ms,
+        } => {
+            let next = match retry_at_ms {
+                Some(at) => format!(" Reconnecting in {}.", format_wait(at.saturating_sub(now_ms()).max(1))),
+                None => String::new(),
+            };
+            ("disconnected", format!("Disconnected. {problem}{next}"), None)
+        }
+        Link::Offline => (
+            "disconnected",
+            "Disconnected: you are offline. Reconnecting when the network is back.".into(),
+            None,
+        ),
+    };
+    let secured_peer = match (&state.link, &state.security) {
+        (Link::Connected { .. }, Some(s)) if state.ready => Some(s.peer.clone()),
+        _ => None,
+    };
+
+    html! {
+        <div id="status" class={classes!("status", format!("status-{kind}"))} role="status" aria-live="polite" title={detail.clone()}>
+            <span class="status-dot" aria-hidden="true"></span>
+            <span class="status-text">{ text }</span>
+            if let Some(peer) = secured_peer {
+                <span class="status-peer">{ peer }</span>
+            }
+            if retry_at.is_some() {
+                <button type="button" class="link-button" onclick={retry_now}>{ "Retry now" }</button>
+            }
+        </div>
+    }
+}

@@ -1,0 +1,5 @@
+//! Hooks.
+
+pub mod use_chat;
+
+pub use use_chat::{ChatContext, Command, use_chat};

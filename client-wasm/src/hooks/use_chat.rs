@@ -1,0 +1,441 @@
+//! `use_chat`: owns the WebSocket to the bridge and the session [`Engine`],
+//! feeds the reducer, and reconnects with backoff. The socket is closed in
+//! the effect's cleanup (when the app unmounts).
+//!
+//! All protocol decisions are in [`crate::engine`]; this file moves bytes
+//! and timers only.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use dumdum_protocol::session::SUBPROTOCOL;
+use gloo_events::EventListener;
+use gloo_timers::callback::Timeout;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use yew::prelude::*;
+
+use crate::backoff::Backoff;
+use crate::engine::{Engine, Memory, Output};
+use crate::format::ws_url;
+use crate::problem::Problem;
+use crate::socket::{Socket, SocketEvent};
+use crate::state::{Action, ChatState, ServerInfo};
+use crate::storage::{self, NICK_KEY, SERVER_KEY, channel_key};
+
+/// What the page asks of the chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Connect with this nick (or, after a refused nick, ask for it on the
+    /// same connection).
+    Join {
+        /// The server name (`None`: the bridge's default).
+        server: Option<String>,
+        /// The nick.
+        nick: String,
+    },
+    /// Post to a channel.
+    Send {
+        /// The channel.
+        channel: String,
+        /// The text.
+        text: String,
+    },
+    /// Show a channel.
+    Select(String),
+    /// Fetch an older page of a channel.
+    LoadOlder(String),
+    /// Reconnect now instead of waiting.
+    RetryNow,
+    /// Leave: close the connection and go back to the connect screen.
+    SignOut,
+}
+
+/// The chat's state and the way to command it, shared through a context.
+#[derive(Clone, PartialEq)]
+pub struct ChatContext {
+    /// The view state.
+    pub state: UseReducerHandle<ChatState>,
+    /// Commands.
+    pub cmd: Callback<Command>,
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now().max(0.0) as u64
+}
+
+fn browser_online() -> bool {
+    web_sys::window().is_none_or(|w| w.navigator().on_line())
+}
+
+struct Driver {
+    dispatch: UseReducerDispatcher<ChatState>,
+    me: Weak<RefCell<Driver>>,
+    engine: Option<Engine>,
+    socket: Option<Socket>,
+    generation: u64,
+    backoff: Backoff,
+    retry: Option<Timeout>,
+    online: Option<EventListener>,
+    waiting_online: bool,
+    pending: Vec<Action>,
+}
+
+type Shared = Rc<RefCell<Driver>>;
+
+/// Runs `f` on the driver, performs the engine's output (sending while
+/// borrowed is fine: sockets never call back synchronously), then
+/// dispatches the view actions after the borrow ends (a dispatch may render
+/// synchronously, and rendering may send commands).
+fn with_driver(rc: &Shared, f: impl FnOnce(&mut Driver)) {
+    let (acts, dispatch) = {
+        let Ok(mut d) = rc.try_borrow_mut() else {
+            crate::log("dumdum: re-entrant chat command ignored");
+            return;
+        };
+        f(&mut d);
+        let acts = d.flush();
+        (acts, d.dispatch.clone())
+    };
+    for a in acts {
+        dispatch.dispatch(a);
+    }
+}
+
+impl Driver {
+    fn flush(&mut self) -> Vec<Action> {
+        let mut acts = Vec::new();
+        let outputs = self.engine.as_mut().map(Engine::drain).unwrap_or_default();
+        for out in outputs {
+            match out {
+                Output::Text(t) => {
+                    if let Some(s) = &self.socket
+                        && let Err(e) = s.send_text(&t)
+                    {
+                        crate::log(&format!("dumdum: {e}"));
+                    }
+                }
+                Output::Binary(b) => {
+                    if let Some(s) = &self.socket
+                        && let Err(e) = s.send_binary(&b)
+                    {
+                        crate::log(&format!("dumdum: {e}"));
+                    }
+                }
+                Output::Close { code, reason } => {
+                    if let Some(s) = &self.socket {
+                        s.close(code, &reason);
+                    }
+                }
+                Output::Remember(Memory::Nick(n)) => storage::save(NICK_KEY, &n),
+                Output::Remember(Memory::Channel { server, channel }) => {
+                    storage::save(&channel_key(server.as_deref()), &channel);
+                }
+                Output::Log(l) => crate::log(&format!("dumdum: {l}")),
+                Output::Act(a) => {
+                    if matches!(a, Action::Authenticated { .. }) {
+                        self.backoff.connected(now_ms());
+                    }
+                    acts.push(a);
+                }
+            }
+        }
+        acts.append(&mut self.pending);
+        acts
+    }
+
+    /// Opens a new WebSocket for the current engine.
+    fn connect(&mut self) {
+        self.retry = None;
+        self.socket = None;
+        self.waiting_online = false;
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        engine.begin_connection();
+        self.generation += 1;
+        let generation = self.generation;
+        let url = web_sys::window()
+            .map(|w| {
+                let loc = w.location();
+                ws_url(
+                    &loc.protocol().unwrap_or_default(),
+                    &loc.host().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
+        let me = self.me.clone();
+        let opened = Socket::open(&url, SUBPROTOCOL, move |ev| {
+            if let Some(rc) = me.upgrade() {
+                on_socket(&rc, generation, ev);
+            }
+        });
+        match opened {
+            Ok(s) => self.socket = Some(s),
+            Err(e) => {
+                crate::log(&format!("dumdum: {e}"));
+                self.closed(1006, "");
+            }
+        }
+    }
+
+    /// The socket ended: explain why and plan the next attempt.
+    fn closed(&mut self, code: u16, reason: &str) {
+        self.socket = None;
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        let problem = engine.on_close(code, reason);
+        self.backoff.disconnected(now_ms());
+        if problem == Problem::BridgeUnreachable {
+            self.probe_bridge();
+        }
+        self.plan_retry(problem);
+    }
+
+    fn plan_retry(&mut self, problem: Problem) {
+        self.retry = None;
+        if !problem.retryable() {
+            self.push(Action::Disconnected {
+                problem,
+                retry_at_ms: None,
+            });
+            return;
+        }
+        if !browser_online() {
+            self.waiting_online = true;
+            self.push(Action::Offline);
+            return;
+        }
+        let delay = self.backoff.next_delay_ms(js_sys::Math::random());
+        let me = self.me.clone();
+        self.retry = Some(Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
+            if let Some(rc) = me.upgrade() {
+                with_driver(&rc, Driver::connect);
+            }
+        }));
+        self.push(Action::Disconnected {
+            problem,
+            retry_at_ms: Some(now_ms() + delay),
+        });
+    }
+
+    /// Queues a view action after the engine's (dispatched by [`with_driver`]).
+    fn push(&mut self, a: Action) {
+        self.pending.push(a);
+    }
+
+    /// After a WebSocket failed before opening: if the bridge answers plain
+    /// HTTP, it refused the upgrade (its origin check), and retrying is
+    /// pointless.
+    fn probe_bridge(&self) {
+        let me = self.me.clone();
+        let generation = self.generation;
+        wasm_bindgen_futures::spawn_local(async move {
+            let Some(window) = web_sys::window() else { return };
+            let Ok(resp) = JsFuture::from(window.fetch_with_str("/healthz")).await else {
+                return;
+            };
+            let Ok(resp) = resp.dyn_into::<web_sys::Response>() else {
+                return;
+            };
+            if !resp.ok() {
+                return;
+            }
+            if let Some(rc) = me.upgrade() {
+                with_driver(&rc, |d| {
+                    if d.generation == generation && d.socket.is_none() && d.retry.is_some() {
+                        d.retry = None;
+                        d.push(Action::Disconnected {
+                            problem: Problem::OriginRefused,
+                            retry_at_ms: None,
+                        });
+                    }
+                });
+            }
+        });
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join { server, nick } => {
+                if let Some(engine) = self.engine.as_mut()
+                    && engine.server() == server.as_deref()
+                    && engine.awaiting_nick()
+                {
+                    if let Err(e) = engine.authenticate(&nick) {
+                        crate::log(&format!("dumdum: {e}"));
+                    }
+                    return;
+                }
+                if let Some(s) = &server {
+                    storage::save(SERVER_KEY, s);
+                }
+                let preferred = storage::load(&channel_key(server.as_deref()));
+                let keep = self
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| e.server() == server.as_deref());
+                match self.engine.as_mut() {
+                    // A reconnect with a new nick keeps what is known of the channels.
+                    Some(e) if keep => *e = Engine::new(server, nick, preferred),
+                    _ => self.engine = Some(Engine::new(server, nick, preferred)),
+                }
+                self.backoff.reset();
+                self.connect();
+            }
+            Command::Send { channel, text } => {
+                if let Some(e) = self.engine.as_mut()
+                    && let Err(err) = e.send_message(&channel, &text)
+                {
+                    crate::log(&format!("dumdum: message not sent: {err}"));
+                }
+            }
+            Command::Select(channel) => {
+                if let Some(e) = self.engine.as_mut() {
+                    e.select(&channel);
+                }
+            }
+            Command::LoadOlder(channel) => {
+                if let Some(e) = self.engine.as_mut() {
+                    e.load_older(&channel);
+                }
+            }
+            Command::RetryNow => {
+                if self.engine.is_some() && self.socket.is_none() {
+                    self.connect();
+                }
+            }
+            Command::SignOut => {
+                self.retry = None;
+                self.generation += 1;
+                if let Some(s) = self.socket.take() {
+                    s.close(1000, "signed out");
+                }
+                self.engine = None;
+                self.backoff.reset();
+                self.push(Action::SignedOut);
+            }
+        }
+    }
+
+    fn came_online(&mut self) {
+        if self.engine.is_some() && self.socket.is_none() {
+            self.backoff.reset();
+            self.connect();
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.retry = None;
+        self.online = None;
+        self.generation += 1;
+        if let Some(s) = self.socket.take() {
+            s.close(1000, "page closed");
+        }
+    }
+}
+
+fn on_socket(rc: &Shared, generation: u64, ev: SocketEvent) {
+    with_driver(rc, |d| {
+        if d.generation != generation {
+            return;
+        }
+        let Some(engine) = d.engine.as_mut() else { return };
+        match ev {
+            SocketEvent::Open => engine.on_open(),
+            SocketEvent::Text(t) => engine.on_text(&t),
+            SocketEvent::Binary(b) => engine.on_binary(&b),
+            SocketEvent::Closed { code, reason, .. } => {
+                // Outputs queued before the close (for example the view's
+                // last actions) still apply.
+                d.closed(code, &reason);
+            }
+        }
+    });
+}
+
+async fn fetch_servers() -> Result<Vec<ServerInfo>, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let resp = JsFuture::from(window.fetch_with_str("/api/servers"))
+        .await
+        .map_err(|_| "the bridge did not answer".to_owned())?;
+    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "not a response".to_owned())?;
+    if !resp.ok() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let text = JsFuture::from(resp.text().map_err(|_| "no body".to_owned())?)
+        .await
+        .map_err(|_| "the body could not be read".to_owned())?
+        .as_string()
+        .unwrap_or_default();
+    serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
+}
+
+/// The chat: state, commands, and the connection behind them.
+#[hook]
+pub fn use_chat() -> ChatContext {
+    let state = use_reducer(ChatState::default);
+    let dispatch = state.dispatcher();
+    let driver: Rc<RefCell<Option<Shared>>> = use_mut_ref(|| None);
+
+    {
+        let driver = driver.clone();
+        use_effect_with((), move |_| {
+            let shared: Shared = Rc::new_cyclic(|me| {
+                RefCell::new(Driver {
+                    dispatch: dispatch.clone(),
+                    me: me.clone(),
+                    engine: None,
+                    socket: None,
+                    generation: 0,
+                    backoff: Backoff::default(),
+                    retry: None,
+                    online: None,
+                    waiting_online: false,
+                    pending: Vec::new(),
+                })
+            });
+            if let Some(window) = web_sys::window() {
+                let me = Rc::downgrade(&shared);
+                let listener = EventListener::new(&window, "online", move |_| {
+                    if let Some(rc) = me.upgrade() {
+                        with_driver(&rc, Driver::came_online);
+                    }
+                });
+                shared.borrow_mut().online = Some(listener);
+            }
+            *driver.borrow_mut() = Some(shared.clone());
+            {
+                let dispatch = dispatch.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    match fetch_servers().await {
+                        Ok(list) => dispatch.dispatch(Action::ServersLoaded(list)),
+                        Err(e) => dispatch.dispatch(Action::ServersFailed(e)),
+                    }
+                });
+            }
+            move || {
+                with_driver(&shared, Driver::shutdown);
+                *driver.borrow_mut() = None;
+            }
+        });
+    }
+
+    let cmd = {
+        let driver = driver.clone();
+        use_memo((), move |_| {
+            Callback::from(move |c: Command| {
+                let shared = driver.borrow().clone();
+                if let Some(rc) = shared {
+                    with_driver(&rc, |d| d.command(c));
+                }
+            })
+        })
+    };
+
+    ChatContext {
+        state,
+        cmd: (*cmd).clone(),
+    }
+}
