@@ -251,7 +251,7 @@ impl Ring {
 
 /// How a session ended.
 #[derive(Debug)]
-struct End {
+struct Ending {
     /// For the log line.
     reason: String,
     /// Close frame for an attached WebSocket.
@@ -260,40 +260,52 @@ struct End {
     notice: Option<Notice>,
 }
 
+/// A boxed [`Ending`], small enough to travel in `Result`s.
+#[derive(Debug)]
+struct End(Box<Ending>);
+
+impl std::ops::Deref for End {
+    type Target = Ending;
+    fn deref(&self) -> &Ending {
+        &self.0
+    }
+}
+
 impl End {
+    fn new(reason: String, close: Option<(u16, String)>, notice: Option<Notice>) -> Self {
+        End(Box::new(Ending {
+            reason,
+            close,
+            notice,
+        }))
+    }
+
     fn quiet(reason: impl Into<String>) -> Self {
-        End {
-            reason: reason.into(),
-            close: None,
-            notice: None,
-        }
+        End::new(reason.into(), None, None)
     }
 
     fn close(code: u16, reason: impl Into<String>) -> Self {
         let reason = reason.into();
-        End {
-            close: Some((code, reason.clone())),
-            reason,
-            notice: None,
-        }
+        End::new(reason.clone(), Some((code, reason)), None)
     }
 
     fn upstream_error(code: u16, reason: String) -> Self {
-        End {
-            notice: Some(Notice::UpstreamError {
-                reason: reason.clone(),
-            }),
-            ..End::close(code, reason)
-        }
+        let notice = Notice::UpstreamError {
+            reason: reason.clone(),
+        };
+        End::new(reason.clone(), Some((code, reason)), Some(notice))
     }
 
     fn upstream_closed(reason: String) -> Self {
-        End {
-            notice: Some(Notice::UpstreamClosed {
-                reason: reason.clone(),
-            }),
-            ..End::close(code::UPSTREAM_CLOSED, format!("upstream closed: {reason}"))
-        }
+        let notice = Notice::UpstreamClosed {
+            reason: reason.clone(),
+        };
+        let close = format!("upstream closed: {reason}");
+        End::new(
+            close.clone(),
+            Some((code::UPSTREAM_CLOSED, close)),
+            Some(notice),
+        )
     }
 }
 
