@@ -53,9 +53,12 @@ pub(crate) fn setup() -> Result<()> {
 }
 
 fn wasm_target() -> Result<()> {
-    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
-        .unwrap_or_default();
-    if installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
         return Ok(());
     }
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
@@ -110,10 +113,10 @@ pub(crate) fn locked_wasm_bindgen() -> Result<String> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
-                return Ok(v.trim_end_matches('"').to_string());
-            }
+        if line == "name = \"wasm-bindgen\""
+            && let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \""))
+        {
+            return Ok(v.trim_end_matches('"').to_string());
         }
     }
     bail!("Cargo.lock has no wasm-bindgen package")
@@ -121,7 +124,8 @@ pub(crate) fn locked_wasm_bindgen() -> Result<String> {
 
 fn test_runner() -> Result<()> {
     let version = locked_wasm_bindgen()?;
-    let have = output(Command::new("wasm-bindgen-test-runner").arg("--version")).unwrap_or_default();
+    let have =
+        output(Command::new("wasm-bindgen-test-runner").arg("--version")).unwrap_or_default();
     // Prints "wasm-bindgen-test-runner 0.2.x".
     if have.split_whitespace().nth(1) == Some(version.as_str()) {
         return Ok(());
