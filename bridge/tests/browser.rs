@@ -158,9 +158,8 @@ impl Drop for ChromeDriver {
 /// Runs `js` (a function body) until it returns something truthy; returns it.
 async fn wait_js(c: &Client, what: &str, js: &str) -> Value {
     let deadline = Instant::now() + WAIT;
-    let mut last = Value::Null;
     loop {
-        match c.execute(js, vec![]).await {
+        let last = match c.execute(js, vec![]).await {
             Ok(v) => {
                 let truthy = match &v {
                     Value::Null => false,
@@ -172,10 +171,10 @@ async fn wait_js(c: &Client, what: &str, js: &str) -> Value {
                 if truthy {
                     return v;
                 }
-                last = v;
+                v
             }
-            Err(e) => last = Value::String(format!("error: {e}")),
-        }
+            Err(e) => Value::String(format!("error: {e}")),
+        };
         if Instant::now() > deadline {
             let status = c
                 .execute(

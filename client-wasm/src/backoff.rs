@@ -20,7 +20,11 @@ pub fn backoff_delay_ms(attempt: u32, random: f64) -> u64 {
     let nominal = MIN_DELAY_MS
         .saturating_mul(1u64 << attempt.min(16))
         .min(MAX_DELAY_MS);
-    let r = if random.is_finite() { random.clamp(0.0, 1.0) } else { 0.5 };
+    let r = if random.is_finite() {
+        random.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
     let factor = 1.0 - JITTER + 2.0 * JITTER * r;
     let jittered = (nominal as f64 * factor).round() as u64;
     jittered.clamp(MIN_DELAY_MS, MAX_DELAY_MS)
@@ -77,7 +81,9 @@ mod tests {
         let nominal: Vec<u64> = (0..9).map(|a| backoff_delay_ms(a, 0.5)).collect();
         assert_eq!(
             nominal,
-            [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]
+            [
+                1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000
+            ]
         );
         assert_eq!(backoff_delay_ms(u32::MAX, 0.5), 60_000);
     }

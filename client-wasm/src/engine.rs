@@ -94,6 +94,7 @@ pub struct Engine {
     frames_out: u64,
     opened: bool,
     ready: bool,
+    was_ready: bool,
     fatal: Option<Problem>,
     upstream_note: Option<String>,
     channels: Vec<String>,
@@ -127,6 +128,7 @@ impl Engine {
             frames_out: 0,
             opened: false,
             ready: false,
+            was_ready: false,
             fatal: None,
             upstream_note: None,
             channels: Vec::new(),
@@ -220,8 +222,9 @@ impl Engine {
         let content = match Content::parse(text) {
             Ok(c) => c,
             Err(e) => {
-                self.out
-                    .push(Output::Log(format!("ignored a text frame from the bridge: {e}")));
+                self.out.push(Output::Log(format!(
+                    "ignored a text frame from the bridge: {e}"
+                )));
                 return;
             }
         };
@@ -247,7 +250,8 @@ impl Engine {
                 self.session_key = Some(key.clone());
                 let sn = self.next_sn();
                 let restart = Handshake::restart(sn, key, self.frames_in, self.server.clone());
-                self.out.push(Output::Text(Content::Handshake(restart).to_json()));
+                self.out
+                    .push(Output::Text(Content::Handshake(restart).to_json()));
             }
             HandshakeState::Success => {
                 if let Some(key) = h.session.filter(|k| !k.is_empty()) {
@@ -270,7 +274,8 @@ impl Engine {
     fn on_notice(&mut self, notice: Notice) {
         match notice {
             Notice::UpstreamConnected { server } => {
-                self.out.push(Output::Act(Action::UpstreamConnected { server }));
+                self.out
+                    .push(Output::Act(Action::UpstreamConnected { server }));
             }
             Notice::UpstreamSecured {
                 tls_version,
@@ -285,10 +290,13 @@ impl Engine {
                 self.upstream_note = Some(reason);
             }
             Notice::SessionResumed { replayed } => {
-                self.out
-                    .push(Output::Log(format!("session resumed, {replayed} frames replayed")));
+                self.out.push(Output::Log(format!(
+                    "session resumed, {replayed} frames replayed"
+                )));
             }
-            other => self.out.push(Output::Log(format!("bridge notice: {other:?}"))),
+            other => self
+                .out
+                .push(Output::Log(format!("bridge notice: {other:?}"))),
         }
     }
 
@@ -317,7 +325,12 @@ impl Engine {
     /// user understands.
     pub fn on_close(&mut self, close_code: u16, reason: &str) -> Problem {
         let problem = self.fatal.take().unwrap_or_else(|| {
-            Problem::from_close(close_code, reason, self.opened, self.upstream_note.as_deref())
+            Problem::from_close(
+                close_code,
+                reason,
+                self.opened,
+                self.upstream_note.as_deref(),
+            )
         });
         self.handshake = Handshaking::Closed;
         self.ready = false;
@@ -357,7 +370,8 @@ impl Engine {
     /// Shows `channel`, fetching its newest page the first time.
     pub fn select(&mut self, channel: &str) {
         self.active = Some(channel.to_owned());
-        self.out.push(Output::Act(Action::Select(channel.to_owned())));
+        self.out
+            .push(Output::Act(Action::Select(channel.to_owned())));
         self.out.push(Output::Remember(Memory::Channel {
             server: self.server.clone(),
             channel: channel.to_owned(),
@@ -386,8 +400,9 @@ impl Engine {
     fn request(&mut self, channel: &str, query: HistoryQuery) {
         self.requested.insert(channel.to_owned());
         if let Err(e) = self.client.list_messages(channel, query) {
-            self.out
-                .push(Output::Log(format!("history request for {channel} failed: {e}")));
+            self.out.push(Output::Log(format!(
+                "history request for {channel} failed: {e}"
+            )));
         }
         self.pump();
     }
@@ -421,7 +436,9 @@ impl Engine {
     fn on_event(&mut self, ev: Event) {
         match ev {
             Event::Hello { .. } => {
-                if nick_problem(&self.nick).is_none() && self.client.authenticate(&self.nick).is_ok() {
+                if nick_problem(&self.nick).is_none()
+                    && self.client.authenticate(&self.nick).is_ok()
+                {
                     self.out.push(Output::Act(Action::Authenticating {
                         nick: self.nick.clone(),
                     }));
@@ -439,13 +456,25 @@ impl Engine {
                     reason: "incompatible protocol version".into(),
                 });
             }
+            Event::NickTaken { nick } if self.was_ready && nick == self.nick => {
+                // A reconnect: the nick is most likely still held for the
+                // previous connection. Retry later rather than ask.
+                self.fatal = Some(Problem::NickInUse(nick));
+                self.out.push(Output::Close {
+                    code: code::NORMAL,
+                    reason: "nickname still in use".into(),
+                });
+            }
             Event::NickTaken { nick } => self.out.push(Output::Act(Action::NickTaken { nick })),
             Event::Authenticated { nick } => {
                 self.ready = true;
-                self.out.push(Output::Act(Action::Authenticated { nick: nick.clone() }));
+                self.was_ready = true;
+                self.out
+                    .push(Output::Act(Action::Authenticated { nick: nick.clone() }));
                 self.out.push(Output::Remember(Memory::Nick(nick)));
                 if let Err(e) = self.client.list_channels() {
-                    self.out.push(Output::Log(format!("LIST_CHANNELS failed: {e}")));
+                    self.out
+                        .push(Output::Log(format!("LIST_CHANNELS failed: {e}")));
                 }
                 // Catch up on every channel seen before a reconnect.
                 let mut known: Vec<(String, Snowflake)> =
@@ -517,7 +546,9 @@ impl Engine {
                     self.request(&channel, next);
                 }
             }
-            other => self.out.push(Output::Log(format!("unhandled event {other:?}"))),
+            other => self
+                .out
+                .push(Output::Log(format!("unhandled event {other:?}"))),
         }
     }
 }
@@ -614,9 +645,13 @@ mod tests {
         let out = connect(e);
         assert_eq!(
             sent(&out),
-            [ClientMessage::Authenticate { nick: e.nick().into() }]
+            [ClientMessage::Authenticate {
+                nick: e.nick().into()
+            }]
         );
-        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication { success: true }));
+        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: true,
+        }));
         e.drain()
     }
 
@@ -658,22 +693,36 @@ mod tests {
     fn taken_nick_is_retried_on_the_same_connection() {
         let mut e = Engine::new(Some("local".into()), "bob".into(), None);
         connect(&mut e);
-        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication { success: false }));
+        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: false,
+        }));
         let out = e.drain();
         assert_eq!(acts(&out), [Action::NickTaken { nick: "bob".into() }]);
         assert!(e.awaiting_nick());
         assert!(matches!(e.authenticate(""), Err(CommandError::Invalid(_))));
         e.authenticate("bob2").unwrap();
         let out = e.drain();
-        assert_eq!(sent(&out), [ClientMessage::Authenticate { nick: "bob2".into() }]);
-        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication { success: true }));
-        assert!(acts(&e.drain()).contains(&Action::Authenticated { nick: "bob2".into() }));
+        assert_eq!(
+            sent(&out),
+            [ClientMessage::Authenticate {
+                nick: "bob2".into()
+            }]
+        );
+        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: true,
+        }));
+        assert!(acts(&e.drain()).contains(&Action::Authenticated {
+            nick: "bob2".into()
+        }));
     }
 
     #[test]
     fn sending_needs_a_connection_and_valid_text() {
         let mut e = Engine::new(Some("local".into()), "alice".into(), None);
-        assert_eq!(e.send_message("general", "hi"), Err(CommandError::NotConnected));
+        assert_eq!(
+            e.send_message("general", "hi"),
+            Err(CommandError::NotConnected)
+        );
         authenticated(&mut e);
         assert!(matches!(
             e.send_message("general", &"x".repeat(1025)),
@@ -690,8 +739,13 @@ mod tests {
         );
         // Nothing shown until the echo.
         assert!(acts(&out).is_empty());
-        e.on_binary(&server_frame(ServerMessage::SendMessage(chat(5, "general", "alice"))));
-        assert_eq!(acts(&e.drain()), [Action::Message(chat(5, "general", "alice"))]);
+        e.on_binary(&server_frame(ServerMessage::SendMessage(chat(
+            5, "general", "alice",
+        ))));
+        assert_eq!(
+            acts(&e.drain()),
+            [Action::Message(chat(5, "general", "alice"))]
+        );
     }
 
     /// A server holding `all`, answering LIST_MESSAGES as the reference does.
@@ -712,7 +766,9 @@ mod tests {
         let all: Vec<ChatMessage> = (1..=250).map(|i| chat(i * 10, "general", "x")).collect();
         let mut e = Engine::new(Some("local".into()), "alice".into(), None);
         authenticated(&mut e);
-        e.on_binary(&server_frame(ServerMessage::ListChannels(vec!["general".into()])));
+        e.on_binary(&server_frame(ServerMessage::ListChannels(vec![
+            "general".into(),
+        ])));
         let out = e.drain();
         let mut state = crate::state::ChatState::default();
         let mut got = answer(&mut e, &out, &all);
@@ -737,7 +793,9 @@ mod tests {
         let mut all: Vec<ChatMessage> = (1..=50).map(|i| chat(i, "general", "x")).collect();
         let mut e = Engine::new(Some("local".into()), "alice".into(), None);
         authenticated(&mut e);
-        e.on_binary(&server_frame(ServerMessage::ListChannels(vec!["general".into()])));
+        e.on_binary(&server_frame(ServerMessage::ListChannels(vec![
+            "general".into(),
+        ])));
         let out = e.drain();
         let mut state = crate::state::ChatState::default();
         for a in acts(&answer(&mut e, &out, &all)) {
@@ -769,6 +827,26 @@ mod tests {
         }
         let g = state.channel("general").unwrap();
         assert_eq!(g.messages.as_slice(), all.as_slice());
+    }
+
+    #[test]
+    fn nick_still_held_after_a_reconnect_is_retried_later() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        authenticated(&mut e);
+        e.on_close(1006, "");
+        connect(&mut e);
+        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: false,
+        }));
+        let out = e.drain();
+        assert!(
+            acts(&out).is_empty(),
+            "the connect screen is not shown: {out:?}"
+        );
+        assert!(out.iter().any(|o| matches!(o, Output::Close { .. })));
+        let p = e.on_close(1000, "");
+        assert_eq!(p, Problem::NickInUse("alice".into()));
+        assert!(p.retryable());
     }
 
     #[test]
@@ -804,7 +882,11 @@ mod tests {
             }
             .to_json(),
         );
-        assert!(acts(&e.drain()).iter().any(|a| matches!(a, Action::Secured(s) if s.tls_version == "TLSv1.3")));
+        assert!(
+            acts(&e.drain())
+                .iter()
+                .any(|a| matches!(a, Action::Secured(s) if s.tls_version == "TLSv1.3"))
+        );
     }
 
     #[test]
@@ -814,7 +896,9 @@ mod tests {
         e.on_open();
         e.on_text(&Content::Handshake(Handshake::success(1, KEY.into(), false, 0)).to_json());
         e.drain();
-        e.on_binary(&server_frame(ServerMessage::IncompatibleVersion { required: 3 }));
+        e.on_binary(&server_frame(ServerMessage::IncompatibleVersion {
+            required: 3,
+        }));
         assert!(e.drain().iter().any(|o| matches!(o, Output::Close { .. })));
         let p = e.on_close(1000, "");
         assert_eq!(p, Problem::IncompatibleVersion { required: 3 });

@@ -174,7 +174,8 @@ pub struct DateTime {
 impl DateTime {
     /// The local date and time of `unix_ms`, `offset_min` minutes east of UTC.
     pub fn from_unix_ms(unix_ms: u64, offset_min: i32) -> Self {
-        let secs = i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX / 2) + i64::from(offset_min) * 60;
+        let secs =
+            i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX / 2) + i64::from(offset_min) * 60;
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         // Howard Hinnant's civil_from_days.
@@ -266,10 +267,12 @@ mod tests {
     fn nick_hue_is_stable_and_spread() {
         assert_eq!(nick_hue("alice"), nick_hue("alice"));
         assert!(nick_hue("alice") < 360);
-        let hues: std::collections::HashSet<u16> = ["alice", "bob", "carol", "dave", "eve", "mallory", "trent", "peggy"]
-            .iter()
-            .map(|n| nick_hue(n))
-            .collect();
+        let hues: std::collections::HashSet<u16> = [
+            "alice", "bob", "carol", "dave", "eve", "mallory", "trent", "peggy",
+        ]
+        .iter()
+        .map(|n| nick_hue(n))
+        .collect();
         assert!(hues.len() >= 6, "{hues:?}");
         // Fixed values: colours must not change between releases.
         assert_eq!(nick_hue(""), nick_hue(""));
@@ -326,7 +329,11 @@ mod tests {
         assert_eq!(split_links(""), Vec::<Segment<'_>>::new());
         assert_eq!(
             split_links("see https://example.com/a?b=1#c, then"),
-            [Text("see "), Link("https://example.com/a?b=1#c"), Text(", then")]
+            [
+                Text("see "),
+                Link("https://example.com/a?b=1#c"),
+                Text(", then")
+            ]
         );
         assert_eq!(
             split_links("(http://x.org/wiki/A_(b)) done."),
@@ -346,7 +353,10 @@ mod tests {
             split_links("<a href=\"http://e.vil\">"),
             [Text("<a href=\""), Link("http://e.vil"), Text("\">")]
         );
-        assert_eq!(split_links("javascript:alert(1)"), [Text("javascript:alert(1)")]);
+        assert_eq!(
+            split_links("javascript:alert(1)"),
+            [Text("javascript:alert(1)")]
+        );
         assert_eq!(
             split_links("é https://ü.de/ä ok"),
             [Text("é "), Link("https://ü.de/ä"), Text(" ok")]

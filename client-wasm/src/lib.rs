@@ -10,14 +10,14 @@
 //! - [`hooks`] and [`components`]: the Yew app.
 
 pub mod backoff;
+pub mod components;
 pub mod engine;
 pub mod format;
+pub mod hooks;
 pub mod problem;
+pub mod socket;
 pub mod state;
 pub mod storage;
-pub mod socket;
-pub mod hooks;
-pub mod components;
 
 /// A line in the browser console (stderr natively, for tests).
 pub fn log(line: &str) {

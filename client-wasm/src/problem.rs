@@ -46,7 +46,9 @@ pub enum Problem {
     #[error("The bridge does not know this server{}.", detail(.0))]
     UnknownServer(String),
     /// The server speaks another protocol version.
-    #[error("Incompatible version: the server requires protocol version {required}, this page speaks version 2.")]
+    #[error(
+        "Incompatible version: the server requires protocol version {required}, this page speaks version 2."
+    )]
     IncompatibleVersion {
         /// What the server wants.
         required: u8,
@@ -54,6 +56,10 @@ pub enum Problem {
     /// The WebSocket was cut after it had opened.
     #[error("Connection lost.")]
     ConnectionLost,
+    /// After a reconnect, the nick is still held (usually by the previous
+    /// connection, until the bridge or the server lets it go).
+    #[error("Your nickname “{0}” is still in use, probably by your previous connection.")]
+    NickInUse(String),
     /// 1001 from the bridge.
     #[error("The bridge is restarting.")]
     BridgeRestarting,
@@ -96,11 +102,13 @@ impl Problem {
             code::UPSTREAM_TLS => Problem::TlsRefused(reason),
             code::UNKNOWN_SERVER => Problem::UnknownServer(reason),
             code::GOING_AWAY => Problem::BridgeRestarting,
-            code::MALFORMED | code::POLICY | code::TOO_BIG => Problem::Protocol(if reason.is_empty() {
-                format!("the bridge closed the connection with code {code}")
-            } else {
-                reason
-            }),
+            code::MALFORMED | code::POLICY | code::TOO_BIG => {
+                Problem::Protocol(if reason.is_empty() {
+                    format!("the bridge closed the connection with code {code}")
+                } else {
+                    reason
+                })
+            }
             _ if !opened => Problem::BridgeUnreachable,
             code::ABNORMAL | code::NORMAL if !reason.is_empty() && upstream.is_some() => {
                 Problem::ServerClosed(reason)
@@ -110,11 +118,31 @@ impl Problem {
         }
     }
 
+    /// A few words for the status line (the full text is the `Display`).
+    pub fn short(&self) -> &'static str {
+        match self {
+            Problem::BridgeUnreachable => "bridge unreachable",
+            Problem::OriginRefused => "origin refused by the bridge",
+            Problem::ServerUnreachable(_) => "chat server unreachable",
+            Problem::ServerClosed(_) => "chat server closed the connection",
+            Problem::TlsRefused(_) => "TLS to the chat server refused",
+            Problem::UnknownServer(_) => "unknown server",
+            Problem::IncompatibleVersion { .. } => "incompatible protocol version",
+            Problem::ConnectionLost => "connection lost",
+            Problem::NickInUse(_) => "nickname still in use",
+            Problem::BridgeRestarting => "bridge restarting",
+            Problem::Protocol(_) => "protocol error",
+            Problem::Other { .. } => "connection closed",
+        }
+    }
+
     /// Whether reconnecting later can help.
     pub fn retryable(&self) -> bool {
         !matches!(
             self,
-            Problem::UnknownServer(_) | Problem::IncompatibleVersion { .. } | Problem::OriginRefused
+            Problem::UnknownServer(_)
+                | Problem::IncompatibleVersion { .. }
+                | Problem::OriginRefused
         )
     }
 }
@@ -144,9 +172,18 @@ mod tests {
             Problem::from_close(4004, "", true, None).to_string(),
             "The bridge does not know this server."
         );
-        assert_eq!(Problem::from_close(1006, "", true, None), Problem::ConnectionLost);
-        assert_eq!(Problem::from_close(1006, "", false, None), Problem::BridgeUnreachable);
-        assert_eq!(Problem::from_close(1001, "", true, None), Problem::BridgeRestarting);
+        assert_eq!(
+            Problem::from_close(1006, "", true, None),
+            Problem::ConnectionLost
+        );
+        assert_eq!(
+            Problem::from_close(1006, "", false, None),
+            Problem::BridgeUnreachable
+        );
+        assert_eq!(
+            Problem::from_close(1001, "", true, None),
+            Problem::BridgeRestarting
+        );
         assert_eq!(
             Problem::from_close(1008, "", true, None).to_string(),
             "Protocol error: the bridge closed the connection with code 1008."
@@ -159,6 +196,23 @@ mod tests {
             Problem::IncompatibleVersion { required: 3 }.to_string(),
             "Incompatible version: the server requires protocol version 3, this page speaks version 2."
         );
+    }
+
+    #[test]
+    fn short_forms_name_the_problem() {
+        assert_eq!(
+            Problem::ServerClosed("x".into()).short(),
+            "chat server closed the connection"
+        );
+        assert_eq!(
+            Problem::TlsRefused("bad".into()).short(),
+            "TLS to the chat server refused"
+        );
+        assert_eq!(
+            Problem::NickInUse("bob".into()).to_string(),
+            "Your nickname “bob” is still in use, probably by your previous connection."
+        );
+        assert!(Problem::NickInUse("bob".into()).retryable());
     }
 
     #[test]

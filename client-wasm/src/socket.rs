@@ -69,13 +69,19 @@ pub struct Socket {
 
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Socket").field("url", &self.ws.url()).finish()
+        f.debug_struct("Socket")
+            .field("url", &self.ws.url())
+            .finish()
     }
 }
 
 impl Socket {
     /// Opens `url` offering `protocol`; every event goes to `handler`.
-    pub fn open(url: &str, protocol: &str, handler: impl Fn(SocketEvent) + 'static) -> Result<Socket, SocketError> {
+    pub fn open(
+        url: &str,
+        protocol: &str,
+        handler: impl Fn(SocketEvent) + 'static,
+    ) -> Result<Socket, SocketError> {
         let ws = WebSocket::new_with_str(url, protocol).map_err(|e| SocketError::Open {
             url: url.to_owned(),
             reason: js_text(&e),
@@ -156,7 +162,9 @@ impl Drop for Socket {
         self.ws.set_onclose(None);
         let state = self.ws.ready_state();
         if state == WebSocket::OPEN || state == WebSocket::CONNECTING {
-            let _ = self.ws.close_with_code_and_reason(1000, "page closed the chat");
+            let _ = self
+                .ws
+                .close_with_code_and_reason(1000, "page closed the chat");
         }
     }
 }

@@ -120,7 +120,9 @@ impl Channel {
 pub fn merge_messages(messages: &mut Vec<ChatMessage>, page: Vec<ChatMessage>) -> usize {
     let before = messages.len();
     let appends_only = match (messages.last(), page.first()) {
-        (Some(last), Some(first)) => first.id > last.id && page.windows(2).all(|w| w[0].id < w[1].id),
+        (Some(last), Some(first)) => {
+            first.id > last.id && page.windows(2).all(|w| w[0].id < w[1].id)
+        }
         (None, _) => page.windows(2).all(|w| w[0].id < w[1].id),
         (_, None) => true,
     };
@@ -302,8 +304,13 @@ impl ChatState {
             };
         }
         Some(match &self.link {
-            Link::Offline => "You are offline. Your text is kept; it can be sent once the connection is back.".into(),
-            Link::Disconnected { problem, .. } => format!("Not connected: {problem} Your text is kept."),
+            Link::Offline => {
+                "You are offline. Your text is kept; it can be sent once the connection is back."
+                    .into()
+            }
+            Link::Disconnected { problem, .. } => {
+                format!("Not connected: {problem} Your text is kept.")
+            }
             _ => "Connecting… Your text is kept.".into(),
         })
     }
@@ -461,9 +468,18 @@ mod tests {
     fn merge_keeps_order_and_uniqueness() {
         let mut v = vec![msg(2, "c", "a"), msg(4, "c", "a")];
         assert_eq!(merge_messages(&mut v, vec![msg(5, "c", "a")]), 1);
-        assert_eq!(merge_messages(&mut v, vec![msg(1, "c", "a"), msg(2, "c", "a"), msg(3, "c", "a")]), 2);
+        assert_eq!(
+            merge_messages(
+                &mut v,
+                vec![msg(1, "c", "a"), msg(2, "c", "a"), msg(3, "c", "a")]
+            ),
+            2
+        );
         assert_eq!(merge_messages(&mut v, vec![msg(4, "c", "a")]), 0);
-        assert_eq!(v.iter().map(|m| m.id.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            v.iter().map(|m| m.id.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
         let mut big: Vec<ChatMessage> = (0..MAX_KEPT as u64).map(|i| msg(i, "c", "a")).collect();
         merge_messages(&mut big, vec![msg(MAX_KEPT as u64, "c", "a")]);
         assert_eq!(big.len(), MAX_KEPT);
@@ -481,8 +497,12 @@ mod tests {
         s.apply(Action::NickTaken { nick: "bob".into() });
         assert_eq!(s.nick_taken.as_deref(), Some("bob"));
         assert!(s.needs_nick() && !s.joining);
-        s.apply(Action::Authenticating { nick: "bob2".into() });
-        s.apply(Action::Authenticated { nick: "bob2".into() });
+        s.apply(Action::Authenticating {
+            nick: "bob2".into(),
+        });
+        s.apply(Action::Authenticated {
+            nick: "bob2".into(),
+        });
         assert!(!s.needs_nick() && s.ready);
         assert_eq!(s.nick.as_deref(), Some("bob2"));
         assert_eq!(s.nick_taken, None);

@@ -24,21 +24,28 @@ pub fn ChatScreen() -> Html {
         use_effect_with((prev, next), move |(prev, next)| {
             let (prev, next) = (prev.clone(), next.clone());
             let listener = web_sys::window().map(|w| {
-                EventListener::new_with_options(&w, "keydown", EventListenerOptions::enable_prevent_default(), move |e| {
-                    let Some(e) = e.dyn_ref::<KeyboardEvent>() else { return };
-                    if !e.alt_key() || e.ctrl_key() || e.meta_key() {
-                        return;
-                    }
-                    let target = match e.key().as_str() {
-                        "ArrowUp" => prev.clone(),
-                        "ArrowDown" => next.clone(),
-                        _ => return,
-                    };
-                    if let Some(channel) = target {
-                        e.prevent_default();
-                        cmd.emit(Command::Select(channel));
-                    }
-                })
+                EventListener::new_with_options(
+                    &w,
+                    "keydown",
+                    EventListenerOptions::enable_prevent_default(),
+                    move |e| {
+                        let Some(e) = e.dyn_ref::<KeyboardEvent>() else {
+                            return;
+                        };
+                        if !e.alt_key() || e.ctrl_key() || e.meta_key() {
+                            return;
+                        }
+                        let target = match e.key().as_str() {
+                            "ArrowUp" => prev.clone(),
+                            "ArrowDown" => next.clone(),
+                            _ => return,
+                        };
+                        if let Some(channel) = target {
+                            e.prevent_default();
+                            cmd.emit(Command::Select(channel));
+                        }
+                    },
+                )
             });
             move || drop(listener)
         });
@@ -54,7 +61,11 @@ pub fn ChatScreen() -> Html {
                     Some(a) => format!("#{a} · dumdum"),
                     None => "dumdum chat".into(),
                 };
-                doc.set_title(&if *unread > 0 { format!("({unread}) {base}") } else { base });
+                doc.set_title(&if *unread > 0 {
+                    format!("({unread}) {base}")
+                } else {
+                    base
+                });
             }
         });
     }
@@ -77,7 +88,11 @@ pub fn ChatScreen() -> Html {
     };
 
     let nick = state.nick.clone().unwrap_or_default();
-    let initial = nick.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
+    let initial = nick
+        .chars()
+        .next()
+        .map(|c| c.to_uppercase().to_string())
+        .unwrap_or_default();
     let active = state.active_channel().cloned();
     let server = match &state.link {
         crate::state::Link::Connected { server } => Some(server.clone()),

@@ -88,8 +88,16 @@ pub fn Composer(props: &ComposerProps) -> Html {
         (None, Some(p)) if count.over() => p.clone(),
         _ => "Enter to send · Shift+Enter for a new line".into(),
     };
-    let hint_class = if blocked.is_some() || count.over() { "composer-hint warn" } else { "composer-hint" };
-    let counter_class = classes!("counter", count.near().then_some("near"), count.over().then_some("over"));
+    let hint_class = if blocked.is_some() || count.over() {
+        "composer-hint warn"
+    } else {
+        "composer-hint"
+    };
+    let counter_class = classes!(
+        "counter",
+        count.near().then_some("near"),
+        count.over().then_some("over")
+    );
 
     html! {
         <form class="composer" onsubmit={onsubmit} aria-label="Send a message">

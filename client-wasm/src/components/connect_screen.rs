@@ -91,7 +91,8 @@ pub fn ConnectScreen() -> Html {
             <p id="nick-help" class="field-msg">{ format!("1 to 32 bytes · {} used", nick.len()) }</p>
         },
     };
-    let show_status = !matches!(state.link, Link::Idle) && (state.joining || state.signed_in || matches!(state.link, Link::Disconnected { .. }));
+    let show_status = !matches!(state.link, Link::Idle)
+        && (state.joining || state.signed_in || matches!(state.link, Link::Disconnected { .. }));
 
     html! {
         <main class="connect">
@@ -144,7 +145,7 @@ pub fn ConnectScreen() -> Html {
                     { if busy { "Joining…" } else if state.nick_taken.is_some() { "Try this nickname" } else { "Join chat" } }
                 </button>
                 if show_status {
-                    <StatusBar />
+                    <StatusBar detailed=true />
                 }
             </form>
         </main>

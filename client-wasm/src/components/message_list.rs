@@ -44,12 +44,27 @@ fn scroll_to_bottom(el: &HtmlElement) {
 
 fn day_label(ms: u64) -> (i64, u32, u32, String) {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let t = DateTime::from_unix_ms(ms, local_offset_min(ms));
     let month = MONTHS[(t.month as usize).saturating_sub(1) % 12];
-    (t.year, t.month, t.day, format!("{} {month} {}", t.day, t.year))
+    (
+        t.year,
+        t.month,
+        t.day,
+        format!("{} {month} {}", t.day, t.year),
+    )
 }
 
 /// The messages of one channel.
@@ -76,7 +91,9 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         let name = props.channel.name.clone();
         let me = props.me.clone();
         use_effect_with((name.clone(), first, last, messages.len()), move |_| {
-            let Some(el) = scroller.cast::<HtmlElement>() else { return };
+            let Some(el) = scroller.cast::<HtmlElement>() else {
+                return;
+            };
             let mut s = seen.borrow_mut();
             if s.channel != name {
                 // Another channel: start at its newest message.
@@ -89,10 +106,7 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 let grown = el.scroll_height() - s.scroll_height;
                 el.set_scroll_top(el.scroll_top() + grown);
             } else if last > s.last {
-                let fresh: Vec<_> = messages
-                    .iter()
-                    .filter(|m| Some(m.id) > s.last)
-                    .collect();
+                let fresh: Vec<_> = messages.iter().filter(|m| Some(m.id) > s.last).collect();
                 let own = fresh.iter().any(|m| me.as_deref() == Some(m.nick.as_str()));
                 if s.at_bottom || own || s.last.is_none() {
                     scroll_to_bottom(&el);
@@ -116,7 +130,9 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         let unseen = unseen.clone();
         let scroller = scroller.clone();
         Callback::from(move |_: Event| {
-            let Some(el) = scroller.cast::<HtmlElement>() else { return };
+            let Some(el) = scroller.cast::<HtmlElement>() else {
+                return;
+            };
             let bottom = at_bottom(&el);
             let mut s = seen.borrow_mut();
             s.at_bottom = bottom;

@@ -9,9 +9,18 @@ use crate::format::format_wait;
 use crate::hooks::Command;
 use crate::state::Link;
 
+/// Properties of [`StatusBar`].
+#[derive(Properties, PartialEq)]
+pub struct StatusBarProps {
+    /// Show the full explanation under the line (the connect screen has
+    /// room for it; the chat header shows it as a tooltip).
+    #[prop_or_default]
+    pub detailed: bool,
+}
+
 /// The status line.
 #[component]
-pub fn StatusBar() -> Html {
+pub fn StatusBar(props: &StatusBarProps) -> Html {
     let chat = use_chat_context();
     let state = &*chat.state;
     let tick = use_state(|| 0u32);
@@ -22,9 +31,8 @@ pub fn StatusBar() -> Html {
     {
         let tick = tick.clone();
         use_effect_with(retry_at, move |retry_at| {
-            let interval = retry_at.map(|_| {
-                Interval::new(1000, move || tick.set((*tick).wrapping_add(1)))
-            });
+            let interval =
+                retry_at.map(|_| Interval::new(1000, move || tick.set((*tick).wrapping_add(1))));
             move || drop(interval)
         });
     }
@@ -41,12 +49,19 @@ pub fn StatusBar() -> Html {
             Some(s) => (
                 "secured",
                 format!("Connected to {server} · secured with {}", s.tls_version),
-                Some(format!("Certificate: {} · SHA-256 {}", s.peer, s.fingerprint)),
+                Some(format!(
+                    "Certificate: {} · SHA-256 {}",
+                    s.peer, s.fingerprint
+                )),
             ),
             None => ("connected", format!("Connected to {server}"), None),
         },
         Link::Connected { server } => match &state.security {
-            Some(s) => ("connecting", format!("Joining {server} · secured with {}…", s.tls_version), None),
+            Some(s) => (
+                "connecting",
+                format!("Joining {server} · secured with {}…", s.tls_version),
+                None,
+            ),
             None => ("connecting", format!("Joining {server}…"), None),
         },
         Link::Disconnected {
@@ -54,10 +69,17 @@ pub fn StatusBar() -> Html {
             retry_at_ms,
         } => {
             let next = match retry_at_ms {
-                Some(at) => format!(" Reconnecting in {}.", format_wait(at.saturating_sub(now_ms()).max(1))),
+                Some(at) => format!(
+                    " Reconnecting in {}.",
+                    format_wait(at.saturating_sub(now_ms()).max(1))
+                ),
                 None => String::new(),
             };
-            ("disconnected", format!("Disconnected. {problem}{next}"), None)
+            (
+                "disconnected",
+                format!("Disconnected: {}.{next}", problem.short()),
+                Some(problem.to_string()),
+            )
         }
         Link::Offline => (
             "disconnected",
@@ -71,6 +93,7 @@ pub fn StatusBar() -> Html {
     };
 
     html! {
+        <>
         <div id="status" class={classes!("status", format!("status-{kind}"))} role="status" aria-live="polite" title={detail.clone()}>
             <span class="status-dot" aria-hidden="true"></span>
             <span class="status-text">{ text }</span>
@@ -81,5 +104,11 @@ pub fn StatusBar() -> Html {
                 <button type="button" class="link-button" onclick={retry_now}>{ "Retry now" }</button>
             }
         </div>
+        if props.detailed && kind == "disconnected" {
+            if let Some(d) = detail {
+                <p class="status-detail" id="status-detail">{ d }</p>
+            }
+        }
+        </>
     }
 }

@@ -77,7 +77,6 @@ struct Driver {
     backoff: Backoff,
     retry: Option<Timeout>,
     online: Option<EventListener>,
-    waiting_online: bool,
     pending: Vec<Action>,
 }
 
@@ -148,7 +147,6 @@ impl Driver {
     fn connect(&mut self) {
         self.retry = None;
         self.socket = None;
-        self.waiting_online = false;
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
@@ -203,17 +201,19 @@ impl Driver {
             return;
         }
         if !browser_online() {
-            self.waiting_online = true;
             self.push(Action::Offline);
             return;
         }
         let delay = self.backoff.next_delay_ms(js_sys::Math::random());
         let me = self.me.clone();
-        self.retry = Some(Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
-            if let Some(rc) = me.upgrade() {
-                with_driver(&rc, Driver::connect);
-            }
-        }));
+        self.retry = Some(Timeout::new(
+            u32::try_from(delay).unwrap_or(u32::MAX),
+            move || {
+                if let Some(rc) = me.upgrade() {
+                    with_driver(&rc, Driver::connect);
+                }
+            },
+        ));
         self.push(Action::Disconnected {
             problem,
             retry_at_ms: Some(now_ms() + delay),
@@ -232,7 +232,9 @@ impl Driver {
         let me = self.me.clone();
         let generation = self.generation;
         wasm_bindgen_futures::spawn_local(async move {
-            let Some(window) = web_sys::window() else { return };
+            let Some(window) = web_sys::window() else {
+                return;
+            };
             let Ok(resp) = JsFuture::from(window.fetch_with_str("/healthz")).await else {
                 return;
             };
@@ -341,7 +343,9 @@ fn on_socket(rc: &Shared, generation: u64, ev: SocketEvent) {
         if d.generation != generation {
             return;
         }
-        let Some(engine) = d.engine.as_mut() else { return };
+        let Some(engine) = d.engine.as_mut() else {
+            return;
+        };
         match ev {
             SocketEvent::Open => engine.on_open(),
             SocketEvent::Text(t) => engine.on_text(&t),
@@ -392,7 +396,6 @@ pub fn use_chat() -> ChatContext {
                     backoff: Backoff::default(),
                     retry: None,
                     online: None,
-                    waiting_online: false,
                     pending: Vec::new(),
                 })
             });
