@@ -437,6 +437,52 @@ async fn run_scenarios(
     let shot = screenshot(c, "chat.png").await;
     eprintln!("screenshot: {}", shot.display());
 
+    // On a phone the channel list collapses behind a menu button.
+    c.set_window_size(400, 800)
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_js(
+        c,
+        "menu button",
+        "return getComputedStyle(document.querySelector('.menu-toggle')).display !== 'none'",
+    )
+    .await;
+    wait_js(
+        c,
+        "collapsed channel list",
+        "return document.querySelector('#sidebar').getBoundingClientRect().right <= 0",
+    )
+    .await;
+    let _ = screenshot(c, "phone.png").await;
+    c.find(Locator::Css(".menu-toggle"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_js(
+        c,
+        "open channel list",
+        "return document.querySelector('#sidebar').getBoundingClientRect().left >= 0 \
+         && document.querySelector('.menu-toggle').getAttribute('aria-expanded') === 'true'",
+    )
+    .await;
+    let _ = screenshot(c, "phone-channels.png").await;
+    js(
+        c,
+        "document.querySelector('.backdrop').click(); return null",
+    )
+    .await;
+    wait_js(
+        c,
+        "closed channel list",
+        "return document.querySelector('.menu-toggle').getAttribute('aria-expanded') === 'false'",
+    )
+    .await;
+    c.set_window_size(1200, 800)
+        .await
+        .map_err(|e| e.to_string())?;
+
     // Alt+Down switches to random, which clears its unread count.
     type_into(c, "#composer-input", "\u{E00A}\u{E015}\u{E000}").await;
     wait_js(c, "random channel", "return document.querySelector('.channel[data-channel=random]')?.getAttribute('aria-current') === 'page'").await;

@@ -125,6 +125,24 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         });
     }
 
+    // A window resize reflows the list: stay at the bottom if we were.
+    {
+        let scroller = scroller.clone();
+        let seen = seen.clone();
+        use_effect_with((), move |_| {
+            let listener = web_sys::window().map(|w| {
+                gloo_events::EventListener::new(&w, "resize", move |_| {
+                    if let Some(el) = scroller.cast::<HtmlElement>()
+                        && seen.borrow().at_bottom
+                    {
+                        scroll_to_bottom(&el);
+                    }
+                })
+            });
+            move || drop(listener)
+        });
+    }
+
     let onscroll = {
         let seen = seen.clone();
         let unseen = unseen.clone();
