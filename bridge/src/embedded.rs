@@ -322,12 +322,20 @@ async fn write_batch(
     first: Bytes,
     rx: &mut mpsc::Receiver<Bytes>,
 ) -> std::io::Result<()> {
-    io.write_all(&first).await?;
-    for _ in 0..64 {
+    // Coalesce what is queued into one write (one syscall on TCP).
+    let Ok(second) = rx.try_recv() else {
+        io.write_all(&first).await?;
+        return io.flush().await;
+    };
+    let mut batch = Vec::with_capacity(first.len() + second.len() + 4096);
+    batch.extend_from_slice(&first);
+    batch.extend_from_slice(&second);
+    while batch.len() < 64 * 1024 {
         match rx.try_recv() {
-            Ok(more) => io.write_all(&more).await?,
+            Ok(more) => batch.extend_from_slice(&more),
             Err(_) => break,
         }
     }
+    io.write_all(&batch).await?;
     io.flush().await
 }
