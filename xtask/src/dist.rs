@@ -45,9 +45,7 @@ fn cargo() -> Command {
 }
 
 fn exec(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("starting {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -71,11 +69,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let out = target.join("www");
     build_bundle(&root, &target, &out)?;
     eprintln!("starting dumdum-bridge (it prints its URL)…");
-    exec(cargo()
-        .current_dir(&root)
-        .args(["run", "--release", "-p", "dumdum-bridge", "--", "--www"])
-        .arg(&out)
-        .args(args))
+    exec(
+        cargo()
+            .current_dir(&root)
+            .args(["run", "--release", "-p", "dumdum-bridge", "--", "--www"])
+            .arg(&out)
+            .args(args),
+    )
 }
 
 /// Builds the whole bundle into `out`.
@@ -84,24 +84,29 @@ fn build_bundle(root: &Path, target: &Path, out: &Path) -> Result<()> {
     // The workspace profile strips everything, including the
     // `target_features` section wasm-bindgen reads; wasm-bindgen strips the
     // names itself, so keep symbols until then.
-    exec(cargo()
-        .current_dir(root)
-        .env("CARGO_PROFILE_WASM_RELEASE_STRIP", "debuginfo")
-        .args([
-        "build",
-        "-p",
-        "dumdum-client-wasm",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--profile",
-        "wasm-release",
-    ]))
-    .context("building the wasm (is the target installed? `rustup target add wasm32-unknown-unknown`)")?;
+    exec(
+        cargo()
+            .current_dir(root)
+            .env("CARGO_PROFILE_WASM_RELEASE_STRIP", "debuginfo")
+            .args([
+                "build",
+                "-p",
+                "dumdum-client-wasm",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--profile",
+                "wasm-release",
+            ]),
+    )
+    .context(
+        "building the wasm (is the target installed? `rustup target add wasm32-unknown-unknown`)",
+    )?;
     let wasm_in = target.join("wasm32-unknown-unknown/wasm-release/dumdum_client_wasm.wasm");
 
     let glue_dir = target.join("dist-glue");
     if glue_dir.exists() {
-        fs::remove_dir_all(&glue_dir).with_context(|| format!("clearing {}", glue_dir.display()))?;
+        fs::remove_dir_all(&glue_dir)
+            .with_context(|| format!("clearing {}", glue_dir.display()))?;
     }
     fs::create_dir_all(&glue_dir)?;
     wasm_bindgen_cli_support::Bindgen::new()
@@ -154,7 +159,12 @@ fn build_bundle(root: &Path, target: &Path, out: &Path) -> Result<()> {
     let js_gz = gzip_len(js.as_bytes())?;
     let css_gz = gzip_len(&css)?;
     eprintln!("bundle in {}:", out.display());
-    eprintln!("  {:<28} {:>9} raw {:>9} gzip", wasm_name, wasm.len(), wasm_gz);
+    eprintln!(
+        "  {:<28} {:>9} raw {:>9} gzip",
+        wasm_name,
+        wasm.len(),
+        wasm_gz
+    );
     eprintln!("  {:<28} {:>9} raw {:>9} gzip", js_name, js.len(), js_gz);
     eprintln!("  {:<28} {:>9} raw {:>9} gzip", css_name, css.len(), css_gz);
     let total = wasm_gz + js_gz;
@@ -166,9 +176,7 @@ fn build_bundle(root: &Path, target: &Path, out: &Path) -> Result<()> {
         BUDGET_GZIP_BYTES / 1024
     );
     if total > BUDGET_GZIP_BYTES {
-        bail!(
-            "the bundle is {total} bytes gzip, over the budget of {BUDGET_GZIP_BYTES} bytes"
-        );
+        bail!("the bundle is {total} bytes gzip, over the budget of {BUDGET_GZIP_BYTES} bytes");
     }
     Ok(())
 }
@@ -178,7 +186,10 @@ fn wasm_opt(root: &Path, target: &Path, wasm: &Path) -> Result<()> {
     let tools = target.join("tools");
     let bin = tools.join("node_modules/.bin/wasm-opt");
     if !bin.exists() {
-        let have_npm = Command::new("npm").arg("--version").output().is_ok_and(|o| o.status.success());
+        let have_npm = Command::new("npm")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !have_npm {
             eprintln!(
                 "warning: npm is not installed, so wasm-opt is skipped (the bundle works, but is larger). Install Node.js/npm to get `{BINARYEN_NPM}`."
@@ -187,27 +198,31 @@ fn wasm_opt(root: &Path, target: &Path, wasm: &Path) -> Result<()> {
         }
         eprintln!("installing {BINARYEN_NPM} into {} (once)…", tools.display());
         fs::create_dir_all(&tools)?;
-        exec(Command::new("npm")
-            .current_dir(root)
-            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&tools)
-            .arg(BINARYEN_NPM))
+        exec(
+            Command::new("npm")
+                .current_dir(root)
+                .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&tools)
+                .arg(BINARYEN_NPM),
+        )
         .context("installing binaryen from npm")?;
     }
     let optimized = wasm.with_extension("opt.wasm");
-    exec(Command::new(&bin)
-        .arg("-Oz")
-        .args([
-            "--enable-bulk-memory",
-            "--enable-nontrapping-float-to-int",
-            "--enable-sign-ext",
-            "--enable-mutable-globals",
-            "--enable-reference-types",
-            "--enable-multivalue",
-        ])
-        .arg(wasm)
-        .arg("-o")
-        .arg(&optimized))
+    exec(
+        Command::new(&bin)
+            .arg("-Oz")
+            .args([
+                "--enable-bulk-memory",
+                "--enable-nontrapping-float-to-int",
+                "--enable-sign-ext",
+                "--enable-mutable-globals",
+                "--enable-reference-types",
+                "--enable-multivalue",
+            ])
+            .arg(wasm)
+            .arg("-o")
+            .arg(&optimized),
+    )
     .context("running wasm-opt -Oz")?;
     fs::rename(&optimized, wasm)?;
     Ok(())
@@ -235,7 +250,9 @@ fn rewrite_index(html: &str, js: &str, wasm: &str, css: &str) -> Result<String> 
             ));
         } else if trimmed.contains(r#"rel="css""#) {
             saw_css = true;
-            out.push_str(&format!("{indent}<link rel=\"stylesheet\" href=\"./{css}\">\n"));
+            out.push_str(&format!(
+                "{indent}<link rel=\"stylesheet\" href=\"./{css}\">\n"
+            ));
         } else if trimmed.contains(r#"rel="icon""#) {
             out.push_str(&format!(
                 "{indent}<link rel=\"icon\" href=\"./icon.svg\" type=\"image/svg+xml\">\n"
@@ -277,7 +294,9 @@ mod tests {
         let html = "<head>\n  <link data-trunk rel=\"rust\" href=\"../client-wasm/Cargo.toml\" />\n  <link data-trunk rel=\"css\" href=\"styles.css\" />\n  <link data-trunk rel=\"icon\" href=\"icon.svg\" />\n</head>\n";
         let out = rewrite_index(html, "a.js", "a_bg.wasm", "s.css").unwrap();
         assert!(!out.contains("data-trunk"));
-        assert!(out.contains("import init from './a.js'; init({ module_or_path: './a_bg.wasm' });"));
+        assert!(
+            out.contains("import init from './a.js'; init({ module_or_path: './a_bg.wasm' });")
+        );
         assert!(out.contains("<link rel=\"stylesheet\" href=\"./s.css\">"));
         assert!(out.contains("href=\"./icon.svg\""));
         assert!(rewrite_index("<head></head>", "a", "b", "c").is_err());
