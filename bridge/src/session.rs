@@ -60,6 +60,8 @@ pub(crate) enum Out {
     Binary(Bytes),
     Text(String),
     Close(u16, String),
+    /// A keep-alive ping (made by the writer itself).
+    Ping,
 }
 
 impl Out {
@@ -68,6 +70,7 @@ impl Out {
             Out::Binary(b) => b.len(),
             Out::Text(t) => t.len(),
             Out::Close(_, r) => r.len(),
+            Out::Ping => 0,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::Bytes;
 use dumdum_protocol::session::{Content, Handshake, HandshakeState};
 use dumdum_protocol::{ClientMessage, Decode};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -26,6 +27,11 @@ type Stream = SplitStream<WebSocket>;
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Start/Restart rounds allowed on one WebSocket.
 const MAX_HANDSHAKES: u32 = 4;
+/// The bridge pings an attached browser this often ...
+const PING_EVERY: Duration = Duration::from_secs(25);
+/// ... and counts a WebSocket as lost (the session is held) after this long
+/// without hearing anything, pongs included.
+const SILENCE_LIMIT: Duration = Duration::from_secs(70);
 
 /// Cuts a close reason to the 123 bytes a close frame can carry.
 pub(crate) fn clip_reason(reason: &str) -> String {
@@ -233,12 +239,15 @@ async fn writer(
     stop: CancellationToken,
     done: CancellationToken,
 ) {
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let close = loop {
         let first = tokio::select! {
             biased;
             () = stop.cancelled() => break Some((code::AWAY, "bridge shutting down".to_string())),
             () = side.ctrl.token.cancelled() => break Some(side.ctrl.take()),
             m = side.rx.recv() => m,
+            _ = ping.tick() => Some(Out::Ping),
         };
         let Some(first) = first else { break None };
         let rx = &mut side.rx;
@@ -255,6 +264,7 @@ async fn writer(
                         return Ok(Some((code, reason)));
                     }
                     Out::Binary(b) => sink_ref.feed(Message::Binary(b)).await?,
+                    Out::Ping => sink_ref.feed(Message::Ping(Bytes::new())).await?,
                     Out::Text(t) => sink_ref.feed(Message::Text(t.into())).await?,
                 }
                 n += 1;
@@ -315,7 +325,10 @@ async fn reader(
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 break Detach::Hold("the WebSocket did not finish closing".into());
             }
-            m = stream.next() => m,
+            m = tokio::time::timeout(SILENCE_LIMIT, stream.next()) => match m {
+                Ok(m) => m,
+                Err(_) => break Detach::Hold(format!("nothing heard for {} s", SILENCE_LIMIT.as_secs())),
+            },
         };
         match m {
             None => break Detach::Hold("connection lost without a close frame".into()),

@@ -352,3 +352,65 @@ async fn unknown_type_from_client_is_never_forwarded() {
         Some(other) => panic!("nothing after close, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn https_and_wss_with_the_bridge_certificate() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert = TestCert::localhost();
+    let bridge = Bridge::start(Config {
+        tls_cert: Some(cert.cert_path.clone()),
+        tls_key: Some(cert.key_path.clone()),
+        ..Config::default()
+    })
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            cert.cert_der.clone(),
+        ))
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+        connector.connect(name.clone(), tcp).await.unwrap()
+    };
+    // HTTPS
+    let mut s = connect().await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .ok();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // WSS, with the https origin of the bridge itself allowed.
+    let url = format!("wss://localhost:{}/ws", bridge.addr.port());
+    let origin = format!("https://localhost:{}", bridge.addr.port());
+    let mut c = common::WsClient::over(Box::new(connect().await), &url, Some(&origin))
+        .await
+        .unwrap();
+    c.handshake(None).await;
+    c.login("secure").await;
+    c.say("general", "over wss").await;
+    c.expect_message("over wss").await;
+    // The plain-http origin is not the bridge's own any more.
+    let bad = common::WsClient::over(
+        Box::new(connect().await),
+        &url,
+        Some(&format!("http://localhost:{}", bridge.addr.port())),
+    )
+    .await;
+    assert_eq!(bad.err(), Some(403));
+}
