@@ -552,3 +552,115 @@ async fn run_scenarios(
     .await;
     Ok(())
 }
+
+/// Link security in the status line: a TLS server the bridge trusts shows
+/// "secured" with the TLS version and certificate subject; the same server
+/// under a name without its CA is refused with the reason in words. Two
+/// upstreams also make the connect screen show its server picker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_status_and_refusal_in_the_browser() {
+    let www = bundle();
+    let cert = dumdum_testkit::TestCert::localhost();
+    let server = DumdumServer::start_with(&["general"], Some(&cert));
+    let addr = server.addr().to_string();
+    let trusted = UpstreamConfig {
+        ca: Some(cert.cert_path.clone()),
+        ..UpstreamConfig::new("trusted", addr.clone())
+    };
+    let bridge = Bridge::start(Config {
+        upstreams: vec![trusted, UpstreamConfig::new("untrusted", addr)],
+        www,
+        ..Config::default()
+    })
+    .await;
+    let driver = ChromeDriver::start();
+    let profile = TempDir::new("chromium-tls");
+    let c = driver.browser(&profile).await;
+    let result = tls_scenario(&c, &bridge.http_url("/")).await;
+    let _ = screenshot(&c, "tls-last.png").await;
+    let _ = c.close().await;
+    drop(driver);
+    drop(server);
+    result.unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn tls_scenario(c: &Client, url: &str) -> Result<(), String> {
+    c.goto(url).await.map_err(|e| e.to_string())?;
+    let options = wait_js(
+        c,
+        "server picker",
+        "const s = document.querySelector('#server'); return s ? [...s.options].map(o => o.value) : null",
+    )
+    .await;
+    assert_eq!(options, json!(["trusted", "untrusted"]));
+
+    // Without the CA: refused, and the page says why.
+    c.find(Locator::Css("#server"))
+        .await
+        .map_err(|e| e.to_string())?
+        .select_by_value("untrusted")
+        .await
+        .map_err(|e| e.to_string())?;
+    clear(c, "#nick").await;
+    type_into(c, "#nick", "tlsuser\u{E007}").await;
+    let status = wait_js(
+        c,
+        "TLS refusal",
+        "const t = document.querySelector('#status')?.textContent; return t && t.includes('TLS to the chat server refused') ? t : null",
+    )
+    .await;
+    let detail = wait_js(
+        c,
+        "refusal detail",
+        "return document.querySelector('#status-detail')?.textContent",
+    )
+    .await;
+    eprintln!("refused: {status} / {detail}");
+    assert!(
+        detail
+            .as_str()
+            .unwrap()
+            .starts_with("The secure (TLS) connection to the chat server was refused: "),
+        "{detail}"
+    );
+    let _ = screenshot(c, "tls-refused.png").await;
+
+    // With the CA: secured, with the TLS version and the certificate subject.
+    c.find(Locator::Css("#server"))
+        .await
+        .map_err(|e| e.to_string())?
+        .select_by_value("trusted")
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_js(
+        c,
+        "join enabled",
+        "return !document.querySelector('#join').disabled",
+    )
+    .await;
+    c.find(Locator::Css("#join"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = wait_js(
+        c,
+        "secured status",
+        "const t = document.querySelector('#status')?.textContent; return t && t.includes('secured with TLS') ? t : null",
+    )
+    .await;
+    eprintln!("secured: {status}");
+    assert!(
+        status.as_str().unwrap().contains("Connected to trusted"),
+        "{status}"
+    );
+    let peer = js(
+        c,
+        "return document.querySelector('.status-peer')?.textContent ?? null",
+    )
+    .await;
+    assert!(peer.is_string(), "the certificate subject is shown: {peer}");
+    let _ = screenshot(c, "tls.png").await;
+    Ok(())
+}
