@@ -25,7 +25,11 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  dist   build the web page into target/www\n  run    build the page and start the bridge with its embedded server (extra args go to dumdum-bridge)\n  test   install missing tools, then run the full test suite (what CI runs)\n  setup  only install missing tools"
             );
-            return if cmd == "help" { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            return if cmd == "help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
         }
     };
     match result {
