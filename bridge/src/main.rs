@@ -200,3 +200,89 @@ async fn main() -> anyhow::Result<()> {
         .context("the bridge failed")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("dumdum-bridge").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_server_on_8080() {
+        let (config, listen) = build(cli(&[])).unwrap();
+        assert_eq!(listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert!(config.upstreams.is_empty());
+        assert!(config.embedded_enabled());
+        assert_eq!(config.www, PathBuf::from("target/www"));
+        assert_eq!(config.resume_grace, Duration::from_secs(60));
+        assert_eq!(config.resume_buffer, 1 << 20);
+    }
+
+    #[test]
+    fn file_and_flags_merge_with_flags_winning() {
+        let dir = std::env::temp_dir().join(format!("bridge-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bridge.toml");
+        std::fs::write(
+            &file,
+            r#"
+            listen = "127.0.0.1:9000"
+            www = "/srv/www"
+            allowed_origin = ["https://a.example"]
+            resume_grace = "2m"
+            [[upstream]]
+            name = "main"
+            address = "127.0.0.1:6667"
+            require_tls = true
+            "#,
+        )
+        .unwrap();
+        let (config, listen) = build(cli(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9001",
+            "--allowed-origin",
+            "https://b.example",
+            "--resume-buffer",
+            "64KiB",
+        ]))
+        .unwrap();
+        assert_eq!(listen.port(), 9001, "the flag wins");
+        assert_eq!(config.www, PathBuf::from("/srv/www"));
+        assert_eq!(config.upstreams.len(), 1);
+        assert!(config.upstreams[0].require_tls);
+        assert_eq!(
+            config.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(config.resume_grace, Duration::from_secs(120));
+        assert_eq!(config.resume_buffer, 64 * 1024);
+
+        // --upstream replaces the file's list; the first is the default.
+        let (config, _) = build(cli(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--upstream",
+            "a=127.0.0.1:1",
+            "--upstream",
+            "b=127.0.0.1:2",
+        ]))
+        .unwrap();
+        let names: Vec<_> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn bad_settings_are_explained() {
+        assert!(Cli::try_parse_from(["dumdum-bridge", "--upstream", "nope"]).is_err());
+        let e = build(cli(&["--tls-cert", "c.pem"])).unwrap_err();
+        assert!(format!("{e:#}").contains("--tls-key"), "{e:#}");
+        let e = build(cli(&["--upstream", "a=h:1", "--upstream", "a=h:2"])).unwrap_err();
+        assert!(format!("{e:#}").contains("used twice"), "{e:#}");
+    }
+}

@@ -414,3 +414,114 @@ async fn https_and_wss_with_the_bridge_certificate() {
     .await;
     assert_eq!(bad.err(), Some(403));
 }
+
+/// The reference server's order rules, checked on the embedded server over
+/// plain TCP (`--embedded-listen`), as the protocol crate's interop tests do
+/// against the real one.
+#[tokio::test]
+async fn embedded_server_follows_the_reference_order_rules() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let _bridge = Bridge::start(Config {
+        embedded_listen: Some(addr),
+        ..Config::default()
+    })
+    .await;
+    let hello_auth = {
+        let mut b = vec![0x00, 0x02];
+        b.extend(
+            ClientMessage::Authenticate { nick: "x".into() }
+                .to_bytes()
+                .unwrap(),
+        );
+        b
+    };
+    let send_first = ClientMessage::SendMessage {
+        channel: "general".into(),
+        content: "hi".into(),
+    }
+    .to_bytes()
+    .unwrap();
+    for (what, bytes) in [
+        ("HELLO+AUTHENTICATE in one read", hello_auth),
+        ("SEND_MESSAGE before HELLO", send_first),
+        ("unknown type", vec![0x09]),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(&bytes).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, tcp.read_to_end(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not closed"))
+            .ok();
+        assert!(
+            got.is_empty(),
+            "{what}: closed without a reply, got {got:?}"
+        );
+    }
+    // INCOMPATIBLE_VERSION keeps the connection; HELLO again works.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&[0x00, 0x01]).await.unwrap();
+    let mut b = [0u8; 2];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b, [0x01, 0x02], "INCOMPATIBLE_VERSION(2)");
+    tcp.write_all(&[0x00, 0x02]).await.unwrap();
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b, [0x00, 0x00], "HELLO(0)");
+    tcp.write_all(
+        &ClientMessage::Authenticate {
+            nick: "ünï 👀".into(),
+        }
+        .to_bytes()
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b, [0x02, 0x01], "ACK(1)");
+    // A chat message before the ACK would have been refused; after it, the
+    // echo carries a snowflake of the present.
+    let text = "hello ✓ — ünïcödé 👀";
+    tcp.write_all(
+        &ClientMessage::SendMessage {
+            channel: "general".into(),
+            content: text.into(),
+        }
+        .to_bytes()
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut d = dumdum_protocol::Decoder::<ServerMessage>::default();
+    let mut buf = [0u8; 4096];
+    let echo = loop {
+        if let Some((m, _)) = d.next_message().unwrap() {
+            break m;
+        }
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        d.feed(&buf[..n]);
+    };
+    let ServerMessage::SendMessage(m) = echo else {
+        panic!("{echo:?}")
+    };
+    assert_eq!((m.content.as_str(), m.nick.as_str()), (text, "ünï 👀"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(m.id.unix_millis().abs_diff(now) < 60_000);
+}

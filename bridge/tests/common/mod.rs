@@ -48,7 +48,24 @@ impl Bridge {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
+        let https = config.tls_cert.is_some();
+        let embedded = config.embedded_listen;
         let task = tokio::spawn(dumdum_bridge::run(config, listener, shutdown.clone()));
+        // Serving HTTP means everything else (the embedded listener) is up;
+        // over HTTPS, wait for the embedded listener itself.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !(if https {
+            match embedded {
+                Some(e) => TcpStream::connect(e).await.is_ok(),
+                None => true,
+            }
+        } else {
+            http_get(addr, "/healthz").await.0 == 200
+        }) {
+            assert!(!task.is_finished(), "the bridge stopped while starting");
+            assert!(tokio::time::Instant::now() < deadline, "bridge not ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Bridge {
             addr,
             shutdown,
