@@ -271,7 +271,17 @@ async fn raw_echo(bytes: usize, chunk: usize) -> f64 {
     tokio::spawn(async move {
         let (s, _) = l.accept().await.unwrap();
         let (mut r, mut w) = s.into_split();
-        tokio::io::copy(&mut r, &mut w).await.ok();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if w.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
     });
     let s = TcpStream::connect(addr).await.unwrap();
     let (mut r, mut w) = s.into_split();

@@ -544,6 +544,9 @@ impl Session {
         let mut need_flush = false;
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         loop {
+            if up_off == 0 && self.up_out.len() > 1 {
+                self.coalesce_up_out();
+            }
             let front = self.up_out.front().cloned();
             let held_until = self.held_until;
             tokio::select! {
@@ -610,6 +613,16 @@ impl Session {
                         Some(cmd) => self.on_cmd(cmd)?,
                         None => return Err(End::quiet("session dropped")),
                     }
+                    // Take what else is queued in the same turn.
+                    for _ in 0..64 {
+                        if self.up_out_bytes >= UP_QUEUE_BYTES {
+                            break;
+                        }
+                        match self.cmds.try_recv() {
+                            Ok(cmd) => self.on_cmd(cmd)?,
+                            Err(_) => break,
+                        }
+                    }
                 }
                 () = tokio::time::sleep_until(held_until.unwrap_or(far)), if held_until.is_some() => {
                     self.app.metrics.expired_grace.increment(1);
@@ -617,6 +630,21 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Joins the frames waiting for the upstream into one write (a copy of
+    /// small frames, only when they pile up: one syscall instead of many).
+    fn coalesce_up_out(&mut self) {
+        const MAX: usize = 64 * 1024;
+        let mut joined = bytes::BytesMut::with_capacity(self.up_out_bytes.min(MAX));
+        while let Some(f) = self.up_out.front() {
+            if !joined.is_empty() && joined.len() + f.len() > MAX {
+                break;
+            }
+            joined.extend_from_slice(f);
+            self.up_out.pop_front();
+        }
+        self.up_out.push_front(joined.freeze());
     }
 
     /// Handles every whole server message buffered; true when the server
