@@ -327,3 +327,44 @@ async fn resume_with_a_count_beyond_what_was_sent_is_refused() {
     let h = b.restart(&key, a.received + 100).await;
     assert_eq!(h.state(), HandshakeState::Again);
 }
+
+#[tokio::test]
+async fn frames_lost_in_flight_are_resent_after_the_bridge_count() {
+    let bridge = Bridge::embedded().await;
+    let proxy = Proxy::start(bridge.addr).await;
+    let mut a = proxy.ws(&bridge).await;
+    a.handshake(None).await;
+    a.login("resender").await;
+    let mut sent: Vec<ClientMessage> = vec![
+        ClientMessage::Hello { version: 2 },
+        ClientMessage::Authenticate {
+            nick: "resender".into(),
+        },
+    ];
+    let key = a.key.clone().unwrap();
+    let received = a.received;
+    // This frame leaves the client but never reaches the bridge.
+    proxy.blackhole();
+    let lost = ClientMessage::SendMessage {
+        channel: "general".into(),
+        content: "lost in flight".into(),
+    };
+    a.send(&lost).await;
+    sent.push(lost);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.cut();
+
+    let mut b = resume(&proxy, &bridge, &key, received).await;
+    let forwarded = b.success.as_ref().and_then(|s| s.received).unwrap();
+    assert_eq!(forwarded, 2, "HELLO and AUTHENTICATE only");
+    for m in &sent[usize::try_from(forwarded).unwrap()..] {
+        b.send(m).await;
+    }
+    b.say("general", "then live").await;
+    let got = contents_until(&mut b, "then live").await;
+    assert_eq!(
+        got,
+        ["lost in flight", "then live"],
+        "re-sent once, in order"
+    );
+}

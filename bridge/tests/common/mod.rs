@@ -521,6 +521,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     cut: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
     upstream_bytes: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stop: CancellationToken,
 }
 
@@ -533,7 +534,9 @@ impl Proxy {
         let cut = std::sync::Arc::new(std::sync::Mutex::new(CancellationToken::new()));
         let upstream_bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
+        let blackhole = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (cut2, bytes2, stop2) = (cut.clone(), upstream_bytes.clone(), stop.clone());
+        let hole2 = blackhole.clone();
         tokio::spawn(async move {
             loop {
                 let (client, _) = tokio::select! {
@@ -550,6 +553,7 @@ impl Proxy {
                     all.len() - 1
                 };
                 let bytes3 = bytes2.clone();
+                let hole3 = hole2.clone();
                 tokio::spawn(async move {
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
@@ -560,6 +564,7 @@ impl Proxy {
                             () = token.cancelled() => break,
                             r = cr.read(&mut b1) => match r {
                                 Ok(0) | Err(_) => break,
+                                Ok(_) if hole3.load(std::sync::atomic::Ordering::SeqCst) => {}
                                 Ok(n) => {
                                     bytes3.lock().unwrap()[log].extend_from_slice(&b1[..n]);
                                     if sw.write_all(&b1[..n]).await.is_err() { break }
@@ -587,12 +592,22 @@ impl Proxy {
             addr,
             cut,
             upstream_bytes,
+            blackhole,
             stop,
         }
     }
 
+    /// From now on, bytes from clients are swallowed (lost in flight);
+    /// [`Proxy::cut`] ends that.
+    pub fn blackhole(&self) {
+        self.blackhole
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Resets every connection made so far.
     pub fn cut(&self) {
+        self.blackhole
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let mut t = self.cut.lock().unwrap();
         t.cancel();
         *t = CancellationToken::new();
