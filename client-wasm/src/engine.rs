@@ -5,20 +5,235 @@
 //! browser glue (`hooks::use_chat`) only moves bytes; everything here is
 //! tested natively.
 //!
-//! Resumable sessions (issue 5) build on the counters kept here: the bridge's
-//! session key and the binary frames sent and received in the session.
+//! Resumable sessions (`bridge-ws.md`, "Session handshake"): every binary
+//! frame sent and received in a bridge session is numbered; outgoing frames
+//! are kept until the bridge says it forwarded them. On a reconnect the
+//! engine first presents its session key (Restart) with the number of frames
+//! it received; on Success(resumed) it drops the frames the bridge forwarded,
+//! re-sends the rest, and goes on with the same protocol state (no HELLO, no
+//! AUTHENTICATE) while the bridge replays what it missed. On Again it starts
+//! a fresh session and catches up with LIST_MESSAGES. [`Engine::saved`] and
+//! [`Engine::restore`] carry a session across a page reload.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice};
 use dumdum_protocol::{
-    Client, ClientConfig, ClientState, Decode, Event, HistoryQuery, ServerMessage, Snowflake,
-    TlsMode,
+    Client, ClientConfig, ClientMessage, ClientState, Decode, Event, HistoryQuery, ServerMessage,
+    Snowflake, TlsMode,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::format::{draft_problem, nick_problem};
 use crate::problem::{Problem, code};
 use crate::state::{Action, HistoryKind, Security};
+
+/// Outgoing frames kept for a resume, at most (see [`Unacked`]).
+pub const UNACKED_MAX_FRAMES: usize = 64;
+/// Bytes of outgoing frames kept for a resume, at most.
+pub const UNACKED_MAX_BYTES: usize = 64 * 1024;
+
+/// Outgoing binary frames the bridge has not confirmed, numbered from the
+/// session's first (frame `n` is the `n+1`-th sent).
+///
+/// The bridge confirms only when a session resumes (its `received`), so
+/// while connected the buffer keeps the newest frames up to
+/// [`UNACKED_MAX_FRAMES`] and [`UNACKED_MAX_BYTES`]; older ones are dropped
+/// (the bridge forwards frames as soon as the server's state allows, so they
+/// are long gone upstream). If a resume ever needs a dropped frame, the
+/// session cannot continue exactly: [`Unacked::ack`] says so and the engine
+/// ends that session and starts a fresh one (HELLO, AUTHENTICATE, catch-up),
+/// where a message the bridge never forwarded is not sent again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unacked {
+    first: u64,
+    frames: VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Unacked {
+    /// Keeps `frame`, the next one sent.
+    pub fn push(&mut self, frame: Vec<u8>) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        while self.frames.len() > UNACKED_MAX_FRAMES || self.bytes > UNACKED_MAX_BYTES {
+            match self.frames.pop_front() {
+                Some(f) => {
+                    self.bytes -= f.len();
+                    self.first += 1;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The number of the oldest frame held.
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// The number the next frame sent gets (frames sent so far).
+    pub fn end(&self) -> u64 {
+        self.first + self.frames.len() as u64
+    }
+
+    /// The frames held, oldest first.
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+        self.frames.iter().map(Vec::as_slice)
+    }
+
+    /// The bridge forwarded `received` frames: drops those. False when the
+    /// bridge needs frames no longer held, or claims more than were sent.
+    pub fn ack(&mut self, received: u64) -> bool {
+        if received < self.first || received > self.end() {
+            return false;
+        }
+        while self.first < received {
+            match self.frames.pop_front() {
+                Some(f) => {
+                    self.bytes -= f.len();
+                    self.first += 1;
+                }
+                None => break,
+            }
+        }
+        true
+    }
+}
+
+/// A history request on its way, as stored across a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "q", rename_all = "snake_case")]
+pub enum SavedQuery {
+    /// [`HistoryQuery::Newest`].
+    Newest,
+    /// [`HistoryQuery::OlderThan`].
+    OlderThan {
+        /// The id.
+        id: u64,
+    },
+    /// [`HistoryQuery::NewerThan`].
+    NewerThan {
+        /// The id.
+        id: u64,
+    },
+    /// [`HistoryQuery::Between`].
+    Between {
+        /// Exclusive lower bound.
+        after: u64,
+        /// Exclusive upper bound.
+        before: u64,
+    },
+}
+
+impl From<HistoryQuery> for SavedQuery {
+    fn from(q: HistoryQuery) -> Self {
+        match q {
+            HistoryQuery::Newest => SavedQuery::Newest,
+            HistoryQuery::OlderThan(id) => SavedQuery::OlderThan { id: id.0 },
+            HistoryQuery::NewerThan(id) => SavedQuery::NewerThan { id: id.0 },
+            HistoryQuery::Between { after, before } => SavedQuery::Between {
+                after: after.0,
+                before: before.0,
+            },
+        }
+    }
+}
+
+impl From<SavedQuery> for HistoryQuery {
+    fn from(q: SavedQuery) -> Self {
+        match q {
+            SavedQuery::Newest => HistoryQuery::Newest,
+            SavedQuery::OlderThan { id } => HistoryQuery::OlderThan(Snowflake(id)),
+            SavedQuery::NewerThan { id } => HistoryQuery::NewerThan(Snowflake(id)),
+            SavedQuery::Between { after, before } => HistoryQuery::Between {
+                after: Snowflake(after),
+                before: Snowflake(before),
+            },
+        }
+    }
+}
+
+/// Where the dumdum protocol stood, as stored across a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SavedClient {
+    /// Nothing sent yet.
+    Start,
+    /// HELLO sent.
+    AwaitingHello,
+    /// The server's HELLO arrived; no nick accepted (it was refused).
+    Unauthenticated {
+        /// The server announced TLS (done by the bridge).
+        tls: bool,
+    },
+    /// AUTHENTICATE sent.
+    Authenticating {
+        /// The nick asked for.
+        nick: String,
+        /// The server announced TLS.
+        tls: bool,
+    },
+    /// Authenticated.
+    Ready {
+        /// Our nick.
+        nick: String,
+        /// The server announced TLS.
+        tls: bool,
+    },
+}
+
+/// A bridge session as kept in `sessionStorage`, so that a reload of the
+/// same tab resumes it. Written after every event the engine handled, so
+/// its counts always match what the page had processed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    /// The server name asked for.
+    pub server: Option<String>,
+    /// The nick in use (or to be used).
+    pub nick: String,
+    /// The bridge's session key (a bearer secret).
+    pub key: String,
+    /// Binary frames received in the session.
+    pub received: u64,
+    /// Number of the first frame in `unacked`.
+    pub unacked_from: u64,
+    /// Outgoing frames not confirmed by the bridge, hex; the frames sent in
+    /// the session are `unacked_from + unacked.len()`.
+    pub unacked: Vec<String>,
+    /// The protocol state.
+    pub client: SavedClient,
+    /// LIST_MESSAGES requests whose replies have not arrived, in order.
+    pub history: Vec<(String, SavedQuery)>,
+    /// The channel shown.
+    pub active: Option<String>,
+    /// The server's name as the bridge reported it.
+    pub upstream: Option<String>,
+    /// The link's TLS details, as the bridge reported them.
+    pub security: Option<Security>,
+    /// The last `sn` used in a text frame.
+    pub sn: u32,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
 
 /// Something the browser glue must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +306,16 @@ pub struct Engine {
     sn: u32,
     session_key: Option<String>,
     frames_in: u64,
-    frames_out: u64,
+    unacked: Unacked,
+    /// LIST_MESSAGES requests whose replies have not arrived (mirrors the
+    /// protocol client's queue, which is private, for [`Engine::saved`]).
+    history_in_flight: VecDeque<(String, HistoryQuery)>,
+    /// A Restart with a held key was sent on this connection.
+    resuming: bool,
+    /// Restored after a reload: the view holds nothing yet.
+    view_empty: bool,
+    upstream_name: Option<String>,
+    security: Option<Security>,
     opened: bool,
     ready: bool,
     was_ready: bool,
@@ -112,6 +336,46 @@ fn new_client() -> Client {
     })
 }
 
+/// A protocol client in the state `saved` describes, built by running the
+/// same steps on the state machine (the frames it would send and the events
+/// it reports are discarded: they happened before the reload).
+fn rebuild_client(saved: &SavedClient, history: &[(String, SavedQuery)]) -> Result<Client, String> {
+    let mut c = new_client();
+    let fail = |e: dumdum_protocol::Error| format!("cannot restore the protocol state: {e}");
+    let (nick, tls, ready) = match saved {
+        SavedClient::Start => (None, false, false),
+        SavedClient::AwaitingHello => {
+            c.hello().map_err(fail)?;
+            (None, false, false)
+        }
+        SavedClient::Unauthenticated { tls } => (None, *tls, false),
+        SavedClient::Authenticating { nick, tls } => (Some(nick), *tls, false),
+        SavedClient::Ready { nick, tls } => (Some(nick), *tls, true),
+    };
+    if !matches!(saved, SavedClient::Start | SavedClient::AwaitingHello) {
+        c.hello().map_err(fail)?;
+        c.handle_message(ServerMessage::Hello { tls })
+            .map_err(fail)?;
+    }
+    if let Some(nick) = nick {
+        c.authenticate(nick).map_err(fail)?;
+    }
+    if ready {
+        c.handle_message(ServerMessage::AcknowledgeAuthentication { success: true })
+            .map_err(fail)?;
+    }
+    if !history.is_empty() && !ready {
+        return Err("history requests stored for an unauthenticated session".into());
+    }
+    for (channel, q) in history {
+        c.list_messages(channel, HistoryQuery::from(*q))
+            .map_err(fail)?;
+    }
+    while c.poll_transmit().is_some() {}
+    while c.poll_event().is_some() {}
+    Ok(c)
+}
+
 impl Engine {
     /// A session for `nick` on `server` (`None`: the bridge's default),
     /// opening `preferred_channel` when the server has it.
@@ -125,7 +389,12 @@ impl Engine {
             sn: 0,
             session_key: None,
             frames_in: 0,
-            frames_out: 0,
+            unacked: Unacked::default(),
+            history_in_flight: VecDeque::new(),
+            resuming: false,
+            view_empty: false,
+            upstream_name: None,
+            security: None,
             opened: false,
             ready: false,
             was_ready: false,
@@ -150,6 +419,11 @@ impl Engine {
         &self.nick
     }
 
+    /// The channel shown.
+    pub fn active(&self) -> Option<&str> {
+        self.active.as_deref()
+    }
+
     /// Authenticated on the current connection.
     pub fn is_ready(&self) -> bool {
         self.ready
@@ -162,7 +436,96 @@ impl Engine {
 
     /// Binary frames (received, sent) on the current session.
     pub fn frame_counts(&self) -> (u64, u64) {
-        (self.frames_in, self.frames_out)
+        (self.frames_in, self.unacked.end())
+    }
+
+    /// Outgoing frames not confirmed by the bridge.
+    pub fn unacked(&self) -> &Unacked {
+        &self.unacked
+    }
+
+    /// What to keep in `sessionStorage` so a reload resumes this session;
+    /// `None` when there is no session to resume.
+    pub fn saved(&self) -> Option<Saved> {
+        let key = self.session_key.clone()?;
+        let tls = self.client.is_tls();
+        let client = match self.client.state() {
+            ClientState::Start => SavedClient::Start,
+            ClientState::AwaitingHello => SavedClient::AwaitingHello,
+            ClientState::Unauthenticated => SavedClient::Unauthenticated { tls },
+            ClientState::Authenticating { nick } => SavedClient::Authenticating {
+                nick: nick.clone(),
+                tls,
+            },
+            ClientState::Ready { nick, .. } => SavedClient::Ready {
+                nick: nick.clone(),
+                tls,
+            },
+            ClientState::AwaitingTls | ClientState::Failed => return None,
+        };
+        Some(Saved {
+            server: self.server.clone(),
+            nick: self.nick.clone(),
+            key,
+            received: self.frames_in,
+            unacked_from: self.unacked.first(),
+            unacked: self.unacked.frames().map(hex).collect(),
+            client,
+            history: self
+                .history_in_flight
+                .iter()
+                .map(|(c, q)| (c.clone(), SavedQuery::from(*q)))
+                .collect(),
+            active: self.active.clone(),
+            upstream: self.upstream_name.clone(),
+            security: self.security.clone(),
+            sn: self.sn,
+        })
+    }
+
+    /// The session of `saved`, after a page reload: the protocol client is
+    /// rebuilt in the state it had (a client that was authenticated is
+    /// authenticated again, with the same nick and the same history requests
+    /// on their way) without sending anything, so the next connection
+    /// resumes with Restart. The view starts empty: after resuming, the
+    /// engine fetches the channel list and the shown channel's history.
+    pub fn restore(saved: Saved) -> Result<Engine, String> {
+        let mut unacked = Unacked {
+            first: saved.unacked_from,
+            ..Unacked::default()
+        };
+        for f in &saved.unacked {
+            let frame = unhex(f).ok_or("a stored frame is not hex")?;
+            ClientMessage::decode_exact(&frame)
+                .map_err(|e| format!("a stored frame is not a client message: {e}"))?;
+            unacked.bytes += frame.len();
+            unacked.frames.push_back(frame);
+        }
+        let client = rebuild_client(&saved.client, &saved.history)?;
+        let mut e = Engine::new(saved.server, saved.nick, saved.active.clone());
+        e.was_ready = matches!(client.state(), ClientState::Ready { .. });
+        e.client = client;
+        e.session_key = Some(saved.key);
+        e.frames_in = saved.received;
+        e.unacked = unacked;
+        e.history_in_flight = saved
+            .history
+            .into_iter()
+            .map(|(c, q)| (c, HistoryQuery::from(q)))
+            .collect();
+        // A newest page on its way fills the shown channel after the reload.
+        e.requested = e
+            .history_in_flight
+            .iter()
+            .filter(|(_, q)| *q == HistoryQuery::Newest)
+            .map(|(c, _)| c.clone())
+            .collect();
+        e.active = saved.active;
+        e.upstream_name = saved.upstream;
+        e.security = saved.security;
+        e.sn = saved.sn;
+        e.view_empty = true;
+        Ok(e)
     }
 
     /// Whether the server refused the nick and waits for another on this
@@ -176,15 +539,16 @@ impl Engine {
         std::mem::take(&mut self.out)
     }
 
-    /// A new WebSocket is about to be opened: forget the previous
-    /// connection's protocol state, keep what is known about channels so the
-    /// new connection can catch up.
+    /// A new WebSocket is about to be opened. With a session key, the
+    /// session (protocol state, counts, unconfirmed frames) is kept for a
+    /// Restart; without, it starts afresh. What is known about channels is
+    /// kept either way, so a fresh session can catch up.
     pub fn begin_connection(&mut self) {
-        self.client = new_client();
+        if self.session_key.is_none() || *self.client.state() == ClientState::Failed {
+            self.forget_session();
+        }
         self.handshake = Handshaking::Closed;
-        self.session_key = None;
-        self.frames_in = 0;
-        self.frames_out = 0;
+        self.resuming = false;
         self.opened = false;
         self.ready = false;
         self.fatal = None;
@@ -192,18 +556,47 @@ impl Engine {
         self.out.push(Output::Act(Action::Connecting));
     }
 
+    /// Drops the bridge session: a new one starts with HELLO.
+    fn forget_session(&mut self) {
+        self.client = new_client();
+        self.session_key = None;
+        self.frames_in = 0;
+        self.unacked = Unacked::default();
+        self.history_in_flight.clear();
+        self.upstream_name = None;
+        self.security = None;
+        self.view_empty = false;
+    }
+
+    /// Closes with 1000, which ends the bridge session at once: its key is
+    /// worthless from now on.
+    fn close_session(&mut self, reason: &str) {
+        self.session_key = None;
+        self.out.push(Output::Close {
+            code: code::NORMAL,
+            reason: reason.into(),
+        });
+    }
+
     fn next_sn(&mut self) -> u32 {
         self.sn = self.sn.wrapping_add(1);
         self.sn
     }
 
-    /// The WebSocket opened: start the bridge handshake.
+    /// The WebSocket opened: start the bridge handshake, with a Restart
+    /// when a session may still be held.
     pub fn on_open(&mut self) {
         self.opened = true;
         self.handshake = Handshaking::Waiting;
         let sn = self.next_sn();
-        let start = Content::Handshake(Handshake::start(sn, self.server.clone()));
-        self.out.push(Output::Text(start.to_json()));
+        let h = match self.session_key.clone() {
+            Some(key) => {
+                self.resuming = true;
+                Handshake::restart(sn, key, self.frames_in, self.server.clone())
+            }
+            None => Handshake::start(sn, self.server.clone()),
+        };
+        self.out.push(Output::Text(Content::Handshake(h).to_json()));
     }
 
     fn protocol_failure(&mut self, what: String) {
@@ -211,10 +604,7 @@ impl Engine {
         if self.fatal.is_none() {
             self.fatal = Some(Problem::Protocol(what));
         }
-        self.out.push(Output::Close {
-            code: code::NORMAL,
-            reason: "protocol error".into(),
-        });
+        self.close_session("protocol error");
     }
 
     /// A text frame from the bridge.
@@ -247,6 +637,15 @@ impl Engine {
                     self.protocol_failure("the bridge's handshake has no session key".into());
                     return;
                 };
+                if self.resuming {
+                    // The old session is gone (expired, or its frames are no
+                    // longer held): start a fresh one.
+                    self.resuming = false;
+                    self.out.push(Output::Log(
+                        "the session could not be resumed; starting a new one".into(),
+                    ));
+                    self.forget_session();
+                }
                 self.session_key = Some(key.clone());
                 let sn = self.next_sn();
                 let restart = Handshake::restart(sn, key, self.frames_in, self.server.clone());
@@ -258,7 +657,24 @@ impl Engine {
                     self.session_key = Some(key);
                 }
                 self.handshake = Handshaking::Done;
+                let resumed = h.resumed == Some(true);
+                if resumed != self.resuming {
+                    self.protocol_failure(if resumed {
+                        "the bridge resumed a session that was not asked for".into()
+                    } else {
+                        "the bridge answered a resume with a fresh session".into()
+                    });
+                    return;
+                }
+                if resumed {
+                    self.resuming = false;
+                    self.on_resumed(h.received.unwrap_or(0));
+                    return;
+                }
                 // Fresh session: the dumdum exchange starts with HELLO.
+                if *self.client.state() != ClientState::Start {
+                    self.forget_session();
+                }
                 if let Err(e) = self.client.hello() {
                     self.protocol_failure(e.to_string());
                     return;
@@ -271,9 +687,78 @@ impl Engine {
         }
     }
 
+    /// Success(resumed): the bridge forwarded `received` of our frames and
+    /// replays what we missed next.
+    fn on_resumed(&mut self, received: u64) {
+        if !self.unacked.ack(received) {
+            let (first, sent) = (self.unacked.first(), self.unacked.end());
+            let what = format!(
+                "the bridge needs our frames from number {received}, but this page sent {sent} and holds them from {first} on"
+            );
+            self.out.push(Output::Log(format!(
+                "cannot resume exactly: {what}; starting a new session"
+            )));
+            if self.fatal.is_none() {
+                self.fatal = Some(Problem::ResumeFailed(what));
+            }
+            self.close_session("cannot resume exactly");
+            return;
+        }
+        let resent: Vec<Vec<u8>> = self.unacked.frames().map(<[u8]>::to_vec).collect();
+        let resent_count = resent.len() as u64;
+        for frame in resent {
+            self.out.push(Output::Binary(frame));
+        }
+        self.out.push(Output::Log(format!(
+            "session resumed: the bridge had forwarded {received} frames, {resent_count} re-sent"
+        )));
+        self.ready = matches!(self.client.state(), ClientState::Ready { .. });
+        self.was_ready |= self.ready;
+        if let Some(s) = self.security.clone() {
+            self.out.push(Output::Act(Action::Secured(s)));
+        }
+        self.out.push(Output::Act(Action::Resumed {
+            server: self
+                .upstream_name
+                .clone()
+                .or_else(|| self.server.clone())
+                .unwrap_or_else(|| "the server".into()),
+            nick: self.client.nick().map(str::to_owned),
+            resent: resent_count,
+        }));
+        match self.client.state() {
+            ClientState::Start => {
+                // Success came before HELLO was sent.
+                if let Err(e) = self.client.hello() {
+                    self.protocol_failure(e.to_string());
+                    return;
+                }
+            }
+            ClientState::Unauthenticated if self.view_empty => {
+                // The nick was refused before the reload: ask again.
+                self.out.push(Output::Act(Action::NickTaken {
+                    nick: self.nick.clone(),
+                }));
+            }
+            ClientState::Ready { .. } if self.view_empty => {
+                // After a reload the page holds nothing: the channel list
+                // (its answer opens the shown channel and fetches its newest
+                // page). Replayed frames still arrive first, exactly once.
+                self.view_empty = false;
+                if let Err(e) = self.client.list_channels() {
+                    self.out
+                        .push(Output::Log(format!("LIST_CHANNELS failed: {e}")));
+                }
+            }
+            _ => {}
+        }
+        self.pump();
+    }
+
     fn on_notice(&mut self, notice: Notice) {
         match notice {
             Notice::UpstreamConnected { server } => {
+                self.upstream_name = Some(server.clone());
                 self.out
                     .push(Output::Act(Action::UpstreamConnected { server }));
             }
@@ -281,11 +766,15 @@ impl Engine {
                 tls_version,
                 peer,
                 fingerprint,
-            } => self.out.push(Output::Act(Action::Secured(Security {
-                tls_version,
-                peer,
-                fingerprint,
-            }))),
+            } => {
+                let s = Security {
+                    tls_version,
+                    peer,
+                    fingerprint,
+                };
+                self.security = Some(s.clone());
+                self.out.push(Output::Act(Action::Secured(s)));
+            }
             Notice::UpstreamClosed { reason } | Notice::UpstreamError { reason } => {
                 self.upstream_note = Some(reason);
             }
@@ -293,6 +782,8 @@ impl Engine {
                 self.out.push(Output::Log(format!(
                     "session resumed, {replayed} frames replayed"
                 )));
+                self.out
+                    .push(Output::Act(Action::Replayed { frames: replayed }));
             }
             other => self
                 .out
@@ -399,10 +890,13 @@ impl Engine {
 
     fn request(&mut self, channel: &str, query: HistoryQuery) {
         self.requested.insert(channel.to_owned());
-        if let Err(e) = self.client.list_messages(channel, query) {
-            self.out.push(Output::Log(format!(
+        match self.client.list_messages(channel, query) {
+            Ok(()) => self
+                .history_in_flight
+                .push_back((channel.to_owned(), query)),
+            Err(e) => self.out.push(Output::Log(format!(
                 "history request for {channel} failed: {e}"
-            )));
+            ))),
         }
         self.pump();
     }
@@ -419,7 +913,7 @@ impl Engine {
         loop {
             let mut progressed = false;
             while let Some(frame) = self.client.poll_transmit() {
-                self.frames_out += 1;
+                self.unacked.push(frame.clone());
                 self.out.push(Output::Binary(frame));
                 progressed = true;
             }
@@ -451,19 +945,13 @@ impl Engine {
             }
             Event::IncompatibleVersion { required } => {
                 self.fatal = Some(Problem::IncompatibleVersion { required });
-                self.out.push(Output::Close {
-                    code: code::NORMAL,
-                    reason: "incompatible protocol version".into(),
-                });
+                self.close_session("incompatible protocol version");
             }
             Event::NickTaken { nick } if self.was_ready && nick == self.nick => {
                 // A reconnect: the nick is most likely still held for the
                 // previous connection. Retry later rather than ask.
                 self.fatal = Some(Problem::NickInUse(nick));
-                self.out.push(Output::Close {
-                    code: code::NORMAL,
-                    reason: "nickname still in use".into(),
-                });
+                self.close_session("nickname still in use");
             }
             Event::NickTaken { nick } => self.out.push(Output::Act(Action::NickTaken { nick })),
             Event::Authenticated { nick } => {
@@ -520,6 +1008,7 @@ impl Engine {
                 query,
                 messages,
             } => {
+                self.history_in_flight.pop_front();
                 for m in &messages {
                     self.seen(&channel, m.id);
                 }
@@ -561,6 +1050,7 @@ mod tests {
     use super::*;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const KEY2: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
 
     fn texts(out: &[Output]) -> Vec<Content> {
         out.iter()
@@ -602,26 +1092,41 @@ mod tests {
         }
     }
 
-    /// Runs the handshake up to the server's HELLO; returns the outputs
-    /// after HELLO.
+    fn handshake_sent(out: &[Output]) -> Handshake {
+        match texts(out).first() {
+            Some(Content::Handshake(h)) => h.clone(),
+            other => panic!("no handshake: {other:?}"),
+        }
+    }
+
+    /// Runs the handshake of a fresh session up to the server's HELLO;
+    /// returns the outputs after HELLO. A held session key is presented
+    /// first (Restart) and refused (Again), as when the bridge forgot it.
     fn connect(e: &mut Engine) -> Vec<Output> {
+        let old = e.session_key().map(str::to_owned);
+        let key = if old.as_deref() == Some(KEY) {
+            KEY2
+        } else {
+            KEY
+        };
         e.begin_connection();
         e.on_open();
-        let out = e.drain();
-        let Content::Handshake(start) = &texts(&out)[0] else {
-            panic!("no handshake")
-        };
-        assert_eq!(start.state(), HandshakeState::Start);
-        assert_eq!(start.server.as_deref(), Some("local"));
-        e.on_text(&Content::Handshake(Handshake::again(7, KEY.into())).to_json());
-        let out = e.drain();
-        let Content::Handshake(restart) = &texts(&out)[0] else {
-            panic!("no restart")
-        };
+        let first = handshake_sent(&e.drain());
+        assert_eq!(first.server.as_deref(), Some("local"));
+        match &old {
+            Some(old) => {
+                assert_eq!(first.state(), HandshakeState::Restart, "Restart first");
+                assert_eq!(first.session.as_ref(), Some(old));
+            }
+            None => assert_eq!(first.state(), HandshakeState::Start),
+        }
+        e.on_text(&Content::Handshake(Handshake::again(7, key.into())).to_json());
+        let restart = handshake_sent(&e.drain());
         assert_eq!(restart.state(), HandshakeState::Restart);
-        assert_eq!(restart.session.as_deref(), Some(KEY));
+        assert_eq!(restart.session.as_deref(), Some(key));
         assert_eq!(restart.received, Some(0));
-        e.on_text(&Content::Handshake(Handshake::success(8, KEY.into(), false, 0)).to_json());
+        assert_eq!(e.frame_counts(), (0, 0), "a fresh session counts from 0");
+        e.on_text(&Content::Handshake(Handshake::success(8, key.into(), false, 0)).to_json());
         let out = e.drain();
         assert_eq!(
             sent(&out),
@@ -921,6 +1426,375 @@ mod tests {
         e.on_text(&Content::Handshake(Handshake::success(1, KEY.into(), false, 0)).to_json());
         e.drain();
         e.on_binary(&[0x7f, 1, 2]);
+        assert!(e.drain().iter().any(|o| matches!(o, Output::Close { .. })));
+        assert!(matches!(e.on_close(1000, ""), Problem::Protocol(_)));
+    }
+
+    /// Authenticated in `general` (its newest page answered with `msgs`).
+    fn in_general(e: &mut Engine, msgs: &[ChatMessage]) -> Vec<Output> {
+        authenticated(e);
+        e.on_binary(&server_frame(ServerMessage::ListChannels(vec![
+            "general".into(),
+            "random".into(),
+        ])));
+        let out = e.drain();
+        answer(e, &out, msgs)
+    }
+
+    fn resume(e: &mut Engine, received_by_bridge: u64) -> Vec<Output> {
+        e.on_close(1006, "");
+        e.begin_connection();
+        e.on_open();
+        let out = e.drain();
+        assert_eq!(acts(&out), [Action::Connecting]);
+        let h = handshake_sent(&out);
+        assert_eq!(h.state(), HandshakeState::Restart);
+        assert_eq!(h.session.as_deref(), e.session_key());
+        assert_eq!(h.received, Some(e.frame_counts().0), "our received count");
+        e.on_text(
+            &Content::Handshake(Handshake::success(
+                3,
+                h.session.unwrap(),
+                true,
+                received_by_bridge,
+            ))
+            .to_json(),
+        );
+        e.drain()
+    }
+
+    #[test]
+    fn every_binary_frame_is_numbered_both_ways() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[chat(1, "general", "x")]);
+        // In: HELLO, ACK, LIST_CHANNELS, LIST_MESSAGES. Out: HELLO, AUTH,
+        // LIST_CHANNELS, LIST_MESSAGES.
+        assert_eq!(e.frame_counts(), (4, 4));
+        assert_eq!(e.unacked().first(), 0);
+        assert_eq!(e.unacked().end(), 4);
+        e.send_message("general", "one").unwrap();
+        e.on_binary(&server_frame(ServerMessage::SendMessage(chat(
+            2, "general", "alice",
+        ))));
+        assert_eq!(e.frame_counts(), (5, 5));
+        let kept: Vec<ClientMessage> = e
+            .unacked()
+            .frames()
+            .map(|f| ClientMessage::decode_exact(f).unwrap())
+            .collect();
+        assert_eq!(kept[0], ClientMessage::Hello { version: 2 });
+        assert_eq!(
+            kept[4],
+            ClientMessage::SendMessage {
+                channel: "general".into(),
+                content: "one".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unacked_frames_are_bounded_and_trimmed_by_the_bridge_count() {
+        let mut u = Unacked::default();
+        for i in 0..100u8 {
+            u.push(vec![3, i]);
+        }
+        assert_eq!(u.end(), 100);
+        assert_eq!(u.first(), 100 - UNACKED_MAX_FRAMES as u64);
+        assert!(!u.ack(u.first() - 1), "a frame no longer held is needed");
+        assert!(
+            !u.ack(101),
+            "the bridge cannot have forwarded more than sent"
+        );
+        assert!(u.ack(90));
+        assert_eq!(u.first(), 90);
+        assert_eq!(u.frames().next(), Some(&[3u8, 90][..]));
+        assert_eq!(u.frames().count(), 10);
+        assert!(u.ack(100));
+        assert_eq!(u.frames().count(), 0);
+        assert_eq!((u.first(), u.end()), (100, 100));
+        // The byte bound too.
+        let mut u = Unacked::default();
+        for _ in 0..3 {
+            u.push(vec![0; UNACKED_MAX_BYTES / 2]);
+        }
+        assert_eq!((u.first(), u.end()), (1, 3));
+    }
+
+    #[test]
+    fn resume_resends_exactly_what_the_bridge_did_not_forward() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[chat(1, "general", "x")]);
+        e.send_message("general", "lost one").unwrap();
+        e.send_message("general", "lost two").unwrap();
+        e.drain();
+        assert_eq!(e.frame_counts(), (4, 6));
+        // The bridge forwarded 4 of our 6 frames before the socket dropped.
+        let out = resume(&mut e, 4);
+        assert_eq!(
+            sent(&out),
+            [
+                ClientMessage::SendMessage {
+                    channel: "general".into(),
+                    content: "lost one".into()
+                },
+                ClientMessage::SendMessage {
+                    channel: "general".into(),
+                    content: "lost two".into()
+                },
+            ],
+            "no HELLO, no AUTHENTICATE: only the two frames not forwarded"
+        );
+        assert!(acts(&out).contains(&Action::Resumed {
+            server: "local".into(),
+            nick: Some("alice".into()),
+            resent: 2,
+        }));
+        assert!(e.is_ready());
+        // Numbers stay: the re-sent frames keep theirs.
+        assert_eq!(e.frame_counts(), (4, 6));
+        assert_eq!(e.unacked().first(), 4);
+        // The replay, then live traffic: counted on.
+        e.on_text(
+            &Content::Notice {
+                sn: 4,
+                notice: Notice::SessionResumed { replayed: 1 },
+            }
+            .to_json(),
+        );
+        e.on_binary(&server_frame(ServerMessage::SendMessage(chat(
+            7, "general", "bob",
+        ))));
+        let out = e.drain();
+        assert_eq!(
+            acts(&out),
+            [
+                Action::Replayed { frames: 1 },
+                Action::Message(chat(7, "general", "bob"))
+            ]
+        );
+        assert_eq!(e.frame_counts(), (5, 6));
+        // A second resume where everything went through re-sends nothing.
+        let out = resume(&mut e, 6);
+        assert!(sent(&out).is_empty(), "{out:?}");
+        assert_eq!(e.unacked().frames().count(), 0);
+        // Sending goes on with the next number.
+        e.send_message("general", "after").unwrap();
+        assert_eq!(e.frame_counts(), (5, 7));
+    }
+
+    #[test]
+    fn a_resume_that_needs_dropped_frames_starts_a_fresh_session() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[]);
+        for i in 0..UNACKED_MAX_FRAMES + 10 {
+            e.send_message("general", &format!("m{i}")).unwrap();
+        }
+        e.drain();
+        assert_eq!(e.unacked().first(), 14);
+        let out = resume(&mut e, 3);
+        assert!(sent(&out).is_empty());
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Close { code: 1000, .. })),
+            "ends the held session: {out:?}"
+        );
+        assert_eq!(e.session_key(), None);
+        assert!(matches!(e.on_close(1000, ""), Problem::ResumeFailed(_)));
+        // The next connection is fresh: Start, HELLO, AUTHENTICATE.
+        let out = connect(&mut e);
+        assert_eq!(
+            sent(&out),
+            [ClientMessage::Authenticate {
+                nick: "alice".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn again_after_restart_falls_back_to_a_fresh_session_with_the_same_nick() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[chat(5, "general", "x")]);
+        e.send_message("general", "maybe lost").unwrap();
+        e.drain();
+        e.on_close(1006, "");
+        // `connect` asserts Restart with KEY first, answers Again(KEY2).
+        let out = connect(&mut e);
+        assert_eq!(e.session_key(), Some(KEY2));
+        assert_eq!(
+            sent(&out),
+            [ClientMessage::Authenticate {
+                nick: "alice".into()
+            }]
+        );
+        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: true,
+        }));
+        let out = e.drain();
+        assert_eq!(
+            sent(&out),
+            [
+                ClientMessage::ListChannels,
+                HistoryQuery::NewerThan(Snowflake(5)).request("general")
+            ],
+            "catch up; the unconfirmed message is not sent twice"
+        );
+        assert_eq!(e.frame_counts(), (2, 4));
+    }
+
+    fn reload(e: &Engine) -> Engine {
+        let json = serde_json::to_string(&e.saved().expect("a session to keep")).unwrap();
+        let saved: Saved = serde_json::from_str(&json).unwrap();
+        assert_eq!(Some(&saved), e.saved().as_ref());
+        Engine::restore(saved).unwrap()
+    }
+
+    #[test]
+    fn a_reload_restores_the_session_and_resumes_without_authenticate() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[chat(1, "general", "x")]);
+        e.select("random");
+        let out = e.drain();
+        assert_eq!(sent(&out), [HistoryQuery::Newest.request("random")]);
+        e.send_message("random", "typed before the reload").unwrap();
+        e.drain();
+        let before = e.frame_counts();
+        assert_eq!(before, (4, 6));
+
+        let mut r = reload(&e);
+        assert_eq!(r.nick(), "alice");
+        assert_eq!(r.active(), Some("random"));
+        assert_eq!(r.frame_counts(), before);
+        assert!(!r.is_ready(), "not ready before the bridge answers");
+        // The bridge got LIST_MESSAGES(random) but not the SEND_MESSAGE.
+        let out = resume(&mut r, 5);
+        assert_eq!(
+            sent(&out),
+            [
+                ClientMessage::SendMessage {
+                    channel: "random".into(),
+                    content: "typed before the reload".into()
+                },
+                ClientMessage::ListChannels,
+            ],
+            "the unforwarded frame, then the channel list; no HELLO or AUTHENTICATE"
+        );
+        assert!(r.is_ready());
+        // The replay: the answer to the LIST_MESSAGES sent before the
+        // reload still finds its channel.
+        r.on_binary(&server_frame(ServerMessage::ListMessages(vec![chat(
+            2, "random", "y",
+        )])));
+        let out = r.drain();
+        assert_eq!(
+            acts(&out),
+            [Action::History {
+                channel: "random".into(),
+                messages: vec![chat(2, "random", "y")],
+                kind: HistoryKind::Newest { more: false },
+            }]
+        );
+        // The channel list: the shown channel again, without a second
+        // newest page (one is already here).
+        r.on_binary(&server_frame(ServerMessage::ListChannels(vec![
+            "general".into(),
+            "random".into(),
+        ])));
+        let out = r.drain();
+        assert!(acts(&out).contains(&Action::Select("random".into())));
+        assert!(sent(&out).is_empty(), "{out:?}");
+        assert_eq!(r.frame_counts(), (6, 7));
+    }
+
+    #[test]
+    fn a_reload_with_nothing_in_flight_fetches_the_shown_channel() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[chat(1, "general", "x")]);
+        let mut r = reload(&e);
+        let out = resume(&mut r, 4);
+        assert_eq!(sent(&out), [ClientMessage::ListChannels]);
+        r.on_binary(&server_frame(ServerMessage::ListChannels(vec![
+            "general".into(),
+        ])));
+        assert_eq!(sent(&r.drain()), [HistoryQuery::Newest.request("general")]);
+    }
+
+    #[test]
+    fn a_reload_whose_session_expired_authenticates_again_and_fetches() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[chat(1, "general", "x")]);
+        let mut r = reload(&e);
+        let out = connect(&mut r);
+        assert_eq!(
+            sent(&out),
+            [ClientMessage::Authenticate {
+                nick: "alice".into()
+            }]
+        );
+        r.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: true,
+        }));
+        assert_eq!(sent(&r.drain()), [ClientMessage::ListChannels]);
+        r.on_binary(&server_frame(ServerMessage::ListChannels(vec![
+            "general".into(),
+        ])));
+        assert_eq!(sent(&r.drain()), [HistoryQuery::Newest.request("general")]);
+    }
+
+    #[test]
+    fn a_reload_while_authenticating_resumes_in_that_state() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        connect(&mut e);
+        assert!(matches!(
+            e.saved().unwrap().client,
+            SavedClient::Authenticating { .. }
+        ));
+        let mut r = reload(&e);
+        let out = resume(&mut r, 2);
+        assert!(sent(&out).is_empty());
+        assert!(!r.is_ready());
+        // The replayed acknowledgement finishes the sign-in.
+        r.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: true,
+        }));
+        let out = r.drain();
+        assert!(acts(&out).contains(&Action::Authenticated {
+            nick: "alice".into()
+        }));
+        assert_eq!(sent(&out), [ClientMessage::ListChannels]);
+    }
+
+    #[test]
+    fn stored_sessions_that_do_not_make_sense_are_refused() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[]);
+        let good = e.saved().unwrap();
+        let mut bad = good.clone();
+        bad.unacked[0] = "zz".into();
+        assert!(Engine::restore(bad).is_err());
+        let mut bad = good.clone();
+        bad.unacked[0] = "7f".into();
+        assert!(Engine::restore(bad).is_err());
+        let mut bad = good;
+        bad.client = SavedClient::AwaitingHello;
+        bad.history = vec![("general".into(), SavedQuery::Newest)];
+        assert!(Engine::restore(bad).is_err());
+        assert_eq!(
+            unhex(&hex(&[0, 1, 0xab, 0xff])),
+            Some(vec![0, 1, 0xab, 0xff])
+        );
+        assert_eq!(unhex("abc"), None);
+        // No session before the bridge handed out a key.
+        assert_eq!(Engine::new(None, "a".into(), None).saved(), None);
+    }
+
+    #[test]
+    fn a_bridge_that_resumes_unasked_is_a_protocol_error() {
+        let mut e = Engine::new(None, "alice".into(), None);
+        e.begin_connection();
+        e.on_open();
+        e.on_text(&Content::Handshake(Handshake::again(1, KEY.into())).to_json());
+        e.drain();
+        e.on_text(&Content::Handshake(Handshake::success(2, KEY.into(), true, 0)).to_json());
         assert!(e.drain().iter().any(|o| matches!(o, Output::Close { .. })));
         assert!(matches!(e.on_close(1000, ""), Problem::Protocol(_)));
     }

@@ -60,6 +60,10 @@ pub enum Problem {
     /// connection, until the bridge or the server lets it go).
     #[error("Your nickname “{0}” is still in use, probably by your previous connection.")]
     NickInUse(String),
+    /// The bridge resumed the session but needs frames this page no longer
+    /// holds: a fresh session follows.
+    #[error("The session could not be resumed exactly ({0}); starting a new one.")]
+    ResumeFailed(String),
     /// 1001 from the bridge.
     #[error("The bridge is restarting.")]
     BridgeRestarting,
@@ -130,6 +134,7 @@ impl Problem {
             Problem::IncompatibleVersion { .. } => "incompatible protocol version",
             Problem::ConnectionLost => "connection lost",
             Problem::NickInUse(_) => "nickname still in use",
+            Problem::ResumeFailed(_) => "session could not be resumed",
             Problem::BridgeRestarting => "bridge restarting",
             Problem::Protocol(_) => "protocol error",
             Problem::Other { .. } => "connection closed",

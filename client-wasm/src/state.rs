@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use dumdum_protocol::{ChatMessage, Snowflake};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use yew::Reducible;
 
 use crate::problem::Problem;
@@ -38,7 +38,7 @@ pub enum Servers {
 }
 
 /// What the bridge reported about the TLS link to the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Security {
     /// For example "TLSv1.3".
     pub tls_version: String,
@@ -70,6 +70,20 @@ pub enum Link {
     },
     /// The browser is offline: waiting for it to come back.
     Offline,
+}
+
+/// How the current connection came back after the previous one ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejoin {
+    /// The bridge resumed the session: nothing was repeated upstream.
+    Resumed {
+        /// Server frames the bridge replayed (once its notice arrived).
+        replayed: Option<u64>,
+        /// Our frames sent again.
+        resent: u64,
+    },
+    /// A fresh session: HELLO, AUTHENTICATE and a catch-up.
+    Reconnected,
 }
 
 /// History paging state of a channel.
@@ -186,6 +200,27 @@ pub enum Action {
         /// Our nick.
         nick: String,
     },
+    /// After a page reload: the session kept in this tab is being resumed.
+    Restored {
+        /// Our nick.
+        nick: String,
+        /// The channel shown before the reload.
+        active: Option<String>,
+    },
+    /// The bridge resumed the session: same nick, same channels.
+    Resumed {
+        /// The server's name.
+        server: String,
+        /// Our nick, when authenticated.
+        nick: Option<String>,
+        /// Our frames sent again.
+        resent: u64,
+    },
+    /// The bridge replayed this many frames after a resume.
+    Replayed {
+        /// How many.
+        frames: u64,
+    },
     /// The channel list, and which channel to show.
     Channels {
         /// Names, in the server's order.
@@ -249,6 +284,8 @@ pub struct ChatState {
     pub channels: Vec<Channel>,
     /// The channel shown.
     pub active: Option<String>,
+    /// How the current connection came back, if it is not the first.
+    pub rejoin: Option<Rejoin>,
 }
 
 impl ChatState {
@@ -337,12 +374,46 @@ impl ChatState {
                 self.joining = false;
             }
             Action::Authenticated { nick } => {
+                if self.signed_in {
+                    self.rejoin = Some(Rejoin::Reconnected);
+                }
                 self.nick = Some(nick);
                 self.pending_nick = None;
                 self.nick_taken = None;
                 self.signed_in = true;
                 self.joining = false;
                 self.ready = true;
+            }
+            Action::Restored { nick, active } => {
+                self.nick = Some(nick);
+                self.signed_in = true;
+                if let Some(a) = active {
+                    self.select(&a);
+                }
+            }
+            Action::Resumed {
+                server,
+                nick,
+                resent,
+            } => {
+                self.rejoin = Some(Rejoin::Resumed {
+                    replayed: None,
+                    resent,
+                });
+                self.link = Link::Connected { server };
+                if let Some(nick) = nick {
+                    self.nick = Some(nick);
+                    self.signed_in = true;
+                    self.ready = true;
+                    self.joining = false;
+                    self.pending_nick = None;
+                    self.nick_taken = None;
+                }
+            }
+            Action::Replayed { frames } => {
+                if let Some(Rejoin::Resumed { replayed, .. }) = &mut self.rejoin {
+                    *replayed = Some(frames);
+                }
             }
             Action::Channels { names, active } => {
                 let mut kept: Vec<Channel> = Vec::with_capacity(names.len());
@@ -624,5 +695,45 @@ mod tests {
                 .unwrap();
         assert_eq!(list.len(), 2);
         assert!(list[0].default && !list[1].tls);
+    }
+
+    #[test]
+    fn reload_resume_and_reconnect_show_how_the_link_came_back() {
+        // A reload: the page knows the nick and the channel, nothing else.
+        let mut s = ChatState::default();
+        s.apply(Action::Restored {
+            nick: "me".into(),
+            active: Some("random".into()),
+        });
+        assert!(!s.needs_nick(), "the chat screen, not the connect screen");
+        assert_eq!(s.active.as_deref(), Some("random"));
+        s.apply(Action::Connecting);
+        assert!(!s.ready);
+        s.apply(Action::Resumed {
+            server: "local".into(),
+            nick: Some("me".into()),
+            resent: 1,
+        });
+        assert!(s.ready);
+        assert_eq!(
+            s.link,
+            Link::Connected {
+                server: "local".into()
+            }
+        );
+        s.apply(Action::Replayed { frames: 3 });
+        assert_eq!(
+            s.rejoin,
+            Some(Rejoin::Resumed {
+                replayed: Some(3),
+                resent: 1
+            })
+        );
+        // Later a fresh session: "reconnected".
+        s.apply(Action::Connecting);
+        s.apply(Action::Authenticated { nick: "me".into() });
+        assert_eq!(s.rejoin, Some(Rejoin::Reconnected));
+        // The first sign-in is neither.
+        assert_eq!(joined().rejoin, None);
     }
 }

@@ -1,7 +1,10 @@
 //! Remembered preferences in `localStorage`: nick, server, and the last
-//! channel per server. Storage can be missing or refuse writes (private
-//! browsing, quota, disabled cookies); the page then works without memory,
-//! and says why in [`StorageError`].
+//! channel per server; and the bridge session of this tab in
+//! `sessionStorage` (its key is a bearer secret: it lives only as long as
+//! the tab, survives a reload of it, and is not shared with other tabs).
+//! Storage can be missing or refuse writes (private browsing, quota,
+//! disabled cookies); the page then works without memory, and says why in
+//! [`StorageError`].
 
 use wasm_bindgen::JsValue;
 
@@ -9,6 +12,9 @@ use wasm_bindgen::JsValue;
 pub const NICK_KEY: &str = "dumdum.nick";
 /// Key of the remembered server.
 pub const SERVER_KEY: &str = "dumdum.server";
+
+/// Key (in `sessionStorage`) of the tab's bridge session.
+pub const SESSION_KEY: &str = "dumdum.session";
 
 /// The key of the last channel on `server` (`None`: the bridge's default).
 pub fn channel_key(server: Option<&str>) -> String {
@@ -21,11 +27,11 @@ pub enum StorageError {
     /// No window (not in a browser page).
     #[error("not running in a browser window")]
     NoWindow,
-    /// The browser has no `localStorage` or denies it.
-    #[error("local storage is not available: {0}")]
+    /// The browser has no such storage or denies it.
+    #[error("browser storage is not available: {0}")]
     Unavailable(String),
     /// A write was refused (quota, privacy settings).
-    #[error("local storage refused the write: {0}")]
+    #[error("browser storage refused the write: {0}")]
     WriteRefused(String),
 }
 
@@ -35,7 +41,7 @@ fn js_text(v: &JsValue) -> String {
         .unwrap_or_else(|| "unknown error".into())
 }
 
-/// A handle on `window.localStorage`.
+/// A handle on `window.localStorage` or `window.sessionStorage`.
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: web_sys::Storage,
@@ -48,6 +54,17 @@ impl Store {
         match window.local_storage() {
             Ok(Some(inner)) => Ok(Store { inner }),
             Ok(None) => Err(StorageError::Unavailable("no localStorage".into())),
+            Err(e) => Err(StorageError::Unavailable(js_text(&e))),
+        }
+    }
+
+    /// The tab's session storage: kept across reloads of this tab, not
+    /// shared with other tabs, gone when the tab closes.
+    pub fn session() -> Result<Store, StorageError> {
+        let window = web_sys::window().ok_or(StorageError::NoWindow)?;
+        match window.session_storage() {
+            Ok(Some(inner)) => Ok(Store { inner }),
+            Ok(None) => Err(StorageError::Unavailable("no sessionStorage".into())),
             Err(e) => Err(StorageError::Unavailable(js_text(&e))),
         }
     }
@@ -82,6 +99,26 @@ pub fn load(key: &str) -> Option<String> {
 pub fn save(key: &str, value: &str) {
     if let Err(e) = Store::local().and_then(|s| s.set(key, value)) {
         crate::log(&format!("dumdum: not remembered: {e}"));
+    }
+}
+
+/// Reads `key` from the tab's session storage.
+pub fn session_load(key: &str) -> Option<String> {
+    Store::session().ok()?.get(key)
+}
+
+/// Writes `key` to the tab's session storage (problems go to the console:
+/// the chat works, only a reload will not resume it).
+pub fn session_save(key: &str, value: &str) {
+    if let Err(e) = Store::session().and_then(|s| s.set(key, value)) {
+        crate::log(&format!("dumdum: session not kept for a reload: {e}"));
+    }
+}
+
+/// Forgets `key` in the tab's session storage.
+pub fn session_remove(key: &str) {
+    if let Err(e) = Store::session().and_then(|s| s.remove(key)) {
+        crate::log(&format!("dumdum: session not forgotten: {e}"));
     }
 }
 

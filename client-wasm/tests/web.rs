@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use dumdum_client_wasm::components::App;
 use dumdum_client_wasm::socket::{Socket, SocketError, SocketEvent};
-use dumdum_client_wasm::storage::{self, NICK_KEY, Store, channel_key};
+use dumdum_client_wasm::storage::{self, NICK_KEY, SESSION_KEY, Store, channel_key};
 use gloo_timers::future::sleep;
 use wasm_bindgen_test::*;
 
@@ -133,4 +133,40 @@ async fn the_app_renders_the_connect_screen() {
     assert!(find("#server").is_none(), "no picker without a list");
     handle.destroy();
     Store::local().unwrap().remove(NICK_KEY).unwrap();
+}
+
+#[wasm_bindgen_test]
+fn session_storage_is_separate_from_local_storage() {
+    let session = Store::session().expect("sessionStorage in Chromium");
+    let local = Store::local().unwrap();
+    storage::session_save(SESSION_KEY, "{\"key\":\"k\"}");
+    assert_eq!(
+        storage::session_load(SESSION_KEY).as_deref(),
+        Some("{\"key\":\"k\"}")
+    );
+    assert_eq!(session.get(SESSION_KEY).as_deref(), Some("{\"key\":\"k\"}"));
+    assert_eq!(
+        local.get(SESSION_KEY),
+        None,
+        "the key never reaches localStorage"
+    );
+    storage::session_remove(SESSION_KEY);
+    assert_eq!(storage::session_load(SESSION_KEY), None);
+    session.set("dumdum.test", "x ✓").unwrap();
+    assert_eq!(session.get("dumdum.test").as_deref(), Some("x ✓"));
+    session.remove("dumdum.test").unwrap();
+    assert_eq!(session.get("dumdum.test"), None);
+}
+
+#[wasm_bindgen_test]
+async fn an_unusable_stored_session_is_forgotten_and_the_connect_screen_shown() {
+    let document = web_sys::window().unwrap().document().unwrap();
+    let root = document.create_element("div").unwrap();
+    document.body().unwrap().append_child(&root).unwrap();
+    storage::session_save(SESSION_KEY, "not a session");
+    let handle = yew::Renderer::<App>::with_root(root.clone()).render();
+    let find = |css: &str| root.query_selector(css).ok().flatten();
+    until("the nick field", || find("#nick").is_some()).await;
+    assert_eq!(storage::session_load(SESSION_KEY), None);
+    handle.destroy();
 }

@@ -7,7 +7,7 @@ use yew::prelude::*;
 use super::{now_ms, use_chat_context};
 use crate::format::format_wait;
 use crate::hooks::Command;
-use crate::state::Link;
+use crate::state::{Link, Rejoin};
 
 /// Properties of [`StatusBar`].
 #[derive(Properties, PartialEq)]
@@ -44,18 +44,49 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
 
     let (kind, text, detail): (&str, String, Option<String>) = match &state.link {
         Link::Idle => ("idle", "Not connected".into(), None),
+        Link::Connecting if state.signed_in => ("connecting", "Reconnecting…".into(), None),
         Link::Connecting => ("connecting", "Connecting…".into(), None),
-        Link::Connected { server } if state.ready => match &state.security {
-            Some(s) => (
-                "secured",
-                format!("Connected to {server} · secured with {}", s.tls_version),
-                Some(format!(
-                    "Certificate: {} · SHA-256 {}",
-                    s.peer, s.fingerprint
-                )),
-            ),
-            None => ("connected", format!("Connected to {server}"), None),
-        },
+        Link::Connected { server } if state.ready => {
+            let (prefix, how) = match state.rejoin {
+                None => ("", None),
+                Some(Rejoin::Reconnected) => (
+                    "Reconnected · ",
+                    Some(
+                        "The session was not held any more: reconnected and caught up.".to_owned(),
+                    ),
+                ),
+                Some(Rejoin::Resumed { replayed, resent }) => (
+                    "Resumed · ",
+                    Some(format!(
+                        "Session resumed: {} frames replayed by the bridge, {resent} re-sent.",
+                        replayed.map_or_else(|| "some".to_owned(), |n| n.to_string())
+                    )),
+                ),
+            };
+            match &state.security {
+                Some(s) => (
+                    "secured",
+                    format!(
+                        "{prefix}Connected to {server} · secured with {}",
+                        s.tls_version
+                    ),
+                    Some(
+                        [
+                            how,
+                            Some(format!(
+                                "Certificate: {} · SHA-256 {}",
+                                s.peer, s.fingerprint
+                            )),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    ),
+                ),
+                None => ("connected", format!("{prefix}Connected to {server}"), how),
+            }
+        }
         Link::Connected { server } => match &state.security {
             Some(s) => (
                 "connecting",

@@ -2,6 +2,12 @@
 //! feeds the reducer, and reconnects with backoff. The socket is closed in
 //! the effect's cleanup (when the app unmounts).
 //!
+//! The bridge session of the tab is kept in `sessionStorage` after every
+//! event ([`Engine::saved`]); on load, a stored session is restored and
+//! resumed at once, so a reload of the tab keeps the nick and the channel
+//! without a new AUTHENTICATE. "Sign out" closes with 1000 (the bridge ends
+//! the session at once) and forgets the stored session.
+//!
 //! All protocol decisions are in [`crate::engine`]; this file moves bytes
 //! and timers only.
 
@@ -16,12 +22,12 @@ use wasm_bindgen_futures::JsFuture;
 use yew::prelude::*;
 
 use crate::backoff::Backoff;
-use crate::engine::{Engine, Memory, Output};
+use crate::engine::{Engine, Memory, Output, Saved};
 use crate::format::ws_url;
 use crate::problem::Problem;
 use crate::socket::{Socket, SocketEvent};
 use crate::state::{Action, ChatState, ServerInfo};
-use crate::storage::{self, NICK_KEY, SERVER_KEY, channel_key};
+use crate::storage::{self, NICK_KEY, SERVER_KEY, SESSION_KEY, channel_key};
 
 /// What the page asks of the chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +84,8 @@ struct Driver {
     retry: Option<Timeout>,
     online: Option<EventListener>,
     pending: Vec<Action>,
+    /// The session as last written to `sessionStorage`.
+    stored: Option<String>,
 }
 
 type Shared = Rc<RefCell<Driver>>;
@@ -94,6 +102,7 @@ fn with_driver(rc: &Shared, f: impl FnOnce(&mut Driver)) {
         };
         f(&mut d);
         let acts = d.flush();
+        d.persist();
         (acts, d.dispatch.clone())
     };
     for a in acts {
@@ -132,7 +141,7 @@ impl Driver {
                 }
                 Output::Log(l) => crate::log(&format!("dumdum: {l}")),
                 Output::Act(a) => {
-                    if matches!(a, Action::Authenticated { .. }) {
+                    if matches!(a, Action::Authenticated { .. } | Action::Resumed { .. }) {
                         self.backoff.connected(now_ms());
                     }
                     acts.push(a);
@@ -141,6 +150,51 @@ impl Driver {
         }
         acts.append(&mut self.pending);
         acts
+    }
+
+    /// Keeps the session in `sessionStorage` (or forgets it) when it changed.
+    fn persist(&mut self) {
+        let now =
+            self.engine
+                .as_ref()
+                .and_then(Engine::saved)
+                .and_then(|s| match serde_json::to_string(&s) {
+                    Ok(j) => Some(j),
+                    Err(e) => {
+                        crate::log(&format!("dumdum: session not kept: {e}"));
+                        None
+                    }
+                });
+        if now == self.stored {
+            return;
+        }
+        match &now {
+            Some(j) => storage::session_save(SESSION_KEY, j),
+            None => storage::session_remove(SESSION_KEY),
+        }
+        self.stored = now;
+    }
+
+    /// After a reload: resume the session this tab kept.
+    fn restore(&mut self, stored: String) {
+        let engine = serde_json::from_str::<Saved>(&stored)
+            .map_err(|e| e.to_string())
+            .and_then(Engine::restore);
+        match engine {
+            Ok(engine) => {
+                self.stored = Some(stored);
+                self.push(Action::Restored {
+                    nick: engine.nick().to_owned(),
+                    active: engine.active().map(str::to_owned),
+                });
+                self.engine = Some(engine);
+                self.connect();
+            }
+            Err(e) => {
+                crate::log(&format!("dumdum: the stored session is unusable: {e}"));
+                storage::session_remove(SESSION_KEY);
+            }
+        }
     }
 
     /// Opens a new WebSocket for the current engine.
@@ -314,6 +368,7 @@ impl Driver {
                 if let Some(s) = self.socket.take() {
                     s.close(1000, "signed out");
                 }
+                // `persist` forgets the stored session.
                 self.engine = None;
                 self.backoff.reset();
                 self.push(Action::SignedOut);
@@ -335,6 +390,8 @@ impl Driver {
         if let Some(s) = self.socket.take() {
             s.close(1000, "page closed");
         }
+        // The close ended the session at the bridge.
+        self.engine = None;
     }
 }
 
@@ -397,6 +454,7 @@ pub fn use_chat() -> ChatContext {
                     retry: None,
                     online: None,
                     pending: Vec::new(),
+                    stored: None,
                 })
             });
             if let Some(window) = web_sys::window() {
@@ -409,6 +467,9 @@ pub fn use_chat() -> ChatContext {
                 shared.borrow_mut().online = Some(listener);
             }
             *driver.borrow_mut() = Some(shared.clone());
+            if let Some(stored) = storage::session_load(SESSION_KEY) {
+                with_driver(&shared, |d| d.restore(stored));
+            }
             {
                 let dispatch = dispatch.clone();
                 wasm_bindgen_futures::spawn_local(async move {
