@@ -84,7 +84,10 @@ pub(crate) struct App {
     pub stop: CancellationToken,
     pub tracker: TaskTracker,
     pub https: bool,
+    /// Open WebSockets per client IP.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Sessions (attached or held) per client IP.
+    per_ip_sessions: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
 }
 
@@ -105,6 +108,7 @@ impl App {
             tracker,
             https,
             per_ip: Mutex::new(HashMap::new()),
+            per_ip_sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         }
     }
@@ -124,7 +128,25 @@ impl App {
 
     /// Counts a WebSocket from `ip`; `None` when the per-IP cap is reached.
     pub fn ip_guard(self: &Arc<Self>, ip: IpAddr) -> Option<IpGuard> {
-        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        self.slot(ip, false)
+    }
+
+    /// Counts a session (held ones included) for `ip`; `None` at the cap.
+    pub fn session_guard(self: &Arc<Self>, ip: IpAddr) -> Option<IpGuard> {
+        self.slot(ip, true)
+    }
+
+    fn counts(&self, sessions: bool) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        let map = if sessions {
+            &self.per_ip_sessions
+        } else {
+            &self.per_ip
+        };
+        map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn slot(self: &Arc<Self>, ip: IpAddr, sessions: bool) -> Option<IpGuard> {
+        let mut map = self.counts(sessions);
         let n = map.entry(ip).or_insert(0);
         if *n >= self.config.max_sessions_per_ip {
             return None;
@@ -133,6 +155,7 @@ impl App {
         Some(IpGuard {
             app: self.clone(),
             ip,
+            sessions,
         })
     }
 }
@@ -141,11 +164,12 @@ impl App {
 pub(crate) struct IpGuard {
     app: Arc<App>,
     ip: IpAddr,
+    sessions: bool,
 }
 
 impl Drop for IpGuard {
     fn drop(&mut self) {
-        let mut map = self.app.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.app.counts(self.sessions);
         if let Some(n) = map.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {

@@ -119,7 +119,7 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Time allowed to connect to an upstream (and for its TLS handshake).
     pub connect_timeout: Duration,
-    /// Concurrent WebSockets from one IP address.
+    /// Per IP address: open WebSockets, and sessions (held ones included).
     pub max_sessions_per_ip: usize,
     /// Sessions in total (attached or held for resumption).
     pub max_sessions: usize,

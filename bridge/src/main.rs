@@ -67,7 +67,8 @@ struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_frame_size: Option<usize>,
 
-    /// Concurrent WebSockets allowed from one IP address [default: 64]
+    /// Per client IP address: open WebSockets, and sessions including those
+    /// held for resumption [default: 64]
     #[arg(long, value_name = "N")]
     max_sessions_per_ip: Option<usize>,
 

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, Target, Upstream, key_prefix};
+use crate::app::{App, IpGuard, Target, Upstream, key_prefix};
 use crate::link::Link;
 use crate::tls;
 
@@ -37,8 +37,9 @@ use crate::tls;
 const CMD_QUEUE: usize = 32;
 /// Bytes waiting to be written upstream before client frames stop being read.
 const UP_QUEUE_BYTES: usize = 64 * 1024;
-/// Server bytes kept for replay while a WebSocket is attached.
-const ATTACHED_RETAIN: usize = 256 * 1024;
+/// Server bytes kept for replay while a WebSocket is attached (what may be
+/// in flight when it drops).
+const ATTACHED_RETAIN: usize = 64 * 1024;
 /// Upstream read chunk.
 const READ_CHUNK: usize = 4096;
 
@@ -215,10 +216,10 @@ impl Ring {
         self.first + self.frames.len() as u64
     }
 
-    fn push(&mut self, frame: Bytes) {
+    fn push_copy(&mut self, frame: &[u8]) {
         if self.enabled {
             self.bytes += frame.len();
-            self.frames.push_back(frame);
+            self.frames.push_back(Bytes::copy_from_slice(frame));
         } else {
             self.first += 1;
         }
@@ -319,6 +320,7 @@ pub(crate) fn spawn(
     key: String,
     upstream: Arc<Upstream>,
     out: AttachOut,
+    ip_slot: IpGuard,
 ) -> Option<mpsc::Sender<Cmd>> {
     let (tx, rx) = mpsc::channel(CMD_QUEUE);
     if !app
@@ -331,6 +333,7 @@ pub(crate) fn spawn(
     let retain = !app.config.resume_grace.is_zero();
     let client = out.client;
     let session = Session {
+        _ip_slot: ip_slot,
         app: app.clone(),
         key,
         upstream,
@@ -363,6 +366,8 @@ pub(crate) fn spawn(
 }
 
 struct Session {
+    /// Counts this session (attached or held) against its client's IP.
+    _ip_slot: IpGuard,
     app: Arc<App>,
     key: String,
     upstream: Arc<Upstream>,
@@ -690,7 +695,9 @@ impl Session {
         self.bytes_down += len as u64;
         self.app.metrics.frames_to_client.increment(1);
         self.app.metrics.bytes_to_client.increment(len as u64);
-        self.ring.push(raw.clone());
+        // The ring keeps a compact copy: the relayed frame is a slice of a
+        // read buffer, and holding it for long would pin that whole buffer.
+        self.ring.push_copy(&raw);
         let total = self.ring.total();
         let resume_buffer = self.app.config.resume_buffer;
         match self.att.as_mut() {
@@ -865,7 +872,7 @@ mod tests {
     fn ring_numbers_and_trims() {
         let mut r = ring(true);
         for i in 0..10u8 {
-            r.push(Bytes::from(vec![i; 10]));
+            r.push_copy(&[i; 10]);
         }
         assert_eq!(r.total(), 10);
         assert!(r.trim(50, 10));
@@ -882,7 +889,7 @@ mod tests {
     #[test]
     fn disabled_ring_counts_only() {
         let mut r = ring(false);
-        r.push(Bytes::from_static(b"x"));
+        r.push_copy(b"x");
         assert_eq!(r.total(), 1);
         assert_eq!(r.bytes, 0);
         assert!(r.since(0).is_none());

@@ -158,8 +158,11 @@ async fn handshake(
                 if let Some((issued_key, upstream)) = &issued
                     && *issued_key == key
                 {
+                    let Some(slot) = app.session_guard(client.ip()) else {
+                        return Err(policy("too many sessions from your address".into()));
+                    };
                     let (out, side) = new_attachment(app, client, sn);
-                    return match session::spawn(app, key, upstream.clone(), out) {
+                    return match session::spawn(app, key, upstream.clone(), out, slot) {
                         Some(cmds) => Ok((cmds, side)),
                         None => Err(policy("the bridge has no room for another session".into())),
                     };

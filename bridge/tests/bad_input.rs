@@ -245,3 +245,30 @@ async fn per_ip_session_cap_closes_1008() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn held_sessions_count_against_the_per_ip_cap() {
+    let bridge = Bridge::start(Config {
+        max_sessions_per_ip: 2,
+        ..Config::default()
+    })
+    .await;
+    // Two sessions whose WebSockets vanish: both are held for resumption.
+    for _ in 0..2 {
+        let c = bridge.session(None).await;
+        drop(c);
+    }
+    // A third session from the same address is refused at Restart.
+    let mut c = bridge.connect().await;
+    c.send_content(&Content::Handshake(Handshake::start(1, None)))
+        .await;
+    let again = c.expect_handshake().await;
+    c.send_content(&Content::Handshake(Handshake::restart(
+        2,
+        again.session.unwrap(),
+        0,
+        None,
+    )))
+    .await;
+    assert_closed(&mut c, 1008, "too many sessions").await;
+}
