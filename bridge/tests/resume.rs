@@ -196,7 +196,7 @@ async fn expired_key_gets_again_and_the_nick_is_freed() {
     let server_addr = server.addr();
     let bridge = Bridge::start(Config {
         upstreams: vec![UpstreamConfig::new("main", server_addr.to_string())],
-        resume_grace: Duration::from_millis(800),
+        resume_grace: Duration::from_secs(1),
         ..Config::default()
     })
     .await;
@@ -206,23 +206,37 @@ async fn expired_key_gets_again_and_the_nick_is_freed() {
     a.login("ephemeral").await;
     let key = a.key.clone().unwrap();
     let received = a.received;
-    proxy.cut();
-    // Held: the nick is taken for now.
-    let held = tokio::task::spawn_blocking(move || {
+    // A Python client that wants the nick, started before the cut so its
+    // later attempts are quick.
+    let mut py = tokio::task::spawn_blocking(move || {
         let mut p = PyPeer::connect(server_addr, "ephemeral", None);
-        p.expect_auth()
+        assert!(!p.expect_auth(), "taken by the live session");
+        p
     })
     .await
     .unwrap();
-    assert!(!held, "held during the grace period");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.cut();
+    py = tokio::task::spawn_blocking(move || {
+        py.auth("ephemeral");
+        assert!(!py.expect_auth(), "still held during the grace period");
+        py
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let mut b = proxy.ws(&bridge).await;
     let h = b.restart(&key, received).await;
     assert_eq!(h.state(), HandshakeState::Again, "{h:?}");
     // The upstream was closed: the reference server freed the nick.
     let freed = tokio::task::spawn_blocking(move || {
-        let mut p = PyPeer::connect(server_addr, "ephemeral", None);
-        p.expect_auth()
+        for _ in 0..20 {
+            py.auth("ephemeral");
+            if py.expect_auth() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
     })
     .await
     .unwrap();
