@@ -664,3 +664,295 @@ async fn tls_scenario(c: &Client, url: &str) -> Result<(), String> {
     let _ = screenshot(c, "tls.png").await;
     Ok(())
 }
+
+/// One sample of the bridge's `/metrics` (0 when the line is absent).
+async fn metric(bridge: &Bridge, series: &str) -> f64 {
+    let (_, _, body) = common::http_get(bridge.addr, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A chromedriver command the WebDriver standard lacks (here Chromium's
+/// network emulation), over plain HTTP on loopback; bounded.
+async fn chromedriver_cmd(driver: &ChromeDriver, method: &str, path: &str, body: &Value) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = driver.url.trim_start_matches("http://").to_string();
+    let body = body.to_string();
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(&host).await.ok()?;
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        // chromedriver may keep the connection open: read one response.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&out);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())
+                        .flatten()
+                });
+                if len.is_some_and(|len| body.len() >= len) {
+                    break;
+                }
+            }
+        }
+        Some(String::from_utf8_lossy(&out).to_string())
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("chromedriver did not answer {method} {path}"))
+}
+
+/// Extra latency Chromium adds to every request while the page reloads: the
+/// page is away from the bridge long enough for the Python peer to post
+/// while it is gone.
+const RELOAD_LATENCY_MS: u64 = 1500;
+
+/// A reload of the page mid-conversation resumes the bridge session: the
+/// page comes back with the same nick in the same channel; messages posted
+/// while it was away appear exactly once (the shown channel's and the
+/// unread count of the other); the nick stayed held (a Python client that
+/// tries to take it during the reload is refused) and the bridge counted a
+/// resume, so no new AUTHENTICATE reached the server. "Sign out" then ends
+/// the session at once (the nick is free) and forgets the stored key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reload_resumes_the_session() {
+    let www = bundle();
+    let server = DumdumServer::start();
+    let addr = server.addr();
+    let mut py = blocking(|| PyPeer::connect(addr, "pyfriend", None));
+    assert!(blocking(|| py.expect_auth()));
+    let bridge = Bridge::start(Config {
+        upstreams: vec![UpstreamConfig::new("local", addr.to_string())],
+        www,
+        ..Config::default()
+    })
+    .await;
+    let driver = ChromeDriver::start();
+    let profile = TempDir::new("chromium-reload");
+    let c = driver.browser(&profile).await;
+    let result = reload_scenario(&c, &driver, &bridge, addr, &mut py).await;
+    let _ = screenshot(&c, "reload-last.png").await;
+    let _ = c.close().await;
+    drop(driver);
+    drop(server);
+    result.unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn reload_scenario(
+    c: &Client,
+    driver: &ChromeDriver,
+    bridge: &Bridge,
+    addr: SocketAddr,
+    py: &mut PyPeer,
+) -> Result<(), String> {
+    const NICK: &str = "reloader";
+    const RESUMED: &str = "dumdum_bridge_resumes_total{result=\"resumed\"}";
+    c.goto(&bridge.http_url("/"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_js(
+        c,
+        "connect screen",
+        "return !!document.querySelector('#nick')",
+    )
+    .await;
+    clear(c, "#nick").await;
+    type_into(c, "#nick", &format!("{NICK}\u{E007}")).await;
+    wait_js(c, "connected status", "const t = document.querySelector('#status')?.textContent; return t && t.startsWith('Connected to local') ? t : null").await;
+
+    // The conversation happens in #random.
+    js(
+        c,
+        "document.querySelector('.channel[data-channel=random]').click(); return null",
+    )
+    .await;
+    wait_js(c, "random shown", "return document.querySelector('.channel[data-channel=random]')?.getAttribute('aria-current') === 'page'").await;
+    py.send("random", "before 1");
+    wait_js(
+        c,
+        "peer message",
+        &format!("{} === 1", count_text("before 1")),
+    )
+    .await;
+    type_into(c, "#composer-input", "before 2\u{E007}").await;
+    blocking(|| py.expect_message("before 2"));
+    wait_js(
+        c,
+        "own message",
+        &format!("{} === 1", count_text("before 2")),
+    )
+    .await;
+
+    // The key is in this tab's sessionStorage, never in localStorage.
+    let stored = js(c, "return sessionStorage.getItem('dumdum.session')").await;
+    let stored: Value = serde_json::from_str(stored.as_str().ok_or("no stored session")?)
+        .map_err(|e| e.to_string())?;
+    assert_eq!(stored["nick"], json!(NICK));
+    assert_eq!(stored["key"].as_str().map(str::len), Some(64), "{stored}");
+    assert_eq!(stored["client"]["state"], json!("ready"));
+    assert_eq!(
+        js(c, "return Object.keys(localStorage).filter(k => (localStorage.getItem(k) || '').includes(JSON.parse(sessionStorage.getItem('dumdum.session')).key)).length").await,
+        json!(0)
+    );
+
+    // Someone wants the nick: refused while the page holds it.
+    let mut thief = blocking(|| PyPeer::connect(addr, NICK, None));
+    assert!(!blocking(|| thief.expect_auth()), "the nick is held");
+    let resumed_before = metric(bridge, RESUMED).await;
+
+    // Reload with every request slowed down, so the page is away for a while.
+    let session = c
+        .session_id()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no WebDriver session")?;
+    let conditions = format!("/session/{session}/chromium/network_conditions");
+    let answer = chromedriver_cmd(
+        driver,
+        "POST",
+        &conditions,
+        &json!({"network_conditions": {
+            "offline": false,
+            "latency": RELOAD_LATENCY_MS,
+            "download_throughput": 100_000_000,
+            "upload_throughput": 100_000_000,
+        }}),
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "network emulation: {answer}"
+    );
+    // WebDriver's refresh returns once the new document has loaded: the old
+    // page is gone, and the new one's WebSocket handshake, delayed by
+    // RELOAD_LATENCY_MS, has not reached the bridge. Post now: the page can
+    // only learn of these from the bridge's replay (the replay count below
+    // proves they landed in the gap).
+    let t0 = Instant::now();
+    tokio::time::timeout(WAIT, c.refresh())
+        .await
+        .map_err(|_| "refresh took too long")?
+        .map_err(|e| e.to_string())?;
+    let t_loaded = t0.elapsed();
+    for i in 1..=3 {
+        py.send("random", &format!("during {i}"));
+    }
+    for i in 1..=2 {
+        py.send("general", &format!("elsewhere {i}"));
+    }
+    thief.auth(NICK);
+    let stolen = blocking(|| thief.expect_auth());
+    let t_posted = t0.elapsed();
+    assert!(!stolen, "the nick stayed held during the reload");
+
+    // Back: same nick, same channel, "Resumed".
+    let status = wait_js(c, "resumed status", "const t = document.querySelector('#status')?.textContent; return t && t.startsWith('Resumed · Connected to local') ? t : null").await;
+    let t_resumed = t0.elapsed();
+    eprintln!(
+        "reload: page loaded at {t_loaded:?}, posted by {t_posted:?}, resumed by {t_resumed:?}; status: {status}"
+    );
+    chromedriver_cmd(driver, "DELETE", &conditions, &json!({})).await;
+    assert_eq!(
+        js(c, "return document.querySelector('#me-nick')?.textContent").await,
+        json!(NICK)
+    );
+    wait_js(c, "random shown again", "return document.querySelector('.channel[data-channel=random]')?.getAttribute('aria-current') === 'page'").await;
+    // Every message once: the ones from before (fetched again) and the ones
+    // posted while the page was away (replayed).
+    for text in ["before 1", "before 2", "during 1", "during 2", "during 3"] {
+        wait_js(c, text, &format!("{} >= 1", count_text(text))).await;
+    }
+    // Stable: nothing arrives twice later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = js(
+        c,
+        "return [...document.querySelectorAll('#messages .msg-text')].map(e => e.textContent)",
+    )
+    .await;
+    assert_eq!(
+        counts,
+        json!(["before 1", "before 2", "during 1", "during 2", "during 3"]),
+        "every message of #random once, in order"
+    );
+    // The other channel learnt of its two messages from the replay alone.
+    let badge = wait_js(
+        c,
+        "unread badge of general",
+        "return document.querySelector('.channel[data-channel=general] .badge')?.textContent",
+    )
+    .await;
+    assert_eq!(badge, json!("2"), "both messages posted to #general, once");
+    let detail = js(c, "return document.querySelector('#status')?.title").await;
+    let replayed: u64 = detail
+        .as_str()
+        .and_then(|d| d.strip_prefix("Session resumed: "))
+        .and_then(|d| d.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no replay count in the status detail: {detail}"))?;
+    let resumed = metric(bridge, RESUMED).await - resumed_before;
+    eprintln!("reload: {detail}; resumes counted by the bridge: {resumed}");
+    assert_eq!(resumed, 1.0, "the bridge resumed the session once");
+    assert!(
+        replayed >= 5,
+        "the 5 messages posted while the page was away were replayed: {replayed}"
+    );
+    let _ = screenshot(c, "reload.png").await;
+
+    // The conversation goes on.
+    type_into(c, "#composer-input", "after the reload\u{E007}").await;
+    blocking(|| py.expect_message("after the reload"));
+    py.send("random", "welcome back");
+    wait_js(
+        c,
+        "message after the reload",
+        &format!("{} === 1", count_text("welcome back")),
+    )
+    .await;
+    assert_eq!(js(c, &count_text("after the reload")).await, json!(1));
+
+    // Sign out: the session ends at once (the nick is free) and the key is
+    // forgotten.
+    js(
+        c,
+        "document.querySelector('.sign-out').click(); return null",
+    )
+    .await;
+    wait_js(
+        c,
+        "connect screen after signing out",
+        "return !!document.querySelector('#nick')",
+    )
+    .await;
+    assert_eq!(
+        js(c, "return sessionStorage.getItem('dumdum.session')").await,
+        Value::Null
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        thief.auth(NICK);
+        if blocking(|| thief.expect_auth()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nick was not freed after signing out"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
