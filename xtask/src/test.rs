@@ -3,11 +3,66 @@
 //! with the real Python server, bridge integration, the browser end to end),
 //! and the wasm tests in headless Chromium.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use crate::setup::{root, run};
+
+/// Passed and failed counts summed over cargo's `test result:` lines.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    /// Adds the counts of one `test result: ok. 3 passed; 0 failed; ...` line.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            if let (Some(n), Some(what)) = (words.next(), words.next())
+                && let Ok(n) = n.parse::<u64>()
+            {
+                match what {
+                    "passed" => self.passed += n,
+                    "failed" => self.failed += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs a `cargo test` command, echoing its output and counting its results.
+fn run_tests(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("could not start cargo test")?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            tally.add_line(&line);
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() {
+        println!(
+            "tests: {} passed, {} failed",
+            tally.passed,
+            tally.failed.max(1)
+        );
+        bail!("`{cmd:?}` failed with {status}");
+    }
+    Ok(())
+}
 
 pub(crate) fn test(_args: &[String]) -> Result<()> {
     crate::setup::setup()?;
@@ -48,20 +103,56 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
         .args(["check", "--bins", "--quiet"])
         .current_dir(root().join("protocol/fuzz")))?;
     crate::dist::dist(&[])?;
-    run(cargo().args(["test", "--workspace"]))?;
-    run(cargo()
-        .args([
-            "test",
-            "-p",
-            "dumdum-client-wasm",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
-        .env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-            "wasm-bindgen-test-runner",
-        )
-        .env("CHROMEDRIVER", "/usr/bin/chromedriver"))?;
+    let mut tally = Tally::default();
+    // The browser tests use the bundle just built.
+    run_tests(
+        cargo()
+            .args(["test", "--workspace"])
+            .env("DUMDUM_SKIP_DIST", "1"),
+        &mut tally,
+    )?;
+    run_tests(
+        cargo()
+            .args([
+                "test",
+                "-p",
+                "dumdum-client-wasm",
+                "--target",
+                "wasm32-unknown-unknown",
+            ])
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                "wasm-bindgen-test-runner",
+            )
+            .env("CHROMEDRIVER", "/usr/bin/chromedriver"),
+        &mut tally,
+    )?;
     eprintln!("xtask test: every check passed");
+    println!("tests: {} passed, {} failed", tally.passed, tally.failed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_sums_cargo_result_lines() {
+        let mut t = Tally::default();
+        t.add_line("test result: ok. 35 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        t.add_line(
+            "test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out",
+        );
+        t.add_line(
+            "test result: ok. 6 passed; 0 failed; 0 ignored; 0 filtered out; finished in 0.64s",
+        );
+        t.add_line("running 6 tests");
+        assert_eq!(
+            t,
+            Tally {
+                passed: 44,
+                failed: 2
+            }
+        );
+    }
 }
