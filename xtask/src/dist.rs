@@ -80,6 +80,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
 /// Builds the whole bundle into `out`.
 fn build_bundle(root: &Path, target: &Path, out: &Path) -> Result<()> {
+    // A fresh machine may lack the target: the run command must not need
+    // any step before it.
+    crate::setup::wasm_target()?;
     eprintln!("building dumdum-client-wasm for wasm32 (profile wasm-release)…");
     // The workspace profile strips everything, including the
     // `target_features` section wasm-bindgen reads; wasm-bindgen strips the

@@ -52,7 +52,7 @@ pub(crate) fn setup() -> Result<()> {
     Ok(())
 }
 
-fn wasm_target() -> Result<()> {
+pub(crate) fn wasm_target() -> Result<()> {
     let installed =
         output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
     if installed
