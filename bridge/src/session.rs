@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +42,10 @@ const UP_QUEUE_BYTES: usize = 64 * 1024;
 const ATTACHED_RETAIN: usize = 64 * 1024;
 /// Upstream read chunk.
 const READ_CHUNK: usize = 4096;
+/// How long a WebSocket that is attached when a Restart with its key arrives
+/// has to answer a ping before it is counted as dead (a phone that changed
+/// networks leaves its old socket behind without a FIN).
+pub(crate) const PROBE_WAIT: Duration = Duration::from_millis(2500);
 
 /// Close codes of the spec.
 pub(crate) mod code {
@@ -82,9 +86,48 @@ impl Out {
 pub(crate) struct WsCtrl {
     pub token: CancellationToken,
     close: Mutex<Option<(u16, String)>>,
+    /// Set by the session while it waits for this WebSocket to show signs
+    /// of life; cleared by whoever decides first (the reader hearing
+    /// something, or the session giving up).
+    probing: AtomicBool,
+    /// Woken when the reader clears `probing`.
+    answered: tokio::sync::Notify,
 }
 
 impl WsCtrl {
+    /// The reader heard something from the browser (any frame, pongs included).
+    pub fn heard(&self) {
+        if self.probing.load(Ordering::Relaxed) && self.probing.swap(false, Ordering::AcqRel) {
+            self.answered.notify_one();
+        }
+    }
+
+    /// Starts a probe: from now on, the next frame heard answers it.
+    fn start_probe(&self) {
+        self.probing.store(true, Ordering::Release);
+    }
+
+    /// Ends a probe: true if the browser answered it.
+    fn end_probe(&self) -> bool {
+        !self.probing.swap(false, Ordering::AcqRel)
+    }
+
+    /// Resolves when the probe was answered, or at `deadline`.
+    async fn wait_probe(&self, deadline: Instant) {
+        let sleep = tokio::time::sleep_until(deadline);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return,
+                // A permit left over from an earlier probe wakes us with
+                // `probing` still set: keep waiting.
+                () = self.answered.notified() => if !self.probing.load(Ordering::Acquire) {
+                    return;
+                },
+            }
+        }
+    }
+
     pub fn close(&self, code: u16, reason: impl Into<String>) {
         let mut slot = self.close.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
@@ -199,6 +242,16 @@ impl Attachment {
         self.sn = self.sn.wrapping_add(1);
         sn
     }
+}
+
+/// A Restart for a session whose WebSocket is still attached, waiting for
+/// that WebSocket to answer a ping.
+struct Probe {
+    received: u64,
+    out: AttachOut,
+    reply: oneshot::Sender<Result<(), Refusal>>,
+    deadline: Instant,
+    ctrl: Arc<WsCtrl>,
 }
 
 /// Server frames kept for replay, numbered from the session's first.
@@ -342,6 +395,7 @@ pub(crate) fn spawn(
         cmds: rx,
         att: Some(Attachment::new(out, app.config.send_queue_bytes)),
         held_until: None,
+        probe: None,
         sent_mark: 0,
         model: Client::new(ClientConfig {
             tls: tls_mode,
@@ -377,6 +431,8 @@ struct Session {
     att: Option<Attachment>,
     /// While held without a WebSocket: when the grace period ends.
     held_until: Option<Instant>,
+    /// A Restart waiting for the attached WebSocket to answer a ping.
+    probe: Option<Probe>,
     /// Frames queued to the last WebSocket before it dropped.
     sent_mark: u64,
     model: Client,
@@ -554,6 +610,7 @@ impl Session {
             }
             let front = self.up_out.front().cloned();
             let held_until = self.held_until;
+            let probe = self.probe.as_ref().map(|p| (p.deadline, p.ctrl.clone()));
             tokio::select! {
                 biased;
                 () = self.app.stop.cancelled() => {
@@ -629,6 +686,12 @@ impl Session {
                         }
                     }
                 }
+                () = async {
+                    match &probe {
+                        Some((deadline, ctrl)) => ctrl.wait_probe(*deadline).await,
+                        None => std::future::pending().await,
+                    }
+                }, if probe.is_some() => self.finish_probe()?,
                 () = tokio::time::sleep_until(held_until.unwrap_or(far)), if held_until.is_some() => {
                     self.app.metrics.expired_grace.increment(1);
                     return Err(End::quiet("resume grace period expired"));
@@ -779,24 +842,23 @@ impl Session {
                 if !self.is_current(att) {
                     return Ok(());
                 }
-                self.att = None;
-                // Unforwarded frames are re-sent by the client after a resume.
-                self.pending.clear();
                 let grace = self.app.config.resume_grace;
                 match how {
-                    Detach::End(reason) => Err(End::quiet(reason)),
+                    Detach::End(reason) => {
+                        self.att = None;
+                        Err(End::quiet(reason))
+                    }
                     Detach::Hold(reason) if grace.is_zero() || self.app.stop.is_cancelled() => {
+                        self.att = None;
                         Err(End::quiet(reason))
                     }
                     Detach::Hold(reason) => {
-                        tracing::debug!(
-                            session = %key_prefix(&self.key),
-                            "held for resumption: {reason}"
-                        );
-                        self.held_until = Some(Instant::now() + grace);
-                        self.sent_mark = self.ring.total();
-                        self.app.metrics.sessions_held.increment(1.0);
-                        Ok(())
+                        self.hold(&reason);
+                        // A Restart was waiting for this WebSocket: it is gone.
+                        match self.probe.take() {
+                            Some(p) => self.attach(p.received, p.out, p.reply),
+                            None => Ok(()),
+                        }
                     }
                 }
             }
@@ -805,55 +867,144 @@ impl Session {
                 out,
                 reply,
             } => {
-                if self.att.is_some() {
+                let Some(current) = self.att.as_ref() else {
+                    return self.attach(received, out, reply);
+                };
+                // Another WebSocket is attached. It may be dead without a
+                // FIN (a phone that changed networks): ask it. A socket that
+                // answers keeps the session (a leaked key cannot take over a
+                // live session); one that does not is dropped for this one.
+                if self.probe.is_some() || !self.ring.enabled {
                     let _ = reply.send(Err(Refusal::Attached));
                     return Ok(());
                 }
-                let replay: Vec<Bytes> = match self.ring.since(received) {
-                    Some(frames) => frames.cloned().collect(),
-                    None => {
-                        let _ = reply.send(Err(Refusal::NotHeld));
-                        return Err(End::quiet(
-                            "resume refused: the frames the client missed are no longer held",
-                        ));
-                    }
-                };
-                let replay_bytes: usize = replay.iter().map(Bytes::len).sum();
-                self.held_until = None;
-                self.app.metrics.sessions_held.decrement(1.0);
-                self.app.metrics.resumes.increment(1);
-                self.resumes += 1;
-                self.client = out.client;
-                let mut att = Attachment::new(out, self.app.config.send_queue_bytes + replay_bytes);
-                let success =
-                    Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded);
-                att.push(Out::Text(Content::Handshake(success).to_json()));
-                let replayed = replay.len() as u64;
-                for frame in replay {
-                    att.push(Out::Binary(frame));
-                }
-                let sn = att.next_sn();
-                att.push(Out::Text(
-                    Content::Notice {
-                        sn,
-                        notice: Notice::SessionResumed { replayed },
-                    }
-                    .to_json(),
-                ));
-                self.att = Some(att);
-                tracing::info!(
-                    client = %self.client,
-                    server = %self.upstream.name,
-                    session = %key_prefix(&self.key),
-                    client_received = received,
-                    bridge_received = self.forwarded,
-                    replayed,
-                    "session resumed"
-                );
-                let _ = reply.send(Ok(()));
-                self.release()
+                current.ctrl.start_probe();
+                // Bypasses the queue's limit: a ping costs nothing.
+                let _ = current.tx.send(Out::Ping);
+                self.probe = Some(Probe {
+                    received,
+                    out,
+                    reply,
+                    deadline: Instant::now() + PROBE_WAIT,
+                    ctrl: current.ctrl.clone(),
+                });
+                Ok(())
             }
         }
+    }
+
+    /// The attached WebSocket is gone (without a close frame): holds the
+    /// session for the grace period.
+    fn hold(&mut self, reason: &str) {
+        self.att = None;
+        // Unforwarded frames are re-sent by the client after a resume.
+        self.pending.clear();
+        tracing::debug!(
+            session = %key_prefix(&self.key),
+            "held for resumption: {reason}"
+        );
+        self.held_until = Some(Instant::now() + self.app.config.resume_grace);
+        self.sent_mark = self.ring.total();
+        self.app.metrics.sessions_held.increment(1.0);
+    }
+
+    /// The probe of the attached WebSocket is over: either it answered (the
+    /// newcomer is refused) or it is dead (it is dropped and the newcomer
+    /// resumes the session).
+    fn finish_probe(&mut self) -> Result<(), End> {
+        let Some(p) = self.probe.take() else {
+            return Ok(());
+        };
+        if p.ctrl.end_probe() {
+            tracing::info!(
+                session = %key_prefix(&self.key),
+                "resume refused: the attached WebSocket answered a ping"
+            );
+            let _ = p.reply.send(Err(Refusal::Attached));
+            return Ok(());
+        }
+        tracing::info!(
+            session = %key_prefix(&self.key),
+            "the attached WebSocket did not answer a ping within {} ms: dropped for a Restart",
+            PROBE_WAIT.as_millis()
+        );
+        p.ctrl.close(code::POLICY, "replaced by a newer connection");
+        self.hold("the WebSocket did not answer a ping");
+        self.attach(p.received, p.out, p.reply)
+    }
+
+    /// Attaches the WebSocket of a Restart to this held session and replays
+    /// what its client missed.
+    fn attach(
+        &mut self,
+        received: u64,
+        out: AttachOut,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    ) -> Result<(), End> {
+        if reply.is_closed() {
+            // The handshake gave up (timeout, socket gone) before we got
+            // here: attaching its writer would leave a session that no
+            // reader ever detaches. Stay held.
+            tracing::debug!(
+                session = %key_prefix(&self.key),
+                "resume abandoned by the new WebSocket"
+            );
+            return Ok(());
+        }
+        let replay: Vec<Bytes> = match self.ring.since(received) {
+            Some(frames) => frames.cloned().collect(),
+            None => {
+                let _ = reply.send(Err(Refusal::NotHeld));
+                return Err(End::quiet(
+                    "resume refused: the frames the client missed are no longer held",
+                ));
+            }
+        };
+        let replay_bytes: usize = replay.iter().map(Bytes::len).sum();
+        let client = out.client;
+        let mut att = Attachment::new(out, self.app.config.send_queue_bytes + replay_bytes);
+        let success = Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded);
+        att.push(Out::Text(Content::Handshake(success).to_json()));
+        let replayed = replay.len() as u64;
+        for frame in replay {
+            att.push(Out::Binary(frame));
+        }
+        let sn = att.next_sn();
+        att.push(Out::Text(
+            Content::Notice {
+                sn,
+                notice: Notice::SessionResumed { replayed },
+            }
+            .to_json(),
+        ));
+        let held_until = self.held_until.take();
+        self.att = Some(att);
+        if reply.send(Ok(())).is_err() {
+            // Gave up just now: undo, stay held with the same deadline.
+            self.att = None;
+            self.held_until = held_until;
+            tracing::debug!(
+                session = %key_prefix(&self.key),
+                "resume abandoned by the new WebSocket"
+            );
+            return Ok(());
+        }
+        if held_until.is_some() {
+            self.app.metrics.sessions_held.decrement(1.0);
+        }
+        self.app.metrics.resumes.increment(1);
+        self.resumes += 1;
+        self.client = client;
+        tracing::info!(
+            client = %self.client,
+            server = %self.upstream.name,
+            session = %key_prefix(&self.key),
+            client_received = received,
+            bridge_received = self.forwarded,
+            replayed,
+            "session resumed"
+        );
+        self.release()
     }
 }
 

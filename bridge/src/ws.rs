@@ -333,6 +333,10 @@ async fn reader(
                 Err(_) => break Detach::Hold(format!("nothing heard for {} s", SILENCE_LIMIT.as_secs())),
             },
         };
+        if let Some(Ok(_)) = &m {
+            // Any frame (a pong included) answers a pending probe.
+            ctrl.heard();
+        }
         match m {
             None => break Detach::Hold("connection lost without a close frame".into()),
             Some(Err(e)) => {

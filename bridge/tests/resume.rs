@@ -304,7 +304,18 @@ async fn replaying_a_live_key_on_a_second_socket_is_refused() {
     a.login("owner").await;
     let key = a.key.clone().unwrap();
     let mut thief = bridge.connect().await;
-    let h = thief.restart(&key, 0).await;
+    // The bridge pings the attached socket before refusing; a live browser
+    // answers pings whatever its page does, so `a` keeps reading meanwhile.
+    let h = {
+        let restart = thief.restart(&key, 0);
+        tokio::pin!(restart);
+        loop {
+            tokio::select! {
+                h = &mut restart => break h,
+                got = a.next_within(WAIT) => panic!("the live socket got {got:?}"),
+            }
+        }
+    };
     assert_eq!(h.state(), HandshakeState::Again, "{h:?}");
     let new_key = h.session.clone().unwrap();
     assert_ne!(new_key, key);
@@ -381,4 +392,45 @@ async fn frames_lost_in_flight_are_resent_after_the_bridge_count() {
         ["lost in flight", "then live"],
         "re-sent once, in order"
     );
+}
+
+#[tokio::test]
+async fn restart_while_the_old_socket_is_silently_dead_resumes() {
+    // A phone that switched networks: its old WebSocket died without a FIN
+    // (the proxy stops forwarding but keeps both connections open), and the
+    // browser sends Restart on a new socket at once.
+    let bridge = Bridge::embedded().await;
+    let proxy = Proxy::start(bridge.addr).await;
+    let mut a = proxy.ws(&bridge).await;
+    a.handshake(None).await;
+    a.login("roamer").await;
+    let key = a.key.clone().unwrap();
+    let received = a.received;
+    proxy.freeze();
+    let started = tokio::time::Instant::now();
+    let mut b = bridge.connect().await;
+    let h = b.restart(&key, received).await;
+    assert_eq!(h.state(), HandshakeState::Success, "{h:?}");
+    assert_eq!(h.resumed, Some(true));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "resumed after {:?}",
+        started.elapsed()
+    );
+    b.say("general", "from the new network").await;
+    b.expect_message("from the new network").await;
+    // The upstream never dropped: the nick is still held.
+    let mut other = bridge.session(None).await;
+    other.send(&ClientMessage::Hello { version: 2 }).await;
+    other.expect_frame().await;
+    other
+        .send(&ClientMessage::Authenticate {
+            nick: "roamer".into(),
+        })
+        .await;
+    assert_eq!(
+        other.expect_frame().await,
+        ServerMessage::AcknowledgeAuthentication { success: false }
+    );
+    drop(a);
 }

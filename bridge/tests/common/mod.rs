@@ -520,6 +520,10 @@ pub async fn expect_notice(c: &mut WsClient, what: &str, pred: impl Fn(&Notice) 
 pub struct Proxy {
     pub addr: SocketAddr,
     cut: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
+    /// Stops forwarding both ways, without closing (a dead network path).
+    freeze: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
+    /// Stops forwarding from the target to the client, without closing.
+    stall: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
     upstream_bytes: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stop: CancellationToken,
@@ -532,6 +536,9 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = std::sync::Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let freeze = std::sync::Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let stall = std::sync::Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let (freeze2, stall2) = (freeze.clone(), stall.clone());
         let upstream_bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
         let blackhole = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -547,6 +554,8 @@ impl Proxy {
                     continue;
                 };
                 let token = cut2.lock().unwrap().clone();
+                let frozen_token = freeze2.lock().unwrap().clone();
+                let stalled_token = stall2.lock().unwrap().clone();
                 let log = {
                     let mut all = bytes2.lock().unwrap();
                     all.push(Vec::new());
@@ -559,10 +568,13 @@ impl Proxy {
                     let (mut sr, mut sw) = server.into_split();
                     let mut b1 = vec![0u8; 16384];
                     let mut b2 = vec![0u8; 16384];
+                    let (mut frozen, mut stalled) = (false, false);
                     loop {
                         tokio::select! {
                             () = token.cancelled() => break,
-                            r = cr.read(&mut b1) => match r {
+                            () = frozen_token.cancelled(), if !frozen => frozen = true,
+                            () = stalled_token.cancelled(), if !stalled => stalled = true,
+                            r = cr.read(&mut b1), if !frozen => match r {
                                 Ok(0) | Err(_) => break,
                                 Ok(_) if hole3.load(std::sync::atomic::Ordering::SeqCst) => {}
                                 Ok(n) => {
@@ -570,7 +582,7 @@ impl Proxy {
                                     if sw.write_all(&b1[..n]).await.is_err() { break }
                                 }
                             },
-                            r = sr.read(&mut b2) => match r {
+                            r = sr.read(&mut b2), if !frozen && !stalled => match r {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => if cw.write_all(&b2[..n]).await.is_err() { break },
                             },
@@ -591,6 +603,8 @@ impl Proxy {
         Proxy {
             addr,
             cut,
+            freeze,
+            stall,
             upstream_bytes,
             blackhole,
             stop,
@@ -608,7 +622,25 @@ impl Proxy {
     pub fn cut(&self) {
         self.blackhole
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let mut t = self.cut.lock().unwrap();
+        for t in [&self.cut, &self.freeze, &self.stall] {
+            let mut t = t.lock().unwrap();
+            t.cancel();
+            *t = CancellationToken::new();
+        }
+    }
+
+    /// Every connection made so far stops forwarding in both directions
+    /// but stays open (a network path that died without a FIN or RST).
+    pub fn freeze(&self) {
+        let mut t = self.freeze.lock().unwrap();
+        t.cancel();
+        *t = CancellationToken::new();
+    }
+
+    /// Every connection made so far stops forwarding from the target to
+    /// its client (bytes pile up in the target's socket buffers).
+    pub fn stall(&self) {
+        let mut t = self.stall.lock().unwrap();
         t.cancel();
         *t = CancellationToken::new();
     }
