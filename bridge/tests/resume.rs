@@ -434,3 +434,52 @@ async fn restart_while_the_old_socket_is_silently_dead_resumes() {
     );
     drop(a);
 }
+
+#[tokio::test]
+async fn a_restart_that_gives_up_before_it_is_attached_leaves_the_session_held() {
+    // The newcomer's handshake times out (1 s) while the bridge still waits
+    // for the old socket to answer its ping (2.5 s). The session must not
+    // attach the abandoned socket: it stays held and expires, so the
+    // upstream closes and the nick is freed.
+    let bridge = Bridge::start(Config {
+        handshake_timeout: Duration::from_secs(1),
+        resume_grace: Duration::from_secs(2),
+        ..Config::default()
+    })
+    .await;
+    let proxy = Proxy::start(bridge.addr).await;
+    let mut a = proxy.ws(&bridge).await;
+    a.handshake(None).await;
+    a.login("zombie").await;
+    let key = a.key.clone().unwrap();
+    proxy.freeze();
+    let mut b = bridge.connect().await;
+    b.send_content(&dumdum_protocol::session::Content::Handshake(
+        dumdum_protocol::session::Handshake::restart(2, key.clone(), a.received, None),
+    ))
+    .await;
+    let (code, reason) = b.expect_close().await;
+    assert_eq!((code, reason.as_str()), (1008, "handshake timed out"));
+    drop(b);
+    // Held, then expired: the nick becomes free.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut c = bridge.session(None).await;
+        c.send(&ClientMessage::Hello { version: 2 }).await;
+        c.expect_frame().await;
+        c.send(&ClientMessage::Authenticate {
+            nick: "zombie".into(),
+        })
+        .await;
+        if c.expect_frame().await == (ServerMessage::AcknowledgeAuthentication { success: true }) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session never expired: the abandoned socket was attached"
+        );
+        c.close(1000).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(a);
+}
