@@ -1290,7 +1290,10 @@ mod tests {
         }
         let g = state.channel("general").unwrap();
         assert_eq!(g.older, crate::state::Older::Complete);
-        assert_eq!(g.messages.as_slice(), all.as_slice());
+        assert_eq!(
+            g.messages.iter().map(|m| &**m).collect::<Vec<_>>(),
+            all.iter().collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -1331,7 +1334,10 @@ mod tests {
             pending = answer(&mut e, &out, &all);
         }
         let g = state.channel("general").unwrap();
-        assert_eq!(g.messages.as_slice(), all.as_slice());
+        assert_eq!(
+            g.messages.iter().map(|m| &**m).collect::<Vec<_>>(),
+            all.iter().collect::<Vec<_>>()
+        );
     }
 
     #[test]

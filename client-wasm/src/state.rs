@@ -105,8 +105,10 @@ pub enum Older {
 pub struct Channel {
     /// The name.
     pub name: String,
-    /// Messages, oldest first, unique by id.
-    pub messages: Rc<Vec<ChatMessage>>,
+    /// Messages, oldest first, unique by id. Each message is shared: a
+    /// new view state (Yew's reducer clones the state on every dispatch)
+    /// copies pointers, never the text.
+    pub messages: Rc<Vec<Rc<ChatMessage>>>,
     /// Messages that arrived while another channel was shown.
     pub unread: u32,
     /// Paging back.
@@ -131,7 +133,7 @@ impl Channel {
 
 /// Merges `page` into `messages`: sorted by id, each id once. Returns how
 /// many messages were new.
-pub fn merge_messages(messages: &mut Vec<ChatMessage>, page: Vec<ChatMessage>) -> usize {
+pub fn merge_messages(messages: &mut Vec<Rc<ChatMessage>>, page: Vec<ChatMessage>) -> usize {
     let before = messages.len();
     let appends_only = match (messages.last(), page.first()) {
         (Some(last), Some(first)) => {
@@ -140,7 +142,7 @@ pub fn merge_messages(messages: &mut Vec<ChatMessage>, page: Vec<ChatMessage>) -
         (None, _) => page.windows(2).all(|w| w[0].id < w[1].id),
         (_, None) => true,
     };
-    messages.extend(page);
+    messages.extend(page.into_iter().map(Rc::new));
     if !appends_only {
         messages.sort_by_key(|m| m.id);
         messages.dedup_by_key(|m| m.id);
@@ -257,6 +259,21 @@ pub enum Action {
     Offline,
     /// The user signed out: back to the connect screen.
     SignedOut,
+    /// Several actions of one engine step, applied in order: one new state
+    /// and one render instead of one per action.
+    Batch(Vec<Action>),
+}
+
+impl Action {
+    /// One action for `actions` (`None` when there are none): the action
+    /// itself when alone, else a [`Action::Batch`].
+    pub fn batch(mut actions: Vec<Action>) -> Option<Action> {
+        match actions.len() {
+            0 => None,
+            1 => actions.pop(),
+            _ => Some(Action::Batch(actions)),
+        }
+    }
 }
 
 /// The page's state.
@@ -487,6 +504,11 @@ impl ChatState {
                     ..ChatState::default()
                 };
             }
+            Action::Batch(actions) => {
+                for a in actions {
+                    self.apply(a);
+                }
+            }
         }
     }
 
@@ -537,7 +559,8 @@ mod tests {
 
     #[test]
     fn merge_keeps_order_and_uniqueness() {
-        let mut v = vec![msg(2, "c", "a"), msg(4, "c", "a")];
+        let mut v: Vec<Rc<ChatMessage>> =
+            vec![Rc::new(msg(2, "c", "a")), Rc::new(msg(4, "c", "a"))];
         assert_eq!(merge_messages(&mut v, vec![msg(5, "c", "a")]), 1);
         assert_eq!(
             merge_messages(
@@ -551,7 +574,9 @@ mod tests {
             v.iter().map(|m| m.id.0).collect::<Vec<_>>(),
             [1, 2, 3, 4, 5]
         );
-        let mut big: Vec<ChatMessage> = (0..MAX_KEPT as u64).map(|i| msg(i, "c", "a")).collect();
+        let mut big: Vec<Rc<ChatMessage>> = (0..MAX_KEPT as u64)
+            .map(|i| Rc::new(msg(i, "c", "a")))
+            .collect();
         merge_messages(&mut big, vec![msg(MAX_KEPT as u64, "c", "a")]);
         assert_eq!(big.len(), MAX_KEPT);
         assert_eq!(big[0].id.0, 1);
@@ -735,5 +760,71 @@ mod tests {
         assert_eq!(s.rejoin, Some(Rejoin::Reconnected));
         // The first sign-in is neither.
         assert_eq!(joined().rejoin, None);
+    }
+
+    fn general_with(n: u64) -> ChatState {
+        let mut s = joined();
+        s.apply(Action::History {
+            channel: "general".into(),
+            messages: (1..=n).map(|i| msg(i, "general", "x")).collect(),
+            kind: HistoryKind::Newest { more: false },
+        });
+        s
+    }
+
+    #[test]
+    fn a_new_state_shares_the_messages_of_the_old_one() {
+        // Yew's reducer always gets a shared `Rc` (it keeps the old state),
+        // so the state is cloned on every dispatch: the messages must be
+        // shared, not copied.
+        let old = Rc::new(general_with(1_000));
+        let new = old
+            .clone()
+            .reduce(Action::Message(msg(1_001, "general", "y")));
+        let (before, after) = match (old.channel("general"), new.channel("general")) {
+            (Some(b), Some(a)) => (b.messages.clone(), a.messages.clone()),
+            other => panic!("no channel: {other:?}"),
+        };
+        assert_eq!(before.len(), 1_000, "the old state is unchanged");
+        assert_eq!(after.len(), 1_001);
+        assert!(
+            before
+                .iter()
+                .zip(after.iter())
+                .all(|(b, a)| Rc::ptr_eq(b, a)),
+            "every message kept is the same allocation"
+        );
+        // Another channel's list is not even copied.
+        let random = |s: &ChatState| s.channel("random").map(|c| c.messages.clone());
+        match (random(&old), random(&new)) {
+            (Some(b), Some(a)) => assert!(Rc::ptr_eq(&b, &a)),
+            other => panic!("no channel: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_its_actions_in_order() {
+        let actions = vec![
+            Action::Message(msg(5, "random", "x")),
+            Action::Message(msg(6, "general", "x")),
+            Action::Select("random".into()),
+            Action::Message(msg(7, "random", "x")),
+            Action::Message(msg(8, "general", "x")),
+        ];
+        let mut one_by_one = joined();
+        for a in actions.clone() {
+            one_by_one.apply(a);
+        }
+        let batched = Rc::new(joined()).reduce(Action::Batch(actions.clone()));
+        assert_eq!(*batched, one_by_one);
+        assert_eq!(batched.channel("general").map(|c| c.unread), Some(1));
+        assert_eq!(batched.channel("random").map(|c| c.unread), Some(0));
+        assert_eq!(Action::batch(Vec::new()), None);
+        assert_eq!(
+            Action::batch(vec![Action::Offline]),
+            Some(Action::Offline),
+            "a single action is not wrapped"
+        );
+        assert_eq!(Action::batch(actions.clone()), Some(Action::Batch(actions)));
     }
 }

@@ -1,6 +1,8 @@
 //! One message: time, nick in its colour, text with links. Content is only
 //! ever rendered as text nodes; links are `<a>` elements built here.
 
+use std::rc::Rc;
+
 use dumdum_protocol::ChatMessage;
 use yew::prelude::*;
 
@@ -10,8 +12,8 @@ use crate::format::{Segment, format_full_time, format_time, iso_utc, split_links
 /// Properties of [`MessageRow`].
 #[derive(Properties, PartialEq)]
 pub struct MessageRowProps {
-    /// The message.
-    pub message: ChatMessage,
+    /// The message (shared with the view state: no copy per render).
+    pub message: Rc<ChatMessage>,
     /// Whether we wrote it.
     pub mine: bool,
 }

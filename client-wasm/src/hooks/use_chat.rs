@@ -93,7 +93,8 @@ type Shared = Rc<RefCell<Driver>>;
 /// Runs `f` on the driver, performs the engine's output (sending while
 /// borrowed is fine: sockets never call back synchronously), then
 /// dispatches the view actions after the borrow ends (a dispatch may render
-/// synchronously, and rendering may send commands).
+/// synchronously, and rendering may send commands). The actions of one step
+/// go as one [`Action::Batch`]: one new state and one render per step.
 fn with_driver(rc: &Shared, f: impl FnOnce(&mut Driver)) {
     let (acts, dispatch) = {
         let Ok(mut d) = rc.try_borrow_mut() else {
@@ -105,7 +106,7 @@ fn with_driver(rc: &Shared, f: impl FnOnce(&mut Driver)) {
         d.persist();
         (acts, d.dispatch.clone())
     };
-    for a in acts {
+    if let Some(a) = Action::batch(acts) {
         dispatch.dispatch(a);
     }
 }
