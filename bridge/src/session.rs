@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,8 +37,10 @@ use crate::tls;
 const CMD_QUEUE: usize = 32;
 /// Bytes waiting to be written upstream before client frames stop being read.
 const UP_QUEUE_BYTES: usize = 64 * 1024;
-/// Server bytes kept for replay while a WebSocket is attached (what may be
-/// in flight when it drops).
+/// While a WebSocket is attached, the replay ring keeps every frame its
+/// writer has not yet flushed to the socket, plus at least this many bytes
+/// of the newest flushed frames (what may still sit in kernel buffers when
+/// the connection drops).
 const ATTACHED_RETAIN: usize = 64 * 1024;
 /// Upstream read chunk.
 const READ_CHUNK: usize = 4096;
@@ -152,6 +154,8 @@ pub(crate) struct AttachOut {
     pub id: u64,
     pub tx: mpsc::UnboundedSender<Out>,
     pub queued: Arc<AtomicUsize>,
+    /// Binary frames the writer has flushed to the socket.
+    pub flushed: Arc<AtomicU64>,
     pub ctrl: Arc<WsCtrl>,
     pub sn: u32,
     pub client: SocketAddr,
@@ -208,21 +212,31 @@ struct Attachment {
     id: u64,
     tx: mpsc::UnboundedSender<Out>,
     queued: Arc<AtomicUsize>,
+    flushed: Arc<AtomicU64>,
+    /// The ring number of the first binary frame queued to this WebSocket.
+    base: u64,
     ctrl: Arc<WsCtrl>,
     sn: u32,
     limit: usize,
 }
 
 impl Attachment {
-    fn new(out: AttachOut, limit: usize) -> Self {
+    fn new(out: AttachOut, limit: usize, base: u64) -> Self {
         Attachment {
             id: out.id,
             tx: out.tx,
             queued: out.queued,
+            flushed: out.flushed,
+            base,
             ctrl: out.ctrl,
             sn: out.sn,
             limit,
         }
+    }
+
+    /// Ring number of the first frame the writer has not flushed yet.
+    fn flushed_upto(&self) -> u64 {
+        self.base + self.flushed.load(Ordering::Acquire)
     }
 
     /// Queues `out`; false when the browser is too slow.
@@ -257,10 +271,15 @@ struct Probe {
 /// Server frames kept for replay, numbered from the session's first.
 #[derive(Debug, Default)]
 struct Ring {
-    frames: VecDeque<Bytes>,
+    /// Each frame with the byte offset of its end (counted over every frame
+    /// pushed while enabled).
+    frames: VecDeque<(u64, Bytes)>,
     /// Number of the first frame held.
     first: u64,
-    bytes: usize,
+    /// Byte offset of the start of the first frame held.
+    start: u64,
+    /// Byte offset of the end of the last frame pushed.
+    end: u64,
     enabled: bool,
 }
 
@@ -269,12 +288,48 @@ impl Ring {
         self.first + self.frames.len() as u64
     }
 
-    fn push_copy(&mut self, frame: &[u8]) {
+    /// Bytes held.
+    fn bytes(&self) -> usize {
+        usize::try_from(self.end - self.start).unwrap_or(usize::MAX)
+    }
+
+    /// Keeps `frame` itself (shared with the writer's queue, no copy).
+    fn push(&mut self, frame: Bytes) {
         if self.enabled {
-            self.bytes += frame.len();
-            self.frames.push_back(Bytes::copy_from_slice(frame));
+            self.end += frame.len() as u64;
+            self.frames.push_back((self.end, frame));
         } else {
             self.first += 1;
+        }
+    }
+
+    /// Keeps a compact copy of `frame` (for a held session: a slice of a
+    /// read buffer held for long would pin that whole buffer).
+    fn push_copy(&mut self, frame: &[u8]) {
+        if self.enabled {
+            self.push(Bytes::copy_from_slice(frame));
+        } else {
+            self.first += 1;
+        }
+    }
+
+    /// Replaces every frame by a compact copy (see [`Ring::push_copy`]).
+    fn compact(&mut self) {
+        for (_, f) in &mut self.frames {
+            *f = Bytes::copy_from_slice(f);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<usize> {
+        let (end, f) = self.frames.pop_front()?;
+        self.start = end;
+        self.first += 1;
+        Some(f.len())
+    }
+
+    fn shrink(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 16 {
+            self.frames = VecDeque::new();
         }
     }
 
@@ -282,19 +337,44 @@ impl Ring {
     /// `limit` bytes are held; false if frames from `keep_from` on alone
     /// exceed it.
     fn trim(&mut self, limit: usize, keep_from: u64) -> bool {
-        while self.bytes > limit && self.first < keep_from {
-            match self.frames.pop_front() {
-                Some(f) => {
-                    self.bytes -= f.len();
-                    self.first += 1;
-                }
-                None => break,
+        while self.bytes() > limit && self.first < keep_from {
+            if self.pop_front().is_none() {
+                break;
             }
         }
-        if self.frames.is_empty() && self.frames.capacity() > 16 {
-            self.frames = VecDeque::new();
+        self.shrink();
+        self.bytes() <= limit
+    }
+
+    /// While attached: frames from `unflushed` on (not yet written to the
+    /// socket) are all kept, and so is the newest frame; of the frames
+    /// before, the newest are kept while they hold at least `allowance`
+    /// bytes (what may still be in kernel buffers).
+    fn trim_attached(&mut self, unflushed: u64, allowance: usize) {
+        let keep_from = unflushed.min(self.total().saturating_sub(1));
+        if keep_from <= self.first {
+            return;
         }
-        self.bytes <= limit
+        let Ok(i) = usize::try_from(keep_from - 1 - self.first) else {
+            return;
+        };
+        let Some(&(flushed_end, _)) = self.frames.get(i) else {
+            return;
+        };
+        let mut flushed = flushed_end - self.start;
+        let allowance = allowance as u64;
+        while self.first < keep_from {
+            let Some((_, f)) = self.frames.front() else {
+                break;
+            };
+            let len = f.len() as u64;
+            if flushed - len < allowance {
+                break;
+            }
+            flushed -= len;
+            self.pop_front();
+        }
+        self.shrink();
     }
 
     fn since(&self, n: u64) -> Option<impl Iterator<Item = &Bytes>> {
@@ -302,7 +382,7 @@ impl Ring {
             return None;
         }
         let skip = usize::try_from(n - self.first).ok()?;
-        Some(self.frames.iter().skip(skip))
+        Some(self.frames.iter().skip(skip).map(|(_, f)| f))
     }
 }
 
@@ -393,7 +473,7 @@ pub(crate) fn spawn(
         client,
         started: Instant::now(),
         cmds: rx,
-        att: Some(Attachment::new(out, app.config.send_queue_bytes)),
+        att: Some(Attachment::new(out, app.config.send_queue_bytes, 0)),
         held_until: None,
         probe: None,
         sent_mark: 0,
@@ -758,13 +838,11 @@ impl Session {
         self.bytes_down += len as u64;
         self.app.metrics.frames_to_client.increment(1);
         self.app.metrics.bytes_to_client.increment(len as u64);
-        // The ring keeps a compact copy: the relayed frame is a slice of a
-        // read buffer, and holding it for long would pin that whole buffer.
-        self.ring.push_copy(&raw);
-        let total = self.ring.total();
         let resume_buffer = self.app.config.resume_buffer;
         match self.att.as_mut() {
             Some(att) => {
+                // Shared with the writer's queue while attached.
+                self.ring.push(raw.clone());
                 if !att.push(Out::Binary(raw)) {
                     self.app.metrics.slow_readers.increment(1);
                     att.ctrl.close(
@@ -773,9 +851,11 @@ impl Session {
                     );
                     return Err(End::quiet("too slow: send queue over its limit"));
                 }
-                self.ring.trim(ATTACHED_RETAIN.min(resume_buffer), total);
+                self.ring
+                    .trim_attached(att.flushed_upto(), ATTACHED_RETAIN.min(resume_buffer));
             }
             None => {
+                self.ring.push_copy(&raw);
                 if !self.ring.trim(resume_buffer, self.sent_mark) {
                     self.app.metrics.expired_buffer.increment(1);
                     return Err(End::quiet("resume buffer full while the client was away"));
@@ -896,7 +976,13 @@ impl Session {
     /// The attached WebSocket is gone (without a close frame): holds the
     /// session for the grace period.
     fn hold(&mut self, reason: &str) {
-        self.att = None;
+        // Frames the writer never flushed cannot have reached the client.
+        self.sent_mark = match self.att.take() {
+            Some(att) => att.flushed_upto().min(self.ring.total()),
+            None => self.ring.total(),
+        };
+        // Held for up to the grace period: stop pinning read buffers.
+        self.ring.compact();
         // Unforwarded frames are re-sent by the client after a resume.
         self.pending.clear();
         tracing::debug!(
@@ -904,7 +990,6 @@ impl Session {
             "held for resumption: {reason}"
         );
         self.held_until = Some(Instant::now() + self.app.config.resume_grace);
-        self.sent_mark = self.ring.total();
         self.app.metrics.sessions_held.increment(1.0);
     }
 
@@ -962,7 +1047,11 @@ impl Session {
         };
         let replay_bytes: usize = replay.iter().map(Bytes::len).sum();
         let client = out.client;
-        let mut att = Attachment::new(out, self.app.config.send_queue_bytes + replay_bytes);
+        let mut att = Attachment::new(
+            out,
+            self.app.config.send_queue_bytes + replay_bytes,
+            received,
+        );
         let success = Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded);
         att.push(Out::Text(Content::Handshake(success).to_json()));
         let replayed = replay.len() as u64;
@@ -1028,6 +1117,7 @@ mod tests {
         assert_eq!(r.total(), 10);
         assert!(r.trim(50, 10));
         assert_eq!(r.first, 5);
+        assert_eq!(r.bytes(), 50);
         assert_eq!(r.since(7).map(|f| f.count()), Some(3));
         assert!(r.since(4).is_none(), "trimmed frames are not held");
         assert!(r.since(11).is_none(), "frames never sent are refused");
@@ -1038,11 +1128,43 @@ mod tests {
     }
 
     #[test]
+    fn attached_ring_keeps_unflushed_frames_and_the_newest() {
+        let mut r = ring(true);
+        let big = Bytes::from(vec![1u8; 110_000]);
+        r.push(Bytes::from_static(b"hello"));
+        r.push(big.clone());
+        r.push(Bytes::from_static(b"after"));
+        // Nothing flushed: everything is kept, however large.
+        r.trim_attached(0, 64 * 1024);
+        assert_eq!((r.first, r.total()), (0, 3));
+        // The page was flushed but may sit in kernel buffers: the newest
+        // flushed frames are kept while they hold at least the allowance.
+        r.trim_attached(2, 64 * 1024);
+        assert_eq!(r.first, 1, "only what lies beyond the allowance goes");
+        let replay: Vec<&Bytes> = r.since(1).unwrap().collect();
+        assert!(
+            std::ptr::eq(replay[0].as_ptr(), big.as_ptr()),
+            "shared, not copied"
+        );
+        // Everything flushed and more behind: the newest frame stays.
+        for _ in 0..20 {
+            r.push(Bytes::from(vec![2u8; 8 * 1024]));
+        }
+        r.trim_attached(r.total(), 64 * 1024);
+        assert_eq!(r.since(r.total() - 1).map(|f| f.count()), Some(1));
+        // 64 KiB of flushed frames before the newest, and the newest.
+        assert_eq!(r.bytes(), 72 * 1024);
+        r.trim_attached(r.total(), 0);
+        assert_eq!(r.frames.len(), 1, "the newest frame is never dropped");
+    }
+
+    #[test]
     fn disabled_ring_counts_only() {
         let mut r = ring(false);
         r.push_copy(b"x");
-        assert_eq!(r.total(), 1);
-        assert_eq!(r.bytes, 0);
+        r.push(Bytes::from_static(b"y"));
+        assert_eq!(r.total(), 2);
+        assert_eq!(r.bytes(), 0);
         assert!(r.since(0).is_none());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -57,6 +57,8 @@ async fn send_close(sink: &mut Sink, code: u16, reason: &str) {
 struct WriterSide {
     rx: mpsc::UnboundedReceiver<Out>,
     queued: Arc<AtomicUsize>,
+    /// Binary frames flushed to the socket, for the session's replay ring.
+    flushed: Arc<AtomicU64>,
     ctrl: Arc<WsCtrl>,
     id: u64,
 }
@@ -64,6 +66,7 @@ struct WriterSide {
 fn new_attachment(app: &App, client: SocketAddr, sn: u32) -> (AttachOut, WriterSide) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
+    let flushed = Arc::new(AtomicU64::new(0));
     let ctrl = Arc::new(WsCtrl::default());
     let id = app.next_id();
     (
@@ -71,6 +74,7 @@ fn new_attachment(app: &App, client: SocketAddr, sn: u32) -> (AttachOut, WriterS
             id,
             tx,
             queued: queued.clone(),
+            flushed: flushed.clone(),
             ctrl: ctrl.clone(),
             sn,
             client,
@@ -78,6 +82,7 @@ fn new_attachment(app: &App, client: SocketAddr, sn: u32) -> (AttachOut, WriterS
         WriterSide {
             rx,
             queued,
+            flushed,
             ctrl,
             id,
         },
@@ -255,18 +260,24 @@ async fn writer(
         let Some(first) = first else { break None };
         let rx = &mut side.rx;
         let queued = &side.queued;
+        let flushed = &side.flushed;
         let sink_ref = &mut sink;
         let io = async move {
             let mut next = Some(first);
             let mut n = 0;
+            let mut binaries = 0u64;
             while let Some(m) = next.take() {
                 queued.fetch_sub(m.cost(), Ordering::Relaxed);
                 match m {
                     Out::Close(code, reason) => {
                         sink_ref.flush().await?;
+                        flushed.fetch_add(binaries, Ordering::Release);
                         return Ok(Some((code, reason)));
                     }
-                    Out::Binary(b) => sink_ref.feed(Message::Binary(b)).await?,
+                    Out::Binary(b) => {
+                        sink_ref.feed(Message::Binary(b)).await?;
+                        binaries += 1;
+                    }
                     Out::Ping => sink_ref.feed(Message::Ping(Bytes::new())).await?,
                     Out::Text(t) => sink_ref.feed(Message::Text(t.into())).await?,
                 }
@@ -276,6 +287,7 @@ async fn writer(
                 }
             }
             sink_ref.flush().await?;
+            flushed.fetch_add(binaries, Ordering::Release);
             Ok::<_, axum::Error>(None)
         };
         tokio::select! {

@@ -483,3 +483,53 @@ async fn a_restart_that_gives_up_before_it_is_attached_leaves_the_session_held()
     }
     drop(a);
 }
+
+#[tokio::test]
+async fn a_large_frame_in_flight_when_the_socket_drops_is_replayed() {
+    // A history page of ~100 KiB (more than the bytes the ring used to keep
+    // while attached) is on its way to the browser when its socket drops:
+    // the resume must replay it, and the frame after it.
+    let bridge = Bridge::embedded().await;
+    let proxy = Proxy::start(bridge.addr).await;
+    let mut a = proxy.ws(&bridge).await;
+    a.handshake(None).await;
+    a.login("reader").await;
+    let mut f = bridge.session(None).await;
+    f.login("writer").await;
+    let body = "p".repeat(1000);
+    for i in 0..100 {
+        f.say("general", &format!("{i:03} {body}")).await;
+    }
+    a.expect_message(&format!("099 {body}")).await;
+    let key = a.key.clone().unwrap();
+    let received = a.received;
+    // From now on nothing reaches the browser; the page and one more
+    // message pile up on the way.
+    proxy.stall();
+    a.send(&ClientMessage::ListMessages {
+        channel: "general".into(),
+        before: 0,
+        after: 0,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.say("general", "after the page").await;
+    f.expect_message("after the page").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.cut();
+
+    let mut b = resume(&proxy, &bridge, &key, received).await;
+    match b.expect_frame().await {
+        ServerMessage::ListMessages(page) => {
+            assert_eq!(page.len(), 100);
+            assert_eq!(page[99].content, format!("099 {body}"));
+        }
+        other => panic!("expected the history page first, got {other:?}"),
+    }
+    b.expect_message("after the page").await;
+    let replayed = common::expect_notice(&mut b, "resumed", |n| {
+        matches!(n, Notice::SessionResumed { .. })
+    })
+    .await;
+    assert_eq!(replayed, Notice::SessionResumed { replayed: 2 });
+}
