@@ -88,6 +88,9 @@ pub async fn run(
 
     let mut upstreams = Vec::new();
     for up in &config.upstreams {
+        if let Some(warning) = downgrade_warning(up) {
+            tracing::warn!("{warning}");
+        }
         let tls = tls::upstream_tls(up.tls_name(), up.ca.as_deref())?;
         upstreams.push(Arc::new(Upstream {
             name: up.name.clone(),
@@ -100,7 +103,9 @@ pub async fn run(
             } else {
                 TlsMode::Optional
             },
-            advertised_tls: up.require_tls || up.ca.is_some(),
+            // Only a refused HELLO(0) makes TLS a promise: without
+            // require_tls, whoever sits on the path can answer HELLO(0).
+            advertised_tls: up.require_tls,
         }));
     }
     if config.embedded_enabled() {
@@ -188,6 +193,37 @@ pub async fn run(
 }
 
 use tls::TlsListener;
+
+/// The startup warning for an upstream whose TLS an on-path attacker can
+/// strip (a CA is configured, but a server answering HELLO(0) is accepted).
+fn downgrade_warning(up: &UpstreamConfig) -> Option<String> {
+    (up.ca.is_some() && !up.require_tls).then(|| {
+        format!(
+            "upstream {:?} has a CA but not require_tls: it can be downgraded to clear text \
+             (anyone on the path can answer HELLO without TLS); set require_tls",
+            up.name
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_without_require_tls_is_warned_about() {
+        let mut up = UpstreamConfig::new("main", "chat.example.org:6667");
+        assert_eq!(downgrade_warning(&up), None);
+        up.ca = Some(PathBuf::from("ca.pem"));
+        let w = downgrade_warning(&up).unwrap_or_default();
+        assert!(
+            w.contains("downgraded to clear text") && w.contains("set require_tls"),
+            "{w}"
+        );
+        up.require_tls = true;
+        assert_eq!(downgrade_warning(&up), None);
+    }
+}
 
 /// Serves until the server ends, or until `stop` plus the shutdown timeout.
 async fn serve_until<F>(serve: F, stop: &CancellationToken, app: &App) -> Result<(), Error>

@@ -782,6 +782,22 @@ async fn reload_scenario(
     )
     .await;
     wait_js(c, "random shown", "return document.querySelector('.channel[data-channel=random]')?.getAttribute('aria-current') === 'page'").await;
+    // The small state and the unconfirmed frames are stored apart: a frame
+    // received rewrites the first only.
+    const STORED: &str = "return [sessionStorage.getItem('dumdum.session'), sessionStorage.getItem('dumdum.session.frames')]";
+    let stored_pair = |v: Value| -> Result<(Value, String), String> {
+        let state = v[0].as_str().ok_or("no stored session")?;
+        let state: Value = serde_json::from_str(state).map_err(|e| e.to_string())?;
+        let frames = v[1].as_str().ok_or("no stored frames")?.to_owned();
+        Ok((state, frames))
+    };
+    wait_js(
+        c,
+        "the newest page of random",
+        "return document.querySelector('#messages .history-start') ? true : null",
+    )
+    .await;
+    let (state_before, frames_before) = stored_pair(js(c, STORED).await)?;
     py.send("random", "before 1");
     wait_js(
         c,
@@ -789,6 +805,16 @@ async fn reload_scenario(
         &format!("{} === 1", count_text("before 1")),
     )
     .await;
+    let (state_after, frames_after) = stored_pair(js(c, STORED).await)?;
+    assert_eq!(
+        state_after["received"].as_u64(),
+        state_before["received"].as_u64().map(|n| n + 1),
+        "the received count is stored at once"
+    );
+    assert_eq!(
+        frames_after, frames_before,
+        "a frame received does not rewrite the unconfirmed frames"
+    );
     type_into(c, "#composer-input", "before 2\u{E007}").await;
     blocking(|| py.expect_message("before 2"));
     wait_js(
@@ -797,6 +823,12 @@ async fn reload_scenario(
         &format!("{} === 1", count_text("before 2")),
     )
     .await;
+    let (state_sent, frames_sent) = stored_pair(js(c, STORED).await)?;
+    assert_eq!(
+        state_sent["sent"].as_u64(),
+        state_after["sent"].as_u64().map(|n| n + 1)
+    );
+    assert_ne!(frames_sent, frames_after, "a frame sent is stored");
 
     // The key is in this tab's sessionStorage, never in localStorage.
     let stored = js(c, "return sessionStorage.getItem('dumdum.session')").await;

@@ -195,6 +195,20 @@ async fn tls_upstream_without_the_ca_is_refused_with_4003() {
 }
 
 #[tokio::test]
+async fn a_ca_without_require_tls_is_not_advertised_as_tls() {
+    // Without require_tls the bridge accepts HELLO(0): an on-path attacker
+    // can strip TLS, so the page must not be told the link is TLS.
+    let cert = leak_cert();
+    let bridge = Bridge::start(tls_bridge_config(
+        "127.0.0.1:9".parse().unwrap(),
+        Some(cert),
+    ))
+    .await;
+    let (_, _, body) = common::http_get(bridge.addr, "/api/servers").await;
+    assert!(body.contains("\"tls\":false"), "{body}");
+}
+
+#[tokio::test]
 async fn require_tls_upstream_that_answers_hello_0_is_refused() {
     let server = start_server(None).await;
     let mut up = UpstreamConfig::new("strict", server.addr().to_string());
