@@ -185,7 +185,9 @@ pub enum SavedClient {
 
 /// A bridge session as kept in `sessionStorage`, so that a reload of the
 /// same tab resumes it. Written after every event the engine handled, so
-/// its counts always match what the page had processed.
+/// its counts always match what the page had processed; small (no frames):
+/// the unconfirmed outgoing frames are kept apart, in [`SavedFrames`],
+/// written only when they change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Saved {
     /// The server name asked for.
@@ -196,11 +198,9 @@ pub struct Saved {
     pub key: String,
     /// Binary frames received in the session.
     pub received: u64,
-    /// Number of the first frame in `unacked`.
-    pub unacked_from: u64,
-    /// Outgoing frames not confirmed by the bridge, hex; the frames sent in
-    /// the session are `unacked_from + unacked.len()`.
-    pub unacked: Vec<String>,
+    /// Binary frames sent in the session: the unconfirmed ones
+    /// ([`SavedFrames`]) are the last of these.
+    pub sent: u64,
     /// The protocol state.
     pub client: SavedClient,
     /// LIST_MESSAGES requests whose replies have not arrived, in order.
@@ -213,6 +213,104 @@ pub struct Saved {
     pub security: Option<Security>,
     /// The last `sn` used in a text frame.
     pub sn: u32,
+}
+
+/// The outgoing frames of a session the bridge has not confirmed, as kept
+/// in `sessionStorage` next to [`Saved`]. They change only when a frame is
+/// sent or the bridge confirms some, not when one is received, so the page
+/// writes them only then ([`Persisted`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedFrames {
+    /// The session they belong to (its key).
+    pub key: String,
+    /// The number of the first.
+    pub from: u64,
+    /// The frames, hex, oldest first: numbers `from` to
+    /// `from + frames.len() - 1`.
+    pub frames: Vec<String>,
+}
+
+/// Which unconfirmed frames a [`SavedFrames`] holds: within one session
+/// (one key) frame `n` is always the same bytes, so the session key and the
+/// range identify the contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramesStamp {
+    key: String,
+    from: u64,
+    end: u64,
+}
+
+/// A `sessionStorage` write to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Nothing changed.
+    Keep,
+    /// Store this JSON.
+    Set(String),
+    /// Forget the key.
+    Remove,
+}
+
+/// What the page last wrote of its session to `sessionStorage`: decides
+/// after each event what to write again. The small state ([`Saved`]) is
+/// written whenever it changed (every frame received changes its count);
+/// the frames ([`SavedFrames`], up to [`UNACKED_MAX_BYTES`] hex encoded)
+/// only when the set of unconfirmed frames changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persisted {
+    state: Option<String>,
+    frames: Option<FramesStamp>,
+}
+
+impl Persisted {
+    /// After a reload: what storage holds is the session `engine` was
+    /// restored from.
+    pub fn restored(state_json: String, engine: &Engine) -> Persisted {
+        Persisted {
+            state: Some(state_json),
+            frames: engine.frames_stamp(),
+        }
+    }
+
+    /// The writes that bring storage up to `engine`'s session (`None`: no
+    /// session: both forgotten), as (state, frames). Writing the frames
+    /// first keeps a failed second write detectable: [`Engine::restore`]
+    /// checks that both describe the same frames.
+    pub fn update(&mut self, engine: Option<&Engine>) -> (Write, Write) {
+        let saved = engine.and_then(Engine::saved);
+        let mut stamp = match (&saved, engine) {
+            (Some(_), Some(e)) => e.frames_stamp(),
+            _ => None,
+        };
+        let frames = if stamp == self.frames {
+            Write::Keep
+        } else {
+            let json = stamp
+                .as_ref()
+                .and(engine)
+                .and_then(Engine::saved_frames)
+                .and_then(|f| serde_json::to_string(&f).ok());
+            match json {
+                Some(j) => Write::Set(j),
+                None => {
+                    stamp = None;
+                    Write::Remove
+                }
+            }
+        };
+        let state_json = saved.and_then(|s| serde_json::to_string(&s).ok());
+        let state = if state_json == self.state {
+            Write::Keep
+        } else {
+            match &state_json {
+                Some(j) => Write::Set(j.clone()),
+                None => Write::Remove,
+            }
+        };
+        self.frames = stamp;
+        self.state = state_json;
+        (state, frames)
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -468,8 +566,7 @@ impl Engine {
             nick: self.nick.clone(),
             key,
             received: self.frames_in,
-            unacked_from: self.unacked.first(),
-            unacked: self.unacked.frames().map(hex).collect(),
+            sent: self.unacked.end(),
             client,
             history: self
                 .history_in_flight
@@ -483,23 +580,66 @@ impl Engine {
         })
     }
 
-    /// The session of `saved`, after a page reload: the protocol client is
-    /// rebuilt in the state it had (a client that was authenticated is
-    /// authenticated again, with the same nick and the same history requests
-    /// on their way) without sending anything, so the next connection
-    /// resumes with Restart. The view starts empty: after resuming, the
-    /// engine fetches the channel list and the shown channel's history.
-    pub fn restore(saved: Saved) -> Result<Engine, String> {
+    /// The unconfirmed outgoing frames to keep next to [`Engine::saved`];
+    /// `None` when there is no session to resume.
+    pub fn saved_frames(&self) -> Option<SavedFrames> {
+        Some(SavedFrames {
+            key: self.session_key.clone()?,
+            from: self.unacked.first(),
+            frames: self.unacked.frames().map(hex).collect(),
+        })
+    }
+
+    /// Which frames [`Engine::saved_frames`] would hold.
+    pub fn frames_stamp(&self) -> Option<FramesStamp> {
+        Some(FramesStamp {
+            key: self.session_key.clone()?,
+            from: self.unacked.first(),
+            end: self.unacked.end(),
+        })
+    }
+
+    /// The session of `saved` and its unconfirmed frames, after a page
+    /// reload: the protocol client is rebuilt in the state it had (a client
+    /// that was authenticated is authenticated again, with the same nick and
+    /// the same history requests on their way) without sending anything, so
+    /// the next connection resumes with Restart. The view starts empty:
+    /// after resuming, the engine fetches the channel list and the shown
+    /// channel's history.
+    ///
+    /// Frames that are missing or belong to another state (a write that
+    /// failed) are not guessed: the session resumes with none held, which
+    /// works when the bridge forwarded all of them and otherwise ends in a
+    /// fresh session ([`Unacked::ack`]).
+    pub fn restore(saved: Saved, frames: Option<SavedFrames>) -> Result<Engine, String> {
         let mut unacked = Unacked {
-            first: saved.unacked_from,
+            first: saved.sent,
             ..Unacked::default()
         };
-        for f in &saved.unacked {
-            let frame = unhex(f).ok_or("a stored frame is not hex")?;
-            ClientMessage::decode_exact(&frame)
-                .map_err(|e| format!("a stored frame is not a client message: {e}"))?;
-            unacked.bytes += frame.len();
-            unacked.frames.push_back(frame);
+        let mut note = None;
+        match frames {
+            Some(f)
+                if f.key == saved.key
+                    && f.from.checked_add(f.frames.len() as u64) == Some(saved.sent) =>
+            {
+                unacked.first = f.from;
+                for f in &f.frames {
+                    let frame = unhex(f).ok_or("a stored frame is not hex")?;
+                    ClientMessage::decode_exact(&frame)
+                        .map_err(|e| format!("a stored frame is not a client message: {e}"))?;
+                    unacked.bytes += frame.len();
+                    unacked.frames.push_back(frame);
+                }
+            }
+            Some(_) => {
+                note = Some(
+                    "the stored frames belong to another state of the session; resuming without them",
+                );
+            }
+            None if saved.sent > 0 => {
+                note = Some("no stored frames for the session; resuming without them");
+            }
+            None => {}
         }
         let client = rebuild_client(&saved.client, &saved.history)?;
         let mut e = Engine::new(saved.server, saved.nick, saved.active.clone());
@@ -525,6 +665,9 @@ impl Engine {
         e.security = saved.security;
         e.sn = saved.sn;
         e.view_empty = true;
+        if let Some(note) = note {
+            e.out.push(Output::Log(note.into()));
+        }
         Ok(e)
     }
 
@@ -1651,7 +1794,170 @@ mod tests {
         let json = serde_json::to_string(&e.saved().expect("a session to keep")).unwrap();
         let saved: Saved = serde_json::from_str(&json).unwrap();
         assert_eq!(Some(&saved), e.saved().as_ref());
-        Engine::restore(saved).unwrap()
+        let json = serde_json::to_string(&e.saved_frames().expect("frames to keep")).unwrap();
+        let frames: SavedFrames = serde_json::from_str(&json).unwrap();
+        let r = Engine::restore(saved, Some(frames)).unwrap();
+        assert_eq!(r.unacked(), e.unacked());
+        r
+    }
+
+    /// `sessionStorage` as the page writes it.
+    #[derive(Debug, Default)]
+    struct Storage {
+        state: Option<String>,
+        frames: Option<String>,
+        state_writes: usize,
+        frames_writes: usize,
+    }
+
+    impl Storage {
+        fn write(&mut self, (state, frames): (Write, Write)) {
+            for (w, slot, count) in [
+                (state, &mut self.state, &mut self.state_writes),
+                (frames, &mut self.frames, &mut self.frames_writes),
+            ] {
+                match w {
+                    Write::Keep => {}
+                    Write::Set(j) => {
+                        *slot = Some(j);
+                        *count += 1;
+                    }
+                    Write::Remove => *slot = None,
+                }
+            }
+        }
+
+        fn persist(&mut self, p: &mut Persisted, e: &Engine) {
+            self.write(p.update(Some(e)));
+        }
+
+        fn counts(&self) -> (usize, usize) {
+            (self.state_writes, self.frames_writes)
+        }
+
+        fn reload(&self) -> Result<Engine, String> {
+            let saved: Saved = serde_json::from_str(self.state.as_deref().ok_or("no state")?)
+                .map_err(|e| e.to_string())?;
+            let frames = match &self.frames {
+                Some(j) => Some(serde_json::from_str(j).map_err(|e| e.to_string())?),
+                None => None,
+            };
+            Engine::restore(saved, frames)
+        }
+    }
+
+    #[test]
+    fn received_frames_rewrite_only_the_small_state() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        let mut p = Persisted::default();
+        let mut store = Storage::default();
+        store.persist(&mut p, &e);
+        assert_eq!(store.counts(), (0, 0), "no session, nothing written");
+        in_general(&mut e, &[chat(1, "general", "x")]);
+        store.persist(&mut p, &e);
+        assert_eq!(store.counts(), (1, 1));
+        store.persist(&mut p, &e);
+        assert_eq!(store.counts(), (1, 1), "nothing changed, nothing written");
+        // A burst of broadcasts: the counts change, the frames do not.
+        for id in 2..=51 {
+            e.on_binary(&server_frame(ServerMessage::SendMessage(chat(
+                id, "general", "bob",
+            ))));
+            e.drain();
+            store.persist(&mut p, &e);
+        }
+        assert_eq!(store.counts(), (51, 1));
+        let state_len = store.state.as_deref().map_or(0, str::len);
+        assert!(
+            state_len < 1024,
+            "the state written per frame is small: {state_len}"
+        );
+        // A frame sent changes the frames: both written.
+        e.send_message("general", "hello").unwrap();
+        e.drain();
+        store.persist(&mut p, &e);
+        assert_eq!(store.counts(), (52, 2));
+        // What storage holds resumes exactly.
+        let r = store.reload().unwrap();
+        assert_eq!(r.frame_counts(), e.frame_counts());
+        assert_eq!(r.unacked(), e.unacked());
+        assert_eq!(r.saved(), e.saved());
+        // The bridge confirms some on a resume: the frames are trimmed and
+        // written again.
+        resume(&mut e, 3);
+        store.persist(&mut p, &e);
+        assert_eq!(store.counts().1, 3);
+        let r = store.reload().unwrap();
+        assert_eq!(r.unacked().first(), 3);
+        assert_eq!(r.unacked(), e.unacked());
+        // The session ends: both forgotten.
+        e.close_session("test");
+        store.persist(&mut p, &e);
+        assert_eq!((store.state.as_ref(), store.frames.as_ref()), (None, None));
+        // A fresh session with the same counts under a new key writes its
+        // own frames (same numbers, other bytes).
+        let mut f = Engine::new(Some("local".into()), "alice".into(), None);
+        let mut pf = Persisted::default();
+        let mut sf = Storage::default();
+        in_general(&mut f, &[]);
+        sf.persist(&mut pf, &f);
+        let first_frames = sf.frames.clone();
+        f.on_close(1006, "");
+        connect(&mut f);
+        sf.persist(&mut pf, &f);
+        assert_ne!(sf.frames, first_frames, "the new session's frames");
+        assert_eq!(sf.reload().unwrap().unacked(), f.unacked());
+    }
+
+    #[test]
+    fn a_reload_after_a_restore_writes_nothing_until_something_changes() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[]);
+        let mut store = Storage::default();
+        store.persist(&mut Persisted::default(), &e);
+        let r = store.reload().unwrap();
+        let mut p = Persisted::restored(store.state.clone().unwrap(), &r);
+        assert_eq!(p.update(Some(&r)), (Write::Keep, Write::Keep));
+        assert_eq!(p.update(None), (Write::Remove, Write::Remove));
+        assert_eq!(p.update(None), (Write::Keep, Write::Keep));
+    }
+
+    #[test]
+    fn frames_that_do_not_match_the_state_are_not_used() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[]);
+        let mut p = Persisted::default();
+        let mut store = Storage::default();
+        store.persist(&mut p, &e);
+        let stale = store.frames.clone();
+        e.send_message("general", "one").unwrap();
+        e.drain();
+        store.persist(&mut p, &e);
+        assert_eq!(e.frame_counts().1, 5);
+        // The frames write failed (quota): storage holds the older set.
+        store.frames = stale;
+        let mut r = store.reload().unwrap();
+        assert_eq!((r.unacked().first(), r.unacked().end()), (5, 5));
+        assert!(
+            r.drain()
+                .iter()
+                .any(|o| matches!(o, Output::Log(l) if l.contains("another state")))
+        );
+        // The bridge forwarded everything: the resume goes on.
+        let out = resume(&mut r, 5);
+        assert!(sent(&out).iter().all(|m| *m == ClientMessage::ListChannels));
+        assert!(r.is_ready());
+        // Without frames at all, a resume that needs one is not exact: a
+        // fresh session follows.
+        store.frames = None;
+        let mut r = store.reload().unwrap();
+        let out = resume(&mut r, 4);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Close { code: 1000, .. })),
+            "{out:?}"
+        );
+        assert!(matches!(r.on_close(1000, ""), Problem::ResumeFailed(_)));
     }
 
     #[test]
@@ -1774,16 +2080,18 @@ mod tests {
         let mut e = Engine::new(Some("local".into()), "alice".into(), None);
         in_general(&mut e, &[]);
         let good = e.saved().unwrap();
-        let mut bad = good.clone();
-        bad.unacked[0] = "zz".into();
-        assert!(Engine::restore(bad).is_err());
-        let mut bad = good.clone();
-        bad.unacked[0] = "7f".into();
-        assert!(Engine::restore(bad).is_err());
+        let frames = e.saved_frames().unwrap();
+        assert!(Engine::restore(good.clone(), Some(frames.clone())).is_ok());
+        let mut bad = frames.clone();
+        bad.frames[0] = "zz".into();
+        assert!(Engine::restore(good.clone(), Some(bad)).is_err());
+        let mut bad = frames.clone();
+        bad.frames[0] = "7f".into();
+        assert!(Engine::restore(good.clone(), Some(bad)).is_err());
         let mut bad = good;
         bad.client = SavedClient::AwaitingHello;
         bad.history = vec![("general".into(), SavedQuery::Newest)];
-        assert!(Engine::restore(bad).is_err());
+        assert!(Engine::restore(bad, Some(frames)).is_err());
         assert_eq!(
             unhex(&hex(&[0, 1, 0xab, 0xff])),
             Some(vec![0, 1, 0xab, 0xff])

@@ -13,8 +13,13 @@ pub const NICK_KEY: &str = "dumdum.nick";
 /// Key of the remembered server.
 pub const SERVER_KEY: &str = "dumdum.server";
 
-/// Key (in `sessionStorage`) of the tab's bridge session.
+/// Key (in `sessionStorage`) of the tab's bridge session: its key, counts
+/// and protocol state, rewritten after every event (small).
 pub const SESSION_KEY: &str = "dumdum.session";
+/// Key (in `sessionStorage`) of the session's outgoing frames the bridge has
+/// not confirmed: rewritten only when they change (a frame sent, or
+/// confirmed by the bridge), not for every frame received.
+pub const SESSION_FRAMES_KEY: &str = "dumdum.session.frames";
 
 /// The key of the last channel on `server` (`None`: the bridge's default).
 pub fn channel_key(server: Option<&str>) -> String {
@@ -108,10 +113,15 @@ pub fn session_load(key: &str) -> Option<String> {
 }
 
 /// Writes `key` to the tab's session storage (problems go to the console:
-/// the chat works, only a reload will not resume it).
-pub fn session_save(key: &str, value: &str) {
-    if let Err(e) = Store::session().and_then(|s| s.set(key, value)) {
-        crate::log(&format!("dumdum: session not kept for a reload: {e}"));
+/// the chat works, only a reload will not resume it). False when the write
+/// failed.
+pub fn session_save(key: &str, value: &str) -> bool {
+    match Store::session().and_then(|s| s.set(key, value)) {
+        Ok(()) => true,
+        Err(e) => {
+            crate::log(&format!("dumdum: session not kept for a reload: {e}"));
+            false
+        }
     }
 }
 

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use dumdum_client_wasm::components::App;
 use dumdum_client_wasm::socket::{Socket, SocketError, SocketEvent};
-use dumdum_client_wasm::storage::{self, NICK_KEY, SESSION_KEY, Store, channel_key};
+use dumdum_client_wasm::storage::{
+    self, NICK_KEY, SESSION_FRAMES_KEY, SESSION_KEY, Store, channel_key,
+};
 use gloo_timers::future::sleep;
 use wasm_bindgen_test::*;
 
@@ -139,7 +141,7 @@ async fn the_app_renders_the_connect_screen() {
 fn session_storage_is_separate_from_local_storage() {
     let session = Store::session().expect("sessionStorage in Chromium");
     let local = Store::local().unwrap();
-    storage::session_save(SESSION_KEY, "{\"key\":\"k\"}");
+    assert!(storage::session_save(SESSION_KEY, "{\"key\":\"k\"}"));
     assert_eq!(
         storage::session_load(SESSION_KEY).as_deref(),
         Some("{\"key\":\"k\"}")
@@ -164,9 +166,11 @@ async fn an_unusable_stored_session_is_forgotten_and_the_connect_screen_shown() 
     let root = document.create_element("div").unwrap();
     document.body().unwrap().append_child(&root).unwrap();
     storage::session_save(SESSION_KEY, "not a session");
+    storage::session_save(SESSION_FRAMES_KEY, "not frames either");
     let handle = yew::Renderer::<App>::with_root(root.clone()).render();
     let find = |css: &str| root.query_selector(css).ok().flatten();
     until("the nick field", || find("#nick").is_some()).await;
     assert_eq!(storage::session_load(SESSION_KEY), None);
+    assert_eq!(storage::session_load(SESSION_FRAMES_KEY), None);
     handle.destroy();
 }

@@ -2,9 +2,10 @@
 //! feeds the reducer, and reconnects with backoff. The socket is closed in
 //! the effect's cleanup (when the app unmounts).
 //!
-//! The bridge session of the tab is kept in `sessionStorage` after every
-//! event ([`Engine::saved`]); on load, a stored session is restored and
-//! resumed at once, so a reload of the tab keeps the nick and the channel
+//! The bridge session of the tab is kept in `sessionStorage`: its small
+//! state after every event ([`Engine::saved`]), its unconfirmed outgoing
+//! frames only when they change ([`Persisted`]); on load, a stored session
+//! is restored and resumed at once, so a reload of the tab keeps the nick and the channel
 //! without a new AUTHENTICATE. "Sign out" closes with 1000 (the bridge ends
 //! the session at once) and forgets the stored session.
 //!
@@ -22,12 +23,12 @@ use wasm_bindgen_futures::JsFuture;
 use yew::prelude::*;
 
 use crate::backoff::Backoff;
-use crate::engine::{Engine, Memory, Output, Saved};
+use crate::engine::{Engine, Memory, Output, Persisted, Saved, SavedFrames, Write};
 use crate::format::ws_url;
 use crate::problem::Problem;
 use crate::socket::{Socket, SocketEvent};
 use crate::state::{Action, ChatState, ServerInfo};
-use crate::storage::{self, NICK_KEY, SERVER_KEY, SESSION_KEY, channel_key};
+use crate::storage::{self, NICK_KEY, SERVER_KEY, SESSION_FRAMES_KEY, SESSION_KEY, channel_key};
 
 /// What the page asks of the chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +86,7 @@ struct Driver {
     online: Option<EventListener>,
     pending: Vec<Action>,
     /// The session as last written to `sessionStorage`.
-    stored: Option<String>,
+    persisted: Persisted,
 }
 
 type Shared = Rc<RefCell<Driver>>;
@@ -153,37 +154,37 @@ impl Driver {
         acts
     }
 
-    /// Keeps the session in `sessionStorage` (or forgets it) when it changed.
+    /// Keeps the session in `sessionStorage` (or forgets it): what changed
+    /// only, the frames first (see [`Persisted::update`]).
     fn persist(&mut self) {
-        let now =
-            self.engine
-                .as_ref()
-                .and_then(Engine::saved)
-                .and_then(|s| match serde_json::to_string(&s) {
-                    Ok(j) => Some(j),
-                    Err(e) => {
-                        crate::log(&format!("dumdum: session not kept: {e}"));
-                        None
-                    }
-                });
-        if now == self.stored {
-            return;
+        let (state, frames) = self.persisted.update(self.engine.as_ref());
+        let mut ok = true;
+        for (key, write) in [(SESSION_FRAMES_KEY, frames), (SESSION_KEY, state)] {
+            match write {
+                Write::Keep => {}
+                Write::Set(j) => ok &= storage::session_save(key, &j),
+                Write::Remove => storage::session_remove(key),
+            }
         }
-        match &now {
-            Some(j) => storage::session_save(SESSION_KEY, j),
-            None => storage::session_remove(SESSION_KEY),
+        if !ok {
+            // Write everything again after the next event.
+            self.persisted = Persisted::default();
         }
-        self.stored = now;
     }
 
     /// After a reload: resume the session this tab kept.
     fn restore(&mut self, stored: String) {
+        let frames = storage::session_load(SESSION_FRAMES_KEY).and_then(|j| {
+            serde_json::from_str::<SavedFrames>(&j)
+                .map_err(|e| crate::log(&format!("dumdum: the stored frames are unusable: {e}")))
+                .ok()
+        });
         let engine = serde_json::from_str::<Saved>(&stored)
             .map_err(|e| e.to_string())
-            .and_then(Engine::restore);
+            .and_then(|saved| Engine::restore(saved, frames));
         match engine {
             Ok(engine) => {
-                self.stored = Some(stored);
+                self.persisted = Persisted::restored(stored, &engine);
                 self.push(Action::Restored {
                     nick: engine.nick().to_owned(),
                     active: engine.active().map(str::to_owned),
@@ -194,6 +195,7 @@ impl Driver {
             Err(e) => {
                 crate::log(&format!("dumdum: the stored session is unusable: {e}"));
                 storage::session_remove(SESSION_KEY);
+                storage::session_remove(SESSION_FRAMES_KEY);
             }
         }
     }
@@ -455,7 +457,7 @@ pub fn use_chat() -> ChatContext {
                     retry: None,
                     online: None,
                     pending: Vec::new(),
-                    stored: None,
+                    persisted: Persisted::default(),
                 })
             });
             if let Some(window) = web_sys::window() {
