@@ -84,6 +84,9 @@ pub(crate) struct App {
     pub stop: CancellationToken,
     pub tracker: TaskTracker,
     pub https: bool,
+    /// The bridge listens on a loopback address: WebSocket upgrades need a
+    /// loopback `Host` (DNS rebinding).
+    pub loopback: bool,
     /// Open WebSockets per client IP.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Sessions (attached or held) per client IP.
@@ -98,6 +101,7 @@ impl App {
         stop: CancellationToken,
         tracker: TaskTracker,
         https: bool,
+        loopback: bool,
     ) -> Self {
         App {
             config,
@@ -107,6 +111,7 @@ impl App {
             stop,
             tracker,
             https,
+            loopback,
             per_ip: Mutex::new(HashMap::new()),
             per_ip_sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),

@@ -109,12 +109,58 @@ pub(crate) fn origin_allowed(headers: &HeaderMap, https: bool, allowed: &[String
     origin == format!("{scheme}://{}", host.to_ascii_lowercase())
 }
 
+/// The host part of a `Host` header or an origin's authority (brackets of
+/// an IPv6 literal removed, port and a trailing dot dropped), lower case.
+fn host_part(authority: &str) -> String {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        }
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether a WebSocket upgrade to a bridge listening on loopback may
+/// proceed: its `Host` must be a loopback name, or the host of an allowed
+/// origin. Otherwise a page of any site whose name an attacker rebinds to
+/// 127.0.0.1 would be "same origin" (the origin check trusts `Host`).
+pub(crate) fn loopback_host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let host = host_part(host.trim());
+    if host == "localhost" {
+        return true;
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>()
+        && ip.is_loopback()
+    {
+        return true;
+    }
+    allowed.iter().any(|origin| {
+        let authority = origin.split_once("://").map_or(origin.as_str(), |(_, a)| a);
+        host_part(authority.trim_end_matches('/')) == host
+    })
+}
+
 async fn ws(
     State(app): State<Arc<App>>,
     ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if app.loopback && !loopback_host_allowed(&headers, &app.config.allowed_origins) {
+        app.metrics.origin_refused.increment(1);
+        tracing::info!(
+            client = %client,
+            host = ?headers.get(header::HOST),
+            "WebSocket refused: Host is not a loopback name on a loopback listener (DNS rebinding?)"
+        );
+        return (StatusCode::FORBIDDEN, "host not allowed\n").into_response();
+    }
     if !origin_allowed(&headers, app.https, &app.config.allowed_origins) {
         app.metrics.origin_refused.increment(1);
         tracing::info!(client = %client, origin = ?headers.get(header::ORIGIN), "WebSocket refused: origin not allowed");
@@ -176,6 +222,38 @@ mod tests {
             h.insert(header::ORIGIN, HeaderValue::from_static(o));
         }
         h
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        let none: &[String] = &[];
+        for ok in [
+            "localhost:8080",
+            "LOCALHOST",
+            "localhost.:80",
+            "127.0.0.1:8080",
+            "127.3.4.5",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(loopback_host_allowed(&headers(None, ok), none), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "evil.example",
+            "10.0.0.1:8080",
+            "[::2]:8080",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!loopback_host_allowed(&headers(None, bad), none), "{bad}");
+        }
+        let allowed = vec!["https://chat.example.org".to_string()];
+        assert!(loopback_host_allowed(
+            &headers(None, "chat.example.org:8443"),
+            &allowed
+        ));
+        assert!(!loopback_host_allowed(&HeaderMap::new(), none), "no Host");
     }
 
     #[test]

@@ -140,12 +140,18 @@ pub async fn run(
     }
 
     let https = server_tls.is_some();
+    let loopback = listener
+        .local_addr()
+        .map_err(Error::Serve)?
+        .ip()
+        .is_loopback();
     let app = Arc::new(App::new(
         config.clone(),
         upstreams,
         stop.clone(),
         tracker.clone(),
         https,
+        loopback,
     ));
     let router = http::router(app.clone());
     let make = router.into_make_service_with_connect_info::<http::ClientAddr>();

@@ -163,6 +163,31 @@ async fn disallowed_origin_gets_403() {
 }
 
 #[tokio::test]
+async fn dns_rebinding_host_gets_403_on_a_loopback_listener() {
+    // A page of evil.example whose name was rebound to 127.0.0.1: its
+    // Origin matches the Host it sends, so the origin check alone passes.
+    let bridge = Bridge::embedded().await;
+    let url = bridge.ws_url();
+    let port = bridge.addr.port();
+    let evil_host = format!("evil.example:{port}");
+    let evil_origin = format!("http://evil.example:{port}");
+    assert_eq!(
+        WsClient::try_connect_with(&url, &[("Host", &evil_host), ("Origin", &evil_origin)])
+            .await
+            .err(),
+        Some(403)
+    );
+    // A loopback name with its own origin passes.
+    let host = format!("localhost:{port}");
+    let origin = format!("http://localhost:{port}");
+    let mut c = WsClient::try_connect_with(&url, &[("Host", &host), ("Origin", &origin)])
+        .await
+        .unwrap();
+    c.handshake(None).await;
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
 async fn unreachable_upstream_closes_4001() {
     let port = free_port();
     let bridge = Bridge::start(Config {

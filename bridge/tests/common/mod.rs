@@ -209,15 +209,42 @@ impl WsClient {
         url: &str,
         origin: Option<&str>,
     ) -> Result<WsClient, u16> {
+        let origin: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
+        WsClient::over_with(stream, url, &origin).await
+    }
+
+    /// Connects to `url` with extra request headers (replacing defaults
+    /// such as `Host`); the HTTP status on refusal.
+    pub async fn try_connect_with(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, u16> {
+        let addr: SocketAddr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        WsClient::over_with(Box::new(tcp), url, headers).await
+    }
+
+    /// Runs the WebSocket upgrade over any stream with extra headers.
+    pub async fn over_with(
+        stream: Box<dyn Io>,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, u16> {
         let mut req = url.into_client_request().unwrap();
+        for (name, value) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
         req.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(SUBPROTOCOL),
         );
-        if let Some(o) = origin {
-            req.headers_mut()
-                .insert("Origin", HeaderValue::from_str(o).unwrap());
-        }
         let r = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, stream))
             .await
             .expect("upgrade in time");
