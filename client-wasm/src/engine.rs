@@ -796,9 +796,12 @@ impl Engine {
                     .push(Output::Text(Content::Handshake(restart).to_json()));
             }
             HandshakeState::Success => {
-                if let Some(key) = h.session.filter(|k| !k.is_empty()) {
-                    self.session_key = Some(key);
-                }
+                // The key of the session that now starts (or goes on): the
+                // one in Success, else the one presented in Restart.
+                let key = h
+                    .session
+                    .filter(|k| !k.is_empty())
+                    .or_else(|| self.session_key.clone());
                 self.handshake = Handshaking::Done;
                 let resumed = h.resumed == Some(true);
                 if resumed != self.resuming {
@@ -810,14 +813,18 @@ impl Engine {
                     return;
                 }
                 if resumed {
+                    self.session_key = key;
                     self.resuming = false;
                     self.on_resumed(h.received.unwrap_or(0));
                     return;
                 }
-                // Fresh session: the dumdum exchange starts with HELLO.
+                // Fresh session: whatever is left of an earlier one goes
+                // first (that also drops its key), then this session's key
+                // is kept, and the dumdum exchange starts with HELLO.
                 if *self.client.state() != ClientState::Start {
                     self.forget_session();
                 }
+                self.session_key = key;
                 if let Err(e) = self.client.hello() {
                     self.protocol_failure(e.to_string());
                     return;
@@ -2111,5 +2118,39 @@ mod tests {
         e.on_text(&Content::Handshake(Handshake::success(2, KEY.into(), true, 0)).to_json());
         assert!(e.drain().iter().any(|o| matches!(o, Output::Close { .. })));
         assert!(matches!(e.on_close(1000, ""), Problem::Protocol(_)));
+    }
+
+    #[test]
+    fn a_fresh_session_keeps_the_key_it_was_given() {
+        for with_key in [true, false] {
+            let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+            e.begin_connection();
+            e.on_open();
+            e.on_text(&Content::Handshake(Handshake::again(7, KEY.into())).to_json());
+            e.drain();
+            // Protocol state left over from an earlier session: dropped
+            // before the new session starts, not after its key was kept.
+            e.client.hello().unwrap();
+            while e.client.poll_transmit().is_some() {}
+            let success = if with_key {
+                Content::Handshake(Handshake::success(8, KEY.into(), false, 0)).to_json()
+            } else {
+                // Success without a key: the one from Again holds.
+                r#"{"type":"136","sn":8,"command":"handshake","title":"DIM!","message":"DIM!","resumed":false,"received":0}"#.into()
+            };
+            e.on_text(&success);
+            let out = e.drain();
+            assert_eq!(sent(&out), [ClientMessage::Hello { version: 2 }], "{out:?}");
+            assert_eq!(
+                e.session_key(),
+                Some(KEY),
+                "with key in Success: {with_key}"
+            );
+            assert_eq!(e.frame_counts(), (0, 1), "the new session counts from 0");
+            assert!(
+                e.saved().is_some_and(|s| s.key == KEY),
+                "a reload can resume it"
+            );
+        }
     }
 }
