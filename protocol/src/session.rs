@@ -36,8 +36,9 @@ pub enum HandshakeState {
     Success,
 }
 
-/// The DIMP handshake command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The DIMP handshake command. Its `Debug` output shows only the first 8
+/// hex digits of the session key (a bearer secret).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Handshake {
     /// Serial number.
     pub sn: u32,
@@ -52,6 +53,31 @@ pub struct Handshake {
     pub received: Option<u64>,
     /// Success: whether an existing session was resumed.
     pub resumed: Option<bool>,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// The key's first 8 characters, never the whole key.
+        struct Redacted<'a>(&'a str);
+        impl std::fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let shown: String = self.0.chars().take(8).collect();
+                if shown.len() < self.0.len() {
+                    write!(f, "\"{}…\"", shown.escape_debug())
+                } else {
+                    write!(f, "\"{}\"", shown.escape_debug())
+                }
+            }
+        }
+        f.debug_struct("Handshake")
+            .field("sn", &self.sn)
+            .field("title", &self.title)
+            .field("session", &self.session.as_deref().map(Redacted))
+            .field("server", &self.server)
+            .field("received", &self.received)
+            .field("resumed", &self.resumed)
+            .finish()
+    }
 }
 
 impl Handshake {
@@ -418,6 +444,24 @@ mod tests {
             );
             assert_eq!(Content::parse(&text).unwrap(), c);
         }
+    }
+
+    #[test]
+    fn debug_shows_only_the_first_8_hex_digits_of_the_key() {
+        let key = "0123456789abcdef".repeat(4);
+        let h = Handshake::success(8, key.clone(), true, 3);
+        for text in [
+            format!("{h:?}"),
+            format!("{h:#?}"),
+            format!("{:?}", Content::Handshake(h.clone())),
+        ] {
+            assert!(!text.contains(&key[..9]), "{text}");
+            assert!(text.contains("\"01234567…\""), "{text}");
+        }
+        assert!(format!("{h:?}").contains("received: Some(3)"));
+        let short = Handshake::restart(1, "abc".into(), 0, None);
+        assert!(format!("{short:?}").contains("Some(\"abc\")"));
+        assert!(format!("{:?}", Handshake::start(1, None)).contains("session: None"));
     }
 
     #[test]
