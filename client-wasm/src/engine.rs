@@ -1023,13 +1023,15 @@ impl Engine {
         }
     }
 
-    /// Fetches the page before the oldest message held of `channel`.
-    pub fn load_older(&mut self, channel: &str) {
+    /// Fetches the page before `before`, the oldest message the page shows
+    /// of `channel` (the view may have dropped messages this session saw),
+    /// or else before the oldest this session saw.
+    pub fn load_older(&mut self, channel: &str, before: Option<Snowflake>) {
         if !self.ready {
             return;
         }
-        let query = match self.oldest.get(channel) {
-            Some(&oldest) => HistoryQuery::OlderThan(oldest),
+        let query = match before.or_else(|| self.oldest.get(channel).copied()) {
+            Some(oldest) => HistoryQuery::OlderThan(oldest),
             None => HistoryQuery::Newest,
         };
         self.out.push(Output::Act(Action::LoadingOlder {
@@ -1434,7 +1436,8 @@ mod tests {
             if state.channel("general").map(|c| c.older) != Some(crate::state::Older::More) {
                 break;
             }
-            e.load_older("general");
+            let shown = state.channel("general").and_then(|c| c.oldest());
+            e.load_older("general", shown);
             let out = e.drain();
             got = answer(&mut e, &out, &all);
         }
@@ -2152,5 +2155,36 @@ mod tests {
                 "a reload can resume it"
             );
         }
+    }
+
+    #[test]
+    fn load_older_pages_back_from_the_oldest_message_shown() {
+        let all: Vec<ChatMessage> = (1..=300).map(|i| chat(i, "general", "x")).collect();
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &all);
+        // The view dropped messages the session saw (its limit): the page
+        // asked for ends before what is shown, not before what was seen.
+        e.load_older("general", Some(Snowflake(250)));
+        let out = e.drain();
+        assert_eq!(
+            sent(&out),
+            [HistoryQuery::OlderThan(Snowflake(250)).request("general")]
+        );
+        let got = answer(&mut e, &out, &all);
+        assert!(
+            matches!(
+                acts(&got).as_slice(),
+                [Action::History { messages, kind: HistoryKind::Older { more: true }, .. }]
+                    if messages.first().map(|m| m.id) == Some(Snowflake(150))
+                        && messages.last().map(|m| m.id) == Some(Snowflake(249))
+            ),
+            "{got:?}"
+        );
+        // Nothing shown: before the oldest seen.
+        e.load_older("general", None);
+        assert_eq!(
+            sent(&e.drain()),
+            [HistoryQuery::OlderThan(Snowflake(150)).request("general")]
+        );
     }
 }

@@ -9,7 +9,9 @@ use yew::Reducible;
 
 use crate::problem::Problem;
 
-/// Messages kept per channel in memory (the reference server keeps 1000).
+/// Messages kept per channel in memory (the reference server keeps 1000):
+/// past this, live traffic drops the oldest. Pages the user asks for with
+/// "load older" are always kept: they raise the channel's limit.
 pub const MAX_KEPT: usize = 5_000;
 
 /// An entry of the bridge's `/api/servers`.
@@ -113,6 +115,9 @@ pub struct Channel {
     pub unread: u32,
     /// Paging back.
     pub older: Older,
+    /// Messages kept at most: [`MAX_KEPT`], raised by the older pages the
+    /// user asked for.
+    pub limit: usize,
 }
 
 impl Channel {
@@ -122,7 +127,18 @@ impl Channel {
             messages: Rc::new(Vec::new()),
             unread: 0,
             older: Older::NotLoaded,
+            limit: MAX_KEPT,
         }
+    }
+
+    /// Merges `page`, keeping at most [`Channel::limit`] messages (the
+    /// oldest go): the server holds older messages again when some went.
+    fn merge(&mut self, page: Vec<ChatMessage>) -> Merged {
+        let merged = merge_messages(Rc::make_mut(&mut self.messages), page, self.limit);
+        if merged.dropped > 0 && self.older == Older::Complete {
+            self.older = Older::More;
+        }
+        merged
     }
 
     /// The oldest id held.
@@ -131,9 +147,22 @@ impl Channel {
     }
 }
 
-/// Merges `page` into `messages`: sorted by id, each id once. Returns how
-/// many messages were new.
-pub fn merge_messages(messages: &mut Vec<Rc<ChatMessage>>, page: Vec<ChatMessage>) -> usize {
+/// What [`merge_messages`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merged {
+    /// Messages that were new.
+    pub added: usize,
+    /// The oldest messages dropped to stay within the limit.
+    pub dropped: usize,
+}
+
+/// Merges `page` into `messages`: sorted by id, each id once, at most
+/// `limit` (the oldest go).
+pub fn merge_messages(
+    messages: &mut Vec<Rc<ChatMessage>>,
+    page: Vec<ChatMessage>,
+    limit: usize,
+) -> Merged {
     let before = messages.len();
     let appends_only = match (messages.last(), page.first()) {
         (Some(last), Some(first)) => {
@@ -147,11 +176,10 @@ pub fn merge_messages(messages: &mut Vec<Rc<ChatMessage>>, page: Vec<ChatMessage
         messages.sort_by_key(|m| m.id);
         messages.dedup_by_key(|m| m.id);
     }
-    if messages.len() > MAX_KEPT {
-        let drop = messages.len() - MAX_KEPT;
-        messages.drain(..drop);
-    }
-    messages.len().saturating_sub(before)
+    let added = messages.len().saturating_sub(before);
+    let dropped = messages.len().saturating_sub(limit);
+    messages.drain(..dropped);
+    Merged { added, dropped }
 }
 
 /// What a history page was for.
@@ -450,7 +478,7 @@ impl ChatState {
             Action::Message(m) => {
                 let shown = self.active.as_deref() == Some(m.channel.as_str());
                 let ch = self.channel_mut(&m.channel);
-                let added = merge_messages(Rc::make_mut(&mut ch.messages), vec![m]);
+                let added = ch.merge(vec![m]).added;
                 if !shown && added > 0 {
                     ch.unread = ch.unread.saturating_add(1);
                 }
@@ -461,10 +489,14 @@ impl ChatState {
                 kind,
             } => {
                 let ch = self.channel_mut(&channel);
-                merge_messages(Rc::make_mut(&mut ch.messages), messages);
                 match kind {
-                    HistoryKind::Newest { more } | HistoryKind::Older { more } => {
+                    HistoryKind::Newest { more } => {
                         ch.older = if more { Older::More } else { Older::Complete };
+                    }
+                    HistoryKind::Older { more } => {
+                        ch.older = if more { Older::More } else { Older::Complete };
+                        // The user asked for these: keep them all.
+                        ch.limit = ch.limit.max(ch.messages.len() + messages.len());
                     }
                     HistoryKind::CatchUp => {
                         if ch.older == Older::NotLoaded {
@@ -472,6 +504,7 @@ impl ChatState {
                         }
                     }
                 }
+                ch.merge(messages);
             }
             Action::LoadingOlder { channel } => self.channel_mut(&channel).older = Older::Loading,
             Action::Disconnected {
@@ -559,17 +592,25 @@ mod tests {
 
     #[test]
     fn merge_keeps_order_and_uniqueness() {
+        let merged = |added, dropped| Merged { added, dropped };
         let mut v: Vec<Rc<ChatMessage>> =
             vec![Rc::new(msg(2, "c", "a")), Rc::new(msg(4, "c", "a"))];
-        assert_eq!(merge_messages(&mut v, vec![msg(5, "c", "a")]), 1);
+        assert_eq!(
+            merge_messages(&mut v, vec![msg(5, "c", "a")], MAX_KEPT),
+            merged(1, 0)
+        );
         assert_eq!(
             merge_messages(
                 &mut v,
-                vec![msg(1, "c", "a"), msg(2, "c", "a"), msg(3, "c", "a")]
+                vec![msg(1, "c", "a"), msg(2, "c", "a"), msg(3, "c", "a")],
+                MAX_KEPT
             ),
-            2
+            merged(2, 0)
         );
-        assert_eq!(merge_messages(&mut v, vec![msg(4, "c", "a")]), 0);
+        assert_eq!(
+            merge_messages(&mut v, vec![msg(4, "c", "a")], MAX_KEPT),
+            merged(0, 0)
+        );
         assert_eq!(
             v.iter().map(|m| m.id.0).collect::<Vec<_>>(),
             [1, 2, 3, 4, 5]
@@ -577,9 +618,77 @@ mod tests {
         let mut big: Vec<Rc<ChatMessage>> = (0..MAX_KEPT as u64)
             .map(|i| Rc::new(msg(i, "c", "a")))
             .collect();
-        merge_messages(&mut big, vec![msg(MAX_KEPT as u64, "c", "a")]);
+        assert_eq!(
+            merge_messages(&mut big, vec![msg(MAX_KEPT as u64, "c", "a")], MAX_KEPT),
+            merged(1, 1)
+        );
         assert_eq!(big.len(), MAX_KEPT);
         assert_eq!(big[0].id.0, 1);
+    }
+
+    /// `general` holding the newest `MAX_KEPT` of a longer history.
+    fn full_general() -> ChatState {
+        let mut s = joined();
+        let newest = 1_001..=1_000 + MAX_KEPT as u64;
+        s.apply(Action::History {
+            channel: "general".into(),
+            messages: newest.map(|i| msg(i, "general", "x")).collect(),
+            kind: HistoryKind::Newest { more: true },
+        });
+        s
+    }
+
+    #[test]
+    fn an_older_page_is_shown_even_when_the_channel_is_full() {
+        let mut s = full_general();
+        s.apply(Action::LoadingOlder {
+            channel: "general".into(),
+        });
+        s.apply(Action::History {
+            channel: "general".into(),
+            messages: (901..=1_000).map(|i| msg(i, "general", "x")).collect(),
+            kind: HistoryKind::Older { more: true },
+        });
+        let g = s.channel("general").cloned().unwrap();
+        assert_eq!(
+            g.oldest(),
+            Some(Snowflake(901)),
+            "the page asked for is there"
+        );
+        assert_eq!(g.messages.len(), MAX_KEPT + 100, "and nothing newer went");
+        assert_eq!(
+            g.messages.last().map(|m| m.id.0),
+            Some(1_000 + MAX_KEPT as u64)
+        );
+        assert_eq!(g.older, Older::More);
+        // Another page back: kept too.
+        s.apply(Action::History {
+            channel: "general".into(),
+            messages: (801..=900).map(|i| msg(i, "general", "x")).collect(),
+            kind: HistoryKind::Older { more: false },
+        });
+        let g = s.channel("general").cloned().unwrap();
+        assert_eq!(g.oldest(), Some(Snowflake(801)));
+        assert_eq!(g.older, Older::Complete);
+        assert_eq!(ids(&g), (801..=1_000 + MAX_KEPT as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn live_traffic_past_the_limit_drops_the_oldest_and_offers_them_again() {
+        let mut s = joined();
+        s.apply(Action::History {
+            channel: "general".into(),
+            messages: (1..=MAX_KEPT as u64)
+                .map(|i| msg(i, "general", "x"))
+                .collect(),
+            kind: HistoryKind::Newest { more: false },
+        });
+        assert_eq!(s.channel("general").map(|c| c.older), Some(Older::Complete));
+        s.apply(Action::Message(msg(MAX_KEPT as u64 + 1, "general", "y")));
+        let g = s.channel("general").cloned().unwrap();
+        assert_eq!(g.messages.len(), MAX_KEPT);
+        assert_eq!(g.oldest(), Some(Snowflake(2)));
+        assert_eq!(g.older, Older::More, "message 1 can be loaded again");
     }
 
     #[test]

@@ -173,13 +173,17 @@ pub fn MessageList(props: &MessageListProps) -> Html {
     let load_older = {
         let cmd = chat.cmd.clone();
         let name = props.channel.name.clone();
+        let oldest = props.channel.oldest();
         let seen = seen.clone();
         let scroller = scroller.clone();
         Callback::from(move |_: MouseEvent| {
             if let Some(el) = scroller.cast::<HtmlElement>() {
                 seen.borrow_mut().scroll_height = el.scroll_height();
             }
-            cmd.emit(Command::LoadOlder(name.clone()));
+            cmd.emit(Command::LoadOlder {
+                channel: name.clone(),
+                before: oldest,
+            });
         })
     };
 

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
+use dumdum_protocol::Snowflake;
 use dumdum_protocol::session::SUBPROTOCOL;
 use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
@@ -51,7 +52,12 @@ pub enum Command {
     /// Show a channel.
     Select(String),
     /// Fetch an older page of a channel.
-    LoadOlder(String),
+    LoadOlder {
+        /// The channel.
+        channel: String,
+        /// The oldest message shown (the page ends before it).
+        before: Option<Snowflake>,
+    },
     /// Reconnect now instead of waiting.
     RetryNow,
     /// Leave: close the connection and go back to the connect screen.
@@ -355,9 +361,9 @@ impl Driver {
                     e.select(&channel);
                 }
             }
-            Command::LoadOlder(channel) => {
+            Command::LoadOlder { channel, before } => {
                 if let Some(e) = self.engine.as_mut() {
-                    e.load_older(&channel);
+                    e.load_older(&channel, before);
                 }
             }
             Command::RetryNow => {
