@@ -68,10 +68,6 @@ impl Registry {
     pub fn remove(&self, key: &str) {
         self.lock().remove(key);
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
 }
 
 /// The running bridge.

@@ -9,6 +9,11 @@ use serde::Deserialize;
 
 use crate::Error;
 
+/// The longest `resume_grace` accepted (a held session keeps its upstream
+/// connection and its nick; past a day that is a leak, and far larger
+/// values would overflow the clock's arithmetic).
+pub const MAX_RESUME_GRACE: Duration = Duration::from_secs(24 * 3600);
+
 /// The name of the embedded server in `/api/servers`.
 pub const EMBEDDED_NAME: &str = "local";
 
@@ -184,6 +189,13 @@ impl Config {
             return Err(Error::Config(
                 "max frame size must be at least 1100 bytes (a whole dumdum message)".into(),
             ));
+        }
+        if self.resume_grace > MAX_RESUME_GRACE {
+            return Err(Error::Config(format!(
+                "resume grace {:?} is longer than the maximum of {} hours",
+                self.resume_grace,
+                MAX_RESUME_GRACE.as_secs() / 3600
+            )));
         }
         if self.embedded_channels.is_empty() {
             return Err(Error::Config(
@@ -367,6 +379,20 @@ mod tests {
         assert_eq!(f.resume_buffer, Some(SizeValue(2 << 20)));
         assert_eq!(f.tls_key, Some(PathBuf::from("k.pem")));
         assert!(FileConfig::parse("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn resume_grace_has_an_upper_bound() {
+        let mut c = Config {
+            resume_grace: MAX_RESUME_GRACE,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+        c.resume_grace = Duration::from_secs(u64::MAX);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("resume grace"), "{e}");
+        c.resume_grace = MAX_RESUME_GRACE + Duration::from_secs(1);
+        assert!(c.validate().is_err());
     }
 
     #[test]

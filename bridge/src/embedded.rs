@@ -159,7 +159,7 @@ impl Embedded {
                     if let Err(e) = server.handle_data(&buf[..n]) {
                         break format!("protocol error: {e}");
                     }
-                    match self.process(&mut server, &mut io, &tx, &kill, id, &mut nick, tls.as_ref()).await {
+                    match self.process(&mut server, &mut io, (&tx, &mut rx), &kill, id, &mut nick, tls.as_ref()).await {
                         Ok(false) => {}
                         Ok(true) => {
                             let Some(acceptor) = tls.as_ref() else { break "no TLS acceptor".into() };
@@ -198,7 +198,7 @@ impl Embedded {
         &self,
         server: &mut Server,
         io: &mut Link,
-        tx: &mpsc::Sender<Bytes>,
+        (tx, rx): (&mpsc::Sender<Bytes>, &mut mpsc::Receiver<Bytes>),
         kill: &CancellationToken,
         id: u64,
         nick: &mut Option<String>,
@@ -206,7 +206,14 @@ impl Embedded {
     ) -> Result<bool, String> {
         while let Some(event) = server.poll_event() {
             if let ServerEvent::Hello = event {
-                // HELLO goes out directly: with TLS it must precede the handshake.
+                // HELLO goes out directly: with TLS it must precede the
+                // handshake. What is queued (an INCOMPATIBLE_VERSION for an
+                // earlier HELLO of the same chunk) goes first.
+                while let Ok(queued) = rx.try_recv() {
+                    io.write_all(&queued)
+                        .await
+                        .map_err(|e| format!("write error: {e}"))?;
+                }
                 server
                     .accept_hello(tls.is_some())
                     .map_err(|e| e.to_string())?;

@@ -76,8 +76,9 @@ impl Out {
         match self {
             Out::Binary(b) => b.len(),
             Out::Text(t) => t.len(),
-            Out::Close(_, r) => r.len(),
-            Out::Ping => 0,
+            // Not counted: a close may bypass the queue's limit (and its
+            // counter), and the writer subtracts what `cost` says.
+            Out::Close(..) | Out::Ping => 0,
         }
     }
 }
@@ -218,10 +219,15 @@ struct Attachment {
     ctrl: Arc<WsCtrl>,
     sn: u32,
     limit: usize,
+    /// The configured limit; `limit` is raised by a replay's size after a
+    /// resume, until that backlog has drained.
+    base_limit: usize,
+    /// The replay is queued: `limit` drops back once the queue is short.
+    replay_queued: bool,
 }
 
 impl Attachment {
-    fn new(out: AttachOut, limit: usize, base: u64) -> Self {
+    fn new(out: AttachOut, base_limit: usize, replay: usize, base: u64) -> Self {
         Attachment {
             id: out.id,
             tx: out.tx,
@@ -230,7 +236,9 @@ impl Attachment {
             base,
             ctrl: out.ctrl,
             sn: out.sn,
-            limit,
+            limit: base_limit.saturating_add(replay),
+            base_limit,
+            replay_queued: false,
         }
     }
 
@@ -242,8 +250,12 @@ impl Attachment {
     /// Queues `out`; false when the browser is too slow.
     fn push(&mut self, out: Out) -> bool {
         let cost = out.cost();
-        let queued = self.queued.fetch_add(cost, Ordering::Relaxed) + cost;
-        if queued > self.limit {
+        let before = self.queued.fetch_add(cost, Ordering::Relaxed);
+        if self.replay_queued && self.limit > self.base_limit && before <= self.base_limit {
+            // The replay has drained: back to the configured limit.
+            self.limit = self.base_limit;
+        }
+        if before + cost > self.limit {
             return false;
         }
         // A writer that is gone is noticed by its reader, which detaches.
@@ -473,7 +485,7 @@ pub(crate) fn spawn(
         client,
         started: Instant::now(),
         cmds: rx,
-        att: Some(Attachment::new(out, app.config.send_queue_bytes, 0)),
+        att: Some(Attachment::new(out, app.config.send_queue_bytes, 0, 0)),
         held_until: None,
         probe: None,
         sent_mark: 0,
@@ -1049,7 +1061,8 @@ impl Session {
         let client = out.client;
         let mut att = Attachment::new(
             out,
-            self.app.config.send_queue_bytes + replay_bytes,
+            self.app.config.send_queue_bytes,
+            replay_bytes,
             received,
         );
         let success = Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded);
@@ -1066,6 +1079,7 @@ impl Session {
             }
             .to_json(),
         ));
+        att.replay_queued = true;
         let held_until = self.held_until.take();
         self.att = Some(att);
         if reply.send(Ok(())).is_err() {
@@ -1156,6 +1170,54 @@ mod tests {
         assert_eq!(r.bytes(), 72 * 1024);
         r.trim_attached(r.total(), 0);
         assert_eq!(r.frames.len(), 1, "the newest frame is never dropped");
+    }
+
+    fn attachment(base_limit: usize, replay: usize) -> (Attachment, mpsc::UnboundedReceiver<Out>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let out = AttachOut {
+            id: 1,
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            flushed: Arc::new(AtomicU64::new(0)),
+            ctrl: Arc::new(WsCtrl::default()),
+            sn: 1,
+            client: SocketAddr::from(([127, 0, 0, 1], 1)),
+        };
+        (Attachment::new(out, base_limit, replay, 0), rx)
+    }
+
+    /// What the writer does with what it takes off the queue.
+    fn drain(att: &Attachment, rx: &mut mpsc::UnboundedReceiver<Out>) {
+        while let Ok(out) = rx.try_recv() {
+            att.queued.fetch_sub(out.cost(), Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn the_slow_reader_limit_drops_back_once_a_replay_has_drained() {
+        let (mut att, mut rx) = attachment(100, 1000);
+        assert!(
+            att.push(Out::Binary(Bytes::from(vec![0; 1000]))),
+            "the replay fits"
+        );
+        att.replay_queued = true;
+        drain(&att, &mut rx);
+        assert!(att.push(Out::Binary(Bytes::from(vec![0; 60]))));
+        assert!(
+            !att.push(Out::Binary(Bytes::from(vec![0; 60]))),
+            "120 bytes queued: over the configured 100 again"
+        );
+    }
+
+    #[test]
+    fn a_close_sent_past_the_queue_does_not_wrap_its_counter() {
+        let (att, mut rx) = attachment(100, 0);
+        // As the session does when it ends: straight to the writer.
+        let _ = att
+            .tx
+            .send(Out::Close(1000, "a reason of some length".into()));
+        drain(&att, &mut rx);
+        assert_eq!(att.queued.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -363,24 +363,20 @@ async fn reader(
                 Some(c) => break Detach::End(format!("client closed ({c})")),
                 None => break Detach::End("client closed".into()),
             },
-            Some(Ok(Message::Binary(raw))) => {
-                if raw.len() > max_frame {
-                    ctrl.close(code::TOO_BIG, too_big.clone());
-                    break Detach::End(too_big);
-                }
-                match ClientMessage::decode_exact(&raw) {
-                    Ok(msg) => {
-                        if cmds.send(Cmd::Frame { att, msg, raw }).await.is_err() {
-                            break Detach::End("session ended".into());
-                        }
-                    }
-                    Err(e) => {
-                        let reason = format!("malformed dumdum frame: {e}");
-                        ctrl.close(code::INVALID, reason.clone());
-                        break Detach::End(reason);
+            // Larger frames never get here: the WebSocket's own limits
+            // (max_frame_size / max_message_size) end in a capacity error.
+            Some(Ok(Message::Binary(raw))) => match ClientMessage::decode_exact(&raw) {
+                Ok(msg) => {
+                    if cmds.send(Cmd::Frame { att, msg, raw }).await.is_err() {
+                        break Detach::End("session ended".into());
                     }
                 }
-            }
+                Err(e) => {
+                    let reason = format!("malformed dumdum frame: {e}");
+                    ctrl.close(code::INVALID, reason.clone());
+                    break Detach::End(reason);
+                }
+            },
             Some(Ok(Message::Text(text))) => match Content::parse(text.as_str()) {
                 Ok(c) => tracing::debug!("ignoring a text frame after the handshake: {c:?}"),
                 Err(e) => {

@@ -525,3 +525,24 @@ async fn embedded_server_follows_the_reference_order_rules() {
         .as_millis() as u64;
     assert!(m.id.unix_millis().abs_diff(now) < 60_000);
 }
+
+#[tokio::test]
+async fn incompatible_version_is_answered_before_the_hello_that_follows_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = dumdum_testkit::free_port();
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let _bridge = Bridge::start(dumdum_bridge::Config {
+        embedded_listen: Some(listen),
+        ..dumdum_bridge::Config::default()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+    // HELLO(1) then HELLO(2) in one write: the answers in the same order.
+    tcp.write_all(&[0, 1, 0, 2]).await.unwrap();
+    let mut got = [0u8; 4];
+    tokio::time::timeout(common::WAIT, tcp.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, [1, 2, 0, 0], "INCOMPATIBLE_VERSION(2), then HELLO(0)");
+}
