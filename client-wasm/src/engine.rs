@@ -28,6 +28,17 @@ use crate::format::{draft_problem, nick_problem};
 use crate::problem::{Problem, code};
 use crate::state::{Action, HistoryKind, Security};
 
+/// How many times a fresh session retries, with a new connection, a nick
+/// its previous session held before the page asks for another: the old
+/// session may still be ending. After that the nick is most likely held by
+/// someone else, or by this session in another tab (a duplicated tab
+/// copies `sessionStorage`; the bridge refuses the copied key while the
+/// original tab's socket lives).
+pub const NICK_RETRIES: u32 = 3;
+/// The wait before each of those retries (not the reconnect backoff: the
+/// retries are meant to fit in a few seconds).
+pub const NICK_RETRY_DELAY_MS: u64 = 2_000;
+
 /// Outgoing frames kept for a resume, at most (see [`Unacked`]).
 pub const UNACKED_MAX_FRAMES: usize = 64;
 /// Bytes of outgoing frames kept for a resume, at most.
@@ -417,6 +428,11 @@ pub struct Engine {
     opened: bool,
     ready: bool,
     was_ready: bool,
+    /// The AUTHENTICATE on its way was sent by the engine itself (after
+    /// HELLO), not asked for by the user.
+    auto_nick: bool,
+    /// Connections closed so far because our previous nick was still held.
+    nick_retries: u32,
     fatal: Option<Problem>,
     upstream_note: Option<String>,
     channels: Vec<String>,
@@ -496,6 +512,8 @@ impl Engine {
             opened: false,
             ready: false,
             was_ready: false,
+            auto_nick: false,
+            nick_retries: 0,
             fatal: None,
             upstream_note: None,
             channels: Vec::new(),
@@ -987,6 +1005,7 @@ impl Engine {
         self.nick = nick.to_owned();
         if self.awaiting_nick() {
             self.client.authenticate(nick)?;
+            self.auto_nick = false;
             self.out.push(Output::Act(Action::Authenticating {
                 nick: nick.to_owned(),
             }));
@@ -1085,6 +1104,7 @@ impl Engine {
                 if nick_problem(&self.nick).is_none()
                     && self.client.authenticate(&self.nick).is_ok()
                 {
+                    self.auto_nick = true;
                     self.out.push(Output::Act(Action::Authenticating {
                         nick: self.nick.clone(),
                     }));
@@ -1099,16 +1119,34 @@ impl Engine {
                 self.fatal = Some(Problem::IncompatibleVersion { required });
                 self.close_session("incompatible protocol version");
             }
-            Event::NickTaken { nick } if self.was_ready && nick == self.nick => {
-                // A reconnect: the nick is most likely still held for the
-                // previous connection. Retry later rather than ask.
+            Event::NickTaken { nick }
+                if self.was_ready
+                    && self.auto_nick
+                    && nick == self.nick
+                    && self.nick_retries < NICK_RETRIES =>
+            {
+                // A reconnect: the nick may still be held for the previous
+                // connection, which is ending. Retry shortly rather than ask.
+                self.nick_retries += 1;
                 self.fatal = Some(Problem::NickInUse(nick));
                 self.close_session("nickname still in use");
+            }
+            Event::NickTaken { nick } if self.was_ready && self.auto_nick && nick == self.nick => {
+                // Still held after the retries: another tab of this session
+                // (or someone else) has it. Ask for another nick on this
+                // connection.
+                self.out.push(Output::Log(format!(
+                    "the nick {nick} is still in use after {NICK_RETRIES} retries; asking for another"
+                )));
+                self.out
+                    .push(Output::Act(Action::NickInUseElsewhere { nick }));
             }
             Event::NickTaken { nick } => self.out.push(Output::Act(Action::NickTaken { nick })),
             Event::Authenticated { nick } => {
                 self.ready = true;
                 self.was_ready = true;
+                self.auto_nick = false;
+                self.nick_retries = 0;
                 self.out
                     .push(Output::Act(Action::Authenticated { nick: nick.clone() }));
                 self.out.push(Output::Remember(Memory::Nick(nick)));
@@ -2186,5 +2224,121 @@ mod tests {
             sent(&e.drain()),
             [HistoryQuery::OlderThan(Snowflake(150)).request("general")]
         );
+    }
+
+    /// A fresh connection (`connect`) whose AUTHENTICATE with our nick is
+    /// refused.
+    fn nick_refused(e: &mut Engine) -> Vec<Output> {
+        let out = connect(e);
+        assert_eq!(
+            sent(&out),
+            [ClientMessage::Authenticate {
+                nick: e.nick().into()
+            }]
+        );
+        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: false,
+        }));
+        e.drain()
+    }
+
+    #[test]
+    fn a_duplicated_tab_asks_for_another_nick_after_a_few_quick_retries() {
+        let mut original = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut original, &[chat(1, "general", "x")]);
+        // "Duplicate tab" copies sessionStorage: the copy restores the same
+        // session, the bridge refuses the key (Again: the original's socket
+        // is live), and the fresh session finds the nick held.
+        let mut copy = reload(&original);
+        for attempt in 1..=NICK_RETRIES {
+            let out = nick_refused(&mut copy);
+            assert!(
+                out.iter().any(|o| matches!(o, Output::Close { .. })),
+                "retry {attempt} with a new connection: {out:?}"
+            );
+            assert!(acts(&out).is_empty(), "the page does not ask yet: {out:?}");
+            let p = copy.on_close(1000, "");
+            assert_eq!(p, Problem::NickInUse("alice".into()));
+            assert!(p.retryable());
+        }
+        // Still held: ask, on this connection.
+        let out = nick_refused(&mut copy);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Close { .. })),
+            "{out:?}"
+        );
+        assert_eq!(
+            acts(&out),
+            [Action::NickInUseElsewhere {
+                nick: "alice".into()
+            }]
+        );
+        assert!(copy.awaiting_nick());
+        // A nick the user picks that is taken too: asked again, as usual.
+        copy.authenticate("alice").unwrap();
+        copy.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: false,
+        }));
+        let out = copy.drain();
+        assert_eq!(
+            acts(&out),
+            [
+                Action::Authenticating {
+                    nick: "alice".into()
+                },
+                Action::NickTaken {
+                    nick: "alice".into()
+                }
+            ]
+        );
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Close { .. })),
+            "{out:?}"
+        );
+        assert!(copy.awaiting_nick(), "same connection: {out:?}");
+        copy.authenticate("alice2").unwrap();
+        assert_eq!(
+            sent(&copy.drain()),
+            [ClientMessage::Authenticate {
+                nick: "alice2".into()
+            }]
+        );
+        copy.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success: true,
+        }));
+        assert!(acts(&copy.drain()).contains(&Action::Authenticated {
+            nick: "alice2".into()
+        }));
+        assert!(copy.is_ready());
+    }
+
+    #[test]
+    fn the_nick_retries_start_over_after_a_sign_in() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        authenticated(&mut e);
+        e.on_close(1006, "");
+        // Held twice, then free: signed in again.
+        for _ in 0..2 {
+            nick_refused(&mut e);
+            assert_eq!(e.on_close(1000, ""), Problem::NickInUse("alice".into()));
+        }
+        authenticated(&mut e);
+        e.on_close(1006, "");
+        // A later reconnect gets its full set of retries again.
+        for _ in 0..NICK_RETRIES {
+            let out = nick_refused(&mut e);
+            assert!(out.iter().any(|o| matches!(o, Output::Close { .. })));
+            e.on_close(1000, "");
+        }
+        let out = nick_refused(&mut e);
+        assert!(acts(&out).contains(&Action::NickInUseElsewhere {
+            nick: "alice".into()
+        }));
+        // Connection lost while asking: the next one asks at once.
+        e.on_close(1006, "");
+        let out = nick_refused(&mut e);
+        assert!(acts(&out).contains(&Action::NickInUseElsewhere {
+            nick: "alice".into()
+        }));
     }
 }

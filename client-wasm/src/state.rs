@@ -225,6 +225,13 @@ pub enum Action {
         /// The nick.
         nick: String,
     },
+    /// Our nick from before is still in use after a few reconnects: most
+    /// likely by this session in another tab (a duplicated tab), or by
+    /// someone else. Ask for another on the same connection.
+    NickInUseElsewhere {
+        /// The nick.
+        nick: String,
+    },
     /// The nick was accepted.
     Authenticated {
         /// Our nick.
@@ -319,6 +326,9 @@ pub struct ChatState {
     pub pending_nick: Option<String>,
     /// The server refused this nick: ask for another.
     pub nick_taken: Option<String>,
+    /// The refused nick was ours before a reconnect: held elsewhere,
+    /// perhaps in another tab.
+    pub nick_elsewhere: bool,
     /// Authenticated on the current connection.
     pub ready: bool,
     /// The link.
@@ -416,6 +426,13 @@ impl ChatState {
             Action::NickTaken { nick } => {
                 self.pending_nick = None;
                 self.nick_taken = Some(nick);
+                self.nick_elsewhere = false;
+                self.joining = false;
+            }
+            Action::NickInUseElsewhere { nick } => {
+                self.pending_nick = None;
+                self.nick_taken = Some(nick);
+                self.nick_elsewhere = true;
                 self.joining = false;
             }
             Action::Authenticated { nick } => {
@@ -425,6 +442,7 @@ impl ChatState {
                 self.nick = Some(nick);
                 self.pending_nick = None;
                 self.nick_taken = None;
+                self.nick_elsewhere = false;
                 self.signed_in = true;
                 self.joining = false;
                 self.ready = true;
@@ -453,6 +471,7 @@ impl ChatState {
                     self.joining = false;
                     self.pending_nick = None;
                     self.nick_taken = None;
+                    self.nick_elsewhere = false;
                 }
             }
             Action::Replayed { frames } => {
@@ -935,5 +954,25 @@ mod tests {
             "a single action is not wrapped"
         );
         assert_eq!(Action::batch(actions.clone()), Some(Action::Batch(actions)));
+    }
+
+    #[test]
+    fn a_nick_held_elsewhere_asks_for_another_with_its_own_words() {
+        let mut s = ChatState::default();
+        s.apply(Action::Restored {
+            nick: "me".into(),
+            active: Some("general".into()),
+        });
+        assert!(!s.needs_nick());
+        s.apply(Action::NickInUseElsewhere { nick: "me".into() });
+        assert!(s.needs_nick(), "the connect screen asks");
+        assert_eq!(s.nick_taken.as_deref(), Some("me"));
+        assert!(s.nick_elsewhere);
+        s.apply(Action::Authenticating { nick: "me".into() });
+        s.apply(Action::NickTaken { nick: "me".into() });
+        assert!(!s.nick_elsewhere, "a nick the user chose: the usual words");
+        s.apply(Action::NickInUseElsewhere { nick: "me".into() });
+        s.apply(Action::Authenticated { nick: "me2".into() });
+        assert!(!s.needs_nick() && !s.nick_elsewhere && s.nick_taken.is_none());
     }
 }

@@ -106,7 +106,11 @@ pub fn ConnectScreen() -> Html {
                 </div>
                 if let Some(taken) = &state.nick_taken {
                     <p class="banner warn" role="alert" id="nick-taken">
-                        { format!("The nickname “{taken}” is already in use. Pick another one; you stay connected.") }
+                        { if state.nick_elsewhere {
+                            format!("«{taken}» is in use — perhaps in another tab. Choose another nickname.")
+                        } else {
+                            format!("The nickname “{taken}” is already in use. Pick another one; you stay connected.")
+                        } }
                     </p>
                 }
                 if servers.len() > 1 && !state.signed_in {

@@ -24,7 +24,9 @@ use wasm_bindgen_futures::JsFuture;
 use yew::prelude::*;
 
 use crate::backoff::Backoff;
-use crate::engine::{Engine, Memory, Output, Persisted, Saved, SavedFrames, Write};
+use crate::engine::{
+    Engine, Memory, NICK_RETRY_DELAY_MS, Output, Persisted, Saved, SavedFrames, Write,
+};
 use crate::format::ws_url;
 use crate::problem::Problem;
 use crate::socket::{Socket, SocketEvent};
@@ -267,7 +269,11 @@ impl Driver {
             self.push(Action::Offline);
             return;
         }
-        let delay = self.backoff.next_delay_ms(js_sys::Math::random());
+        let delay = match problem {
+            // A few quick retries: the old session may be ending.
+            Problem::NickInUse(_) => NICK_RETRY_DELAY_MS,
+            _ => self.backoff.next_delay_ms(js_sys::Math::random()),
+        };
         let me = self.me.clone();
         self.retry = Some(Timeout::new(
             u32::try_from(delay).unwrap_or(u32::MAX),
