@@ -57,6 +57,22 @@ impl AsyncWrite for Link {
         delegate!(self, s => s.poll_write(cx, buf))
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Link::Tcp(s) => s.is_write_vectored(),
+            Link::Mem(s) => s.is_write_vectored(),
+            Link::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate!(self, s => s.poll_flush(cx))
     }

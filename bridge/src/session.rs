@@ -20,8 +20,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use dumdum_protocol::session::{Content, Handshake, Notice};
 use dumdum_protocol::{
-    Client, ClientConfig, ClientMessage, ClientState, DEFAULT_BUFFER_LIMIT, Decoder, Readiness,
-    ServerMessage,
+    Client, ClientConfig, ClientMessage, ClientState, DEFAULT_BUFFER_LIMIT, Decode, Decoder,
+    Readiness, ServerMessage,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -42,8 +42,10 @@ const UP_QUEUE_BYTES: usize = 64 * 1024;
 /// of the newest flushed frames (what may still sit in kernel buffers when
 /// the connection drops).
 const ATTACHED_RETAIN: usize = 64 * 1024;
-/// Upstream read chunk.
+/// Room made in the decoder's buffer before each upstream read.
 const READ_CHUNK: usize = 4096;
+/// Frames handed to one vectored write upstream.
+const MAX_IOV: usize = 64;
 /// How long a WebSocket that is attached when a Restart with its key arrives
 /// has to answer a ping before it is counted as dead (a phone that changed
 /// networks leaves its old socket behind without a FIN).
@@ -692,15 +694,14 @@ impl Session {
         let (mut rd, mut wr): (ReadHalf<Link>, WriteHalf<Link>) = tokio::io::split(link);
         self.linked = true;
         let mut decoder = Decoder::<ServerMessage>::new(DEFAULT_BUFFER_LIMIT);
-        let mut buf = vec![0u8; READ_CHUNK];
         let mut up_off = 0usize;
         let mut need_flush = false;
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         loop {
-            if up_off == 0 && self.up_out.len() > 1 {
-                self.coalesce_up_out();
-            }
-            let front = self.up_out.front().cloned();
+            let writing = !self.up_out.is_empty();
+            let up_out = &self.up_out;
+            // Server bytes go straight into the decoder's buffer.
+            decoder.buf_mut().reserve(READ_CHUNK);
             let held_until = self.held_until;
             let probe = self.probe.as_ref().map(|p| (p.deadline, p.ctrl.clone()));
             tokio::select! {
@@ -708,19 +709,18 @@ impl Session {
                 () = self.app.stop.cancelled() => {
                     return Err(End::close(code::AWAY, "bridge shutting down"));
                 }
-                r = rd.read(&mut buf) => {
-                    let n = match r {
+                r = rd.read_buf(decoder.buf_mut()) => {
+                    match r {
                         Ok(0) => {
                             self.app.metrics.upstream_closed.increment(1);
                             return Err(End::upstream_closed("the server closed the connection".into()));
                         }
-                        Ok(n) => n,
+                        Ok(_) => {}
                         Err(e) => {
                             self.app.metrics.upstream_closed.increment(1);
                             return Err(End::upstream_closed(format!("read error: {e}")));
                         }
-                    };
-                    decoder.feed(&buf[..n]);
+                    }
                     if self.on_server_data(&mut decoder)? {
                         if decoder.buffered() > 0 || !self.up_out.is_empty() {
                             return Err(End::upstream_error(
@@ -739,11 +739,21 @@ impl Session {
                     }
                 }
                 r = async {
-                    match &front {
-                        Some(f) => wr.write(&f[up_off..]).await.map(Some),
-                        None => wr.flush().await.map(|()| None),
+                    if writing {
+                        // The queued frames as they are: one vectored write,
+                        // no copy.
+                        let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
+                        let mut n = 0;
+                        for (slot, f) in iov.iter_mut().zip(up_out.iter()) {
+                            let skip = if n == 0 { up_off } else { 0 };
+                            *slot = std::io::IoSlice::new(f.get(skip..).unwrap_or_default());
+                            n += 1;
+                        }
+                        wr.write_vectored(&iov[..n]).await.map(Some)
+                    } else {
+                        wr.flush().await.map(|()| None)
                     }
-                }, if front.is_some() || need_flush => {
+                }, if writing || need_flush => {
                     match r {
                         Ok(None) => need_flush = false,
                         Ok(Some(0)) | Err(_) => {
@@ -751,14 +761,8 @@ impl Session {
                             return Err(End::upstream_closed("write to the server failed".into()));
                         }
                         Ok(Some(n)) => {
-                            up_off += n;
-                            if front.as_ref().is_some_and(|f| up_off >= f.len()) {
-                                if let Some(done) = self.up_out.pop_front() {
-                                    self.up_out_bytes -= done.len();
-                                }
-                                up_off = 0;
-                                need_flush = self.up_out.is_empty();
-                            }
+                            self.wrote_up(&mut up_off, n);
+                            need_flush = self.up_out.is_empty();
                         }
                     }
                 }
@@ -792,25 +796,51 @@ impl Session {
         }
     }
 
-    /// Joins the frames waiting for the upstream into one write (a copy of
-    /// small frames, only when they pile up: one syscall instead of many).
-    fn coalesce_up_out(&mut self) {
-        const MAX: usize = 64 * 1024;
-        let mut joined = bytes::BytesMut::with_capacity(self.up_out_bytes.min(MAX));
-        while let Some(f) = self.up_out.front() {
-            if !joined.is_empty() && joined.len() + f.len() > MAX {
+    /// `n` bytes of the queued frames were written upstream, the first
+    /// from `up_off` on: drops the frames written whole.
+    fn wrote_up(&mut self, up_off: &mut usize, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.up_out.front() else {
                 break;
+            };
+            let left = front.len() - *up_off;
+            if n < left {
+                *up_off += n;
+                return;
             }
-            joined.extend_from_slice(f);
+            n -= left;
+            self.up_out_bytes -= front.len();
             self.up_out.pop_front();
+            *up_off = 0;
         }
-        self.up_out.push_front(joined.freeze());
     }
 
     /// Handles every whole server message buffered; true when the server
     /// announced TLS and the upgrade must happen now.
     fn on_server_data(&mut self, decoder: &mut Decoder<ServerMessage>) -> Result<bool, End> {
         loop {
+            if matches!(self.model.state(), ClientState::Ready { .. }) {
+                // Authenticated: chat, channel lists and history pages
+                // cannot change the model's state. Validate and forward
+                // them without building them.
+                match decoder.next_frame() {
+                    Ok(Some((0x03..=0x05, raw))) => {
+                        self.deliver(raw)?;
+                        continue;
+                    }
+                    // Anything else is out of order: let the model say why.
+                    Ok(Some((_, raw))) => {
+                        let msg = ServerMessage::decode_exact(&raw)
+                            .map_err(|e| End::upstream_closed(format!("protocol error: {e}")))?;
+                        self.model
+                            .handle_message(msg)
+                            .map_err(|e| End::upstream_closed(format!("protocol error: {e}")))?;
+                        continue;
+                    }
+                    Ok(None) => return Ok(false),
+                    Err(e) => return Err(End::upstream_closed(format!("protocol error: {e}"))),
+                }
+            }
             let (msg, raw) = match decoder.next_message() {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(false),
@@ -889,9 +919,8 @@ impl Session {
                         break;
                     };
                     self.model
-                        .send(msg)
+                        .note_sent(&msg)
                         .map_err(|e| End::close(code::POLICY, e.to_string()))?;
-                    while self.model.poll_transmit().is_some() {}
                     self.forwarded += 1;
                     self.bytes_up += raw.len() as u64;
                     self.app.metrics.frames_to_upstream.increment(1);

@@ -270,8 +270,18 @@ impl Client {
         Ok(())
     }
 
-    fn queue(&mut self, msg: &ClientMessage) -> Result<(), Error> {
-        let bytes = msg.to_bytes()?;
+    /// Records that the caller sent `msg` itself (a relay that forwards a
+    /// client's exact bytes): the same checks and state changes as
+    /// [`Client::send`], without encoding it or queueing a transmit. A
+    /// LIST_MESSAGES recorded this way is not remembered for matching
+    /// [`Event::History`] (a relay does not need the events).
+    pub fn note_sent(&mut self, msg: &ClientMessage) -> Result<(), Error> {
+        self.check(msg)?;
+        self.advance(msg);
+        Ok(())
+    }
+
+    fn advance(&mut self, msg: &ClientMessage) {
         match msg {
             ClientMessage::Hello { .. } => self.state = ClientState::AwaitingHello,
             ClientMessage::Authenticate { nick } => {
@@ -279,6 +289,11 @@ impl Client {
             }
             _ => {}
         }
+    }
+
+    fn queue(&mut self, msg: &ClientMessage) -> Result<(), Error> {
+        let bytes = msg.to_bytes()?;
+        self.advance(msg);
         self.transmits.push_back(bytes);
         Ok(())
     }
@@ -571,6 +586,42 @@ mod tests {
             validate_nick(&"é".repeat(17)),
             Err(Error::Encode(EncodeError { len: 34, .. }))
         ));
+    }
+
+    #[test]
+    fn note_sent_moves_like_send_without_encoding() {
+        let script = [
+            ClientMessage::Hello { version: 2 },
+            ClientMessage::Authenticate { nick: "ann".into() },
+            ClientMessage::SendMessage {
+                channel: "general".into(),
+                content: "hi".into(),
+            },
+        ];
+        let replies = [
+            Some(ServerMessage::Hello { tls: false }),
+            Some(ServerMessage::AcknowledgeAuthentication { success: true }),
+            None,
+        ];
+        let mut sent = client(TlsMode::Transparent);
+        let mut noted = client(TlsMode::Transparent);
+        for (msg, reply) in script.iter().zip(replies) {
+            sent.send(msg.clone()).unwrap();
+            noted.note_sent(msg).unwrap();
+            assert_eq!(sent.state(), noted.state());
+            assert!(sent.poll_transmit().is_some());
+            assert_eq!(noted.poll_transmit(), None, "nothing encoded");
+            if let Some(r) = reply {
+                sent.handle_message(r.clone()).unwrap();
+                noted.handle_message(r).unwrap();
+            }
+        }
+        // Out of order is refused just the same.
+        let hello = ClientMessage::Hello { version: 2 };
+        assert_eq!(
+            noted.note_sent(&hello).unwrap_err(),
+            sent.send(hello).unwrap_err()
+        );
     }
 
     #[test]

@@ -62,6 +62,12 @@ impl<M: Directed> Decoder<M> {
         self.buf.extend_from_slice(data);
     }
 
+    /// The buffer itself, to read into without a copy (for example with
+    /// tokio's `read_buf`). Only append to it.
+    pub fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
     /// How many bytes are waiting to be parsed.
     pub fn buffered(&self) -> usize {
         self.buf.len()
@@ -70,6 +76,22 @@ impl<M: Directed> Decoder<M> {
     /// The next whole message and its bytes, `Ok(None)` if more bytes are
     /// needed. After an error the decoder stays failed.
     pub fn next_message(&mut self) -> Result<Option<(M, Bytes)>, Error> {
+        self.next_with(M::decode)
+    }
+
+    /// Like [`Decoder::next_message`], but only validates the next message
+    /// (lengths, limits, UTF-8: the same outcome, error or not) without
+    /// building it: its type byte and its exact bytes. Allocates nothing
+    /// for the dumdum messages; for a relay that only forwards them.
+    pub fn next_frame(&mut self) -> Result<Option<(u8, Bytes)>, Error> {
+        let next = self.next_with(|buf| Ok(M::frame_len(buf)?.map(|len| ((), len))))?;
+        Ok(next.map(|((), raw)| (raw.first().copied().unwrap_or_default(), raw)))
+    }
+
+    fn next_with<T>(
+        &mut self,
+        parse: impl FnOnce(&[u8]) -> Result<Option<(T, usize)>, crate::error::DecodeError>,
+    ) -> Result<Option<(T, Bytes)>, Error> {
         if self.failed {
             return Err(Error::Closed);
         }
@@ -78,7 +100,7 @@ impl<M: Directed> Decoder<M> {
         // or malformed) does not depend on how the bytes were chunked, and a
         // huge chunk is never parsed past the limit.
         let view = &self.buf[..self.buf.len().min(self.limit)];
-        let result = match M::decode(view) {
+        let result = match parse(view) {
             Ok(Some((_, len))) if len > self.limit => Err(self.overflow(len)),
             Ok(Some((msg, len))) => {
                 let raw = self.buf.split_to(len).freeze();
@@ -203,6 +225,39 @@ mod tests {
                 "{result:?}"
             );
         }
+    }
+
+    #[test]
+    fn next_frame_validates_without_building() {
+        let mut d = Decoder::<ServerMessage>::default();
+        let msg = ServerMessage::ListChannels(vec!["general".into(), "zoë".into()]);
+        let bytes = msg.to_bytes().unwrap();
+        d.feed(&bytes[..5]);
+        assert_eq!(d.next_frame(), Ok(None));
+        d.feed(&bytes[5..]);
+        d.feed(&[2, 1]);
+        let (ty, raw) = d.next_frame().unwrap().unwrap();
+        assert_eq!((ty, &raw[..]), (4, &bytes[..]));
+        assert_eq!(
+            d.next_frame().unwrap().map(|(t, r)| (t, r.len())),
+            Some((2, 2))
+        );
+        // Invalid UTF-8 in a nick is refused exactly as next_message does.
+        let bad = [3, 0, 0, 0, 0, 0, 0, 0, 1, 1, b'g', 1, 0xff, 0, 0];
+        let mut a = Decoder::<ServerMessage>::default();
+        let mut b = Decoder::<ServerMessage>::default();
+        a.feed(&bad);
+        b.feed(&bad);
+        assert!(matches!(a.next_frame(), Err(Error::Malformed { .. })));
+        assert_eq!(a.next_frame(), Err(Error::Closed));
+        assert_eq!(
+            format!("{:?}", b.next_message().unwrap_err()),
+            format!("{:?}", {
+                let mut c = Decoder::<ServerMessage>::default();
+                c.feed(&bad);
+                c.next_frame().unwrap_err()
+            })
+        );
     }
 
     #[test]

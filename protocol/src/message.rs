@@ -205,6 +205,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn varchar(&mut self, field: Field, base: usize) -> Step<String> {
+        Ok(self.str(field, base)?.map(str::to_owned))
+    }
+
+    /// A `varchar` field, validated (length, UTF-8) but not copied.
+    fn str(&mut self, field: Field, base: usize) -> Step<&'a str> {
         let at = self.pos;
         let Some(len) = self.uint(prefix_len(field.max_len())) else {
             return Ok(None);
@@ -222,7 +227,7 @@ impl<'a> Cursor<'a> {
             return Ok(None);
         };
         match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(Some(s.to_owned())),
+            Ok(s) => Ok(Some(s)),
             Err(_) => Err(DecodeError::InvalidUtf8 {
                 field,
                 offset: base + start,
@@ -230,18 +235,24 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn chat(&mut self, base: usize) -> Step<ChatMessage> {
+    /// A chat message's fields, validated but not copied.
+    fn chat_parts(&mut self, base: usize) -> Step<(u64, &'a str, &'a str, &'a str)> {
         let Some(id) = self.uint(8) else {
             return Ok(None);
         };
-        let channel = need!(self.varchar(Field::Channel, base));
-        let nick = need!(self.varchar(Field::Nick, base));
-        let content = need!(self.varchar(Field::Content, base));
+        let channel = need!(self.str(Field::Channel, base));
+        let nick = need!(self.str(Field::Nick, base));
+        let content = need!(self.str(Field::Content, base));
+        Ok(Some((id, channel, nick, content)))
+    }
+
+    fn chat(&mut self, base: usize) -> Step<ChatMessage> {
+        let (id, channel, nick, content) = need!(self.chat_parts(base));
         Ok(Some(ChatMessage {
             id: Snowflake(id),
-            channel,
-            nick,
-            content,
+            channel: channel.to_owned(),
+            nick: nick.to_owned(),
+            content: content.to_owned(),
         }))
     }
 
@@ -296,9 +307,51 @@ pub trait Decode: Sized {
             None => Err(DecodeError::Incomplete { len: buf.len() }),
         }
     }
+
+    /// Like [`Decode::decode`] without building the message: the length of
+    /// the whole message at the front of `buf` once it is validated
+    /// (lengths, limits, UTF-8), `Ok(None)` when more bytes are needed, and
+    /// the same error `decode` reports otherwise. The type byte is `buf[0]`.
+    /// Implementations for the dumdum messages allocate nothing.
+    fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+        Ok(Self::decode(buf)?.map(|(_, len)| len))
+    }
 }
 
 impl Decode for ClientMessage {
+    fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+        let mut c = Cursor::new(buf);
+        let Some(t) = c.u8() else { return Ok(None) };
+        match t {
+            0x00 => {
+                if c.u8().is_none() {
+                    return Ok(None);
+                }
+            }
+            0x02 => {
+                need!(c.str(Field::Nick, 0));
+            }
+            0x03 => {
+                need!(c.str(Field::Channel, 0));
+                need!(c.str(Field::Content, 0));
+            }
+            0x04 => {}
+            0x05 => {
+                need!(c.str(Field::Channel, 0));
+                if c.uint(8).is_none() || c.uint(8).is_none() {
+                    return Ok(None);
+                }
+            }
+            type_byte => {
+                return Err(DecodeError::UnknownType {
+                    direction: Direction::ClientToServer,
+                    type_byte,
+                });
+            }
+        }
+        Ok(Some(c.pos))
+    }
+
     fn decode(buf: &[u8]) -> Result<Option<(Self, usize)>, DecodeError> {
         let mut c = Cursor::new(buf);
         let Some(t) = c.u8() else { return Ok(None) };
@@ -342,6 +395,34 @@ impl Decode for ClientMessage {
 }
 
 impl Decode for ServerMessage {
+    fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+        let mut c = Cursor::new(buf);
+        let Some(t) = c.u8() else { return Ok(None) };
+        match t {
+            0x00..=0x02 => {
+                if c.u8().is_none() {
+                    return Ok(None);
+                }
+            }
+            0x03 => {
+                need!(c.chat_parts(0));
+            }
+            0x04 => {
+                need!(c.list(2, |c, base| Ok(c.str(Field::Channel, base)?.map(|_| ()))));
+            }
+            0x05 => {
+                need!(c.list(3, |c, base| Ok(c.chat_parts(base)?.map(|_| ()))));
+            }
+            type_byte => {
+                return Err(DecodeError::UnknownType {
+                    direction: Direction::ServerToClient,
+                    type_byte,
+                });
+            }
+        }
+        Ok(Some(c.pos))
+    }
+
     fn decode(buf: &[u8]) -> Result<Option<(Self, usize)>, DecodeError> {
         let mut c = Cursor::new(buf);
         let Some(t) = c.u8() else { return Ok(None) };

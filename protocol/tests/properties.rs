@@ -329,6 +329,86 @@ proptest! {
     }
 }
 
+// ------------------------------------------- next_frame agrees with next_message
+
+/// Like [`run`] with [`Decoder::next_frame`]: (type byte, bytes) per message.
+fn run_frames<M>(limit: usize, chunks: &[Vec<u8>]) -> (Vec<(u8, Bytes)>, Outcome)
+where
+    M: dumdum_protocol::decoder::Directed,
+{
+    let mut d = Decoder::<M>::new(limit);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        d.feed(chunk);
+        loop {
+            match d.next_frame() {
+                Ok(Some(f)) => out.push(f),
+                Ok(None) => break,
+                Err(e) => {
+                    let outcome = Outcome::Failed(normalize(&e));
+                    assert_eq!(d.next_frame(), Err(Error::Closed));
+                    return (out, outcome);
+                }
+            }
+        }
+    }
+    let pending = Outcome::Pending(d.buffered());
+    (out, pending)
+}
+
+/// What `run` yields, in `run_frames`' terms.
+fn as_frames<M>(run: (Vec<(M, Bytes)>, Outcome)) -> (Vec<(u8, Bytes)>, Outcome) {
+    let (msgs, outcome) = run;
+    (msgs.into_iter().map(|(_, b)| (b[0], b)).collect(), outcome)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn next_frame_agrees_with_next_message_on_server_streams(
+        bytes in hostile(server_message(), enc_server),
+        points in vec(any::<Index>(), 0..12),
+        limit in limits(),
+    ) {
+        let chunks = split(&bytes, &points);
+        prop_assert_eq!(
+            run_frames::<ServerMessage>(limit, &chunks),
+            as_frames(run::<ServerMessage>(limit, &chunks))
+        );
+        let bytewise: Vec<Vec<u8>> = bytes.iter().map(|b| vec![*b]).collect();
+        prop_assert_eq!(
+            run_frames::<ServerMessage>(limit, &bytewise),
+            as_frames(run::<ServerMessage>(limit, std::slice::from_ref(&bytes)))
+        );
+    }
+
+    #[test]
+    fn next_frame_agrees_with_next_message_on_client_streams(
+        bytes in hostile(client_message(), enc_client),
+        points in vec(any::<Index>(), 0..12),
+        limit in limits(),
+    ) {
+        let chunks = split(&bytes, &points);
+        prop_assert_eq!(
+            run_frames::<ClientMessage>(limit, &chunks),
+            as_frames(run::<ClientMessage>(limit, &chunks))
+        );
+    }
+
+    #[test]
+    fn frame_len_agrees_with_decode(bytes in vec(any::<u8>(), 0..400)) {
+        prop_assert_eq!(
+            ServerMessage::frame_len(&bytes),
+            ServerMessage::decode(&bytes).map(|o| o.map(|(_, n)| n))
+        );
+        prop_assert_eq!(
+            ClientMessage::frame_len(&bytes),
+            ClientMessage::decode(&bytes).map(|o| o.map(|(_, n)| n))
+        );
+    }
+}
+
 // ---------------------------------------------------------------- no panics
 
 /// Where to put a client before feeding it arbitrary bytes.
