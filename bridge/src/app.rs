@@ -147,6 +147,7 @@ impl App {
     }
 
     fn slot(self: &Arc<Self>, ip: IpAddr, sessions: bool) -> Option<IpGuard> {
+        let ip = ip_key(ip);
         let mut map = self.counts(sessions);
         let n = map.entry(ip).or_insert(0);
         if *n >= self.config.max_sessions_per_ip {
@@ -180,6 +181,77 @@ impl Drop for IpGuard {
     }
 }
 
+/// What per-address limits count by: an IPv4 address (IPv4-mapped IPv6
+/// included), or the /64 of an IPv6 address (one host usually holds a whole
+/// /64, so counting single addresses would not limit it).
+pub(crate) fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
+/// Per-address connection slots for a listener (the embedded server's).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnLimits {
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_per_ip: usize,
+    total: Arc<tokio::sync::Semaphore>,
+}
+
+/// One connection's slots, released when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnSlot {
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+    _total: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl ConnLimits {
+    pub fn new(max_per_ip: usize, max_total: usize) -> Self {
+        ConnLimits {
+            per_ip: Arc::default(),
+            max_per_ip,
+            total: Arc::new(tokio::sync::Semaphore::new(max_total)),
+        }
+    }
+
+    /// A slot for a connection from `ip`; `None` when its address or the
+    /// listener is at its cap.
+    pub fn try_slot(&self, ip: IpAddr) -> Option<ConnSlot> {
+        let total = self.total.clone().try_acquire_owned().ok()?;
+        let ip = ip_key(ip);
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(ConnSlot {
+            per_ip: self.per_ip.clone(),
+            ip,
+            _total: total,
+        })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// A 32-byte key from the system CSPRNG, hex encoded.
 pub(crate) fn new_session_key() -> Option<String> {
     use ring::rand::SecureRandom;
@@ -191,4 +263,42 @@ pub(crate) fn new_session_key() -> Option<String> {
 /// What may be logged of a key: its first 8 hex digits.
 pub(crate) fn key_prefix(key: &str) -> &str {
     key.get(..8).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1"
+            .parse()
+            .unwrap_or(IpAddr::from([0; 4]));
+        let b: IpAddr = "2001:db8:1:2:bbbb::2"
+            .parse()
+            .unwrap_or(IpAddr::from([0; 4]));
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap_or(IpAddr::from([0; 4]));
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap_or(IpAddr::from([0; 4]));
+        assert_eq!(ip_key(mapped), IpAddr::from([192, 0, 2, 7]));
+        let v4 = IpAddr::from([192, 0, 2, 8]);
+        assert_eq!(ip_key(v4), v4);
+    }
+
+    #[test]
+    fn connection_slots_are_capped_per_address_and_in_total() {
+        let limits = ConnLimits::new(2, 3);
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
+        let s1 = limits.try_slot(a);
+        let s2 = limits.try_slot(a);
+        assert!(s1.is_some() && s2.is_some());
+        assert!(limits.try_slot(a).is_none(), "per address");
+        let s3 = limits.try_slot(b);
+        assert!(s3.is_some());
+        assert!(limits.try_slot(b).is_none(), "in total");
+        drop(s1);
+        assert!(limits.try_slot(a).is_some(), "released on drop");
+    }
 }

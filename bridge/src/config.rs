@@ -128,6 +128,10 @@ pub struct Config {
     pub max_sessions_per_ip: usize,
     /// Sessions in total (attached or held for resumption).
     pub max_sessions: usize,
+    /// Concurrent connections accepted on the HTTP listener (TLS handshakes
+    /// included), and on `embedded_listen`; more wait (HTTP) or are closed
+    /// (embedded).
+    pub max_connections: usize,
     /// How long a session whose WebSocket dropped is held for resumption
     /// (zero = never held).
     pub resume_grace: Duration,
@@ -155,6 +159,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             max_sessions_per_ip: 64,
             max_sessions: 10_000,
+            max_connections: 10_000,
             resume_grace: Duration::from_secs(60),
             resume_buffer: 1 << 20,
             shutdown_timeout: Duration::from_secs(5),
@@ -189,6 +194,9 @@ impl Config {
             return Err(Error::Config(
                 "max frame size must be at least 1100 bytes (a whole dumdum message)".into(),
             ));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Config("max connections must be at least 1".into()));
         }
         if self.resume_grace > MAX_RESUME_GRACE {
             return Err(Error::Config(format!(
@@ -246,6 +254,9 @@ pub struct FileConfig {
     /// `max_sessions_per_ip = 64`
     #[serde(alias = "max-sessions-per-ip")]
     pub max_sessions_per_ip: Option<usize>,
+    /// `max_connections = 10000`
+    #[serde(alias = "max-connections")]
+    pub max_connections: Option<usize>,
     /// `handshake_timeout = "10s"`
     #[serde(default, alias = "handshake-timeout")]
     pub handshake_timeout: Option<DurationValue>,

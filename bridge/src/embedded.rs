@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dumdum_protocol::{
-    ChatMessage, Server, ServerEvent, ServerMessage, SnowflakeGenerator, history,
+    ChatMessage, Server, ServerEvent, ServerMessage, ServerState, SnowflakeGenerator, history,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpListener;
@@ -104,15 +104,23 @@ impl Embedded {
         let (ours, theirs) = tokio::io::duplex(PIPE_CAPACITY);
         let me = self.clone();
         self.tracker.spawn(async move {
-            me.serve(Link::Mem(theirs), "bridge session".into(), None)
+            me.serve(Link::Mem(theirs), "bridge session".into(), None, None)
                 .await;
         });
         ours
     }
 
     /// Serves TCP connections on `listener` until shutdown; with `tls`, the
-    /// server answers HELLO(1) and upgrades.
-    pub fn listen(self: &Arc<Self>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    /// server answers HELLO(1) and upgrades. Connections beyond `limits`
+    /// are closed at once; one that has not said HELLO (and finished TLS)
+    /// within `hello_timeout` is closed.
+    pub(crate) fn listen(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        limits: crate::app::ConnLimits,
+        hello_timeout: Duration,
+    ) {
         let me = self.clone();
         self.tracker.spawn(async move {
             loop {
@@ -122,11 +130,17 @@ impl Embedded {
                 };
                 match accepted {
                     Ok((tcp, addr)) => {
+                        let Some(slot) = limits.try_slot(addr.ip()) else {
+                            tracing::info!(client = %addr, "embedded server: refused: too many connections");
+                            continue;
+                        };
                         let _ = tcp.set_nodelay(true);
                         let me2 = me.clone();
                         let tls = tls.clone();
+                        let deadline = tokio::time::Instant::now() + hello_timeout;
                         me.tracker.spawn(async move {
-                            me2.serve(Link::Tcp(tcp), addr.to_string(), tls).await;
+                            me2.serve(Link::Tcp(tcp), addr.to_string(), tls, Some(deadline)).await;
+                            drop(slot);
                         });
                     }
                     Err(e) => {
@@ -139,7 +153,13 @@ impl Embedded {
     }
 
     /// One connection, from HELLO to close.
-    async fn serve(self: Arc<Self>, mut io: Link, peer: String, tls: Option<TlsAcceptor>) {
+    async fn serve(
+        self: Arc<Self>,
+        mut io: Link,
+        peer: String,
+        tls: Option<TlsAcceptor>,
+        mut hello_by: Option<tokio::time::Instant>,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
         let kill = CancellationToken::new();
@@ -147,9 +167,21 @@ impl Embedded {
         let mut nick: Option<String> = None;
         let mut buf = vec![0u8; READ_CHUNK];
         let why = loop {
+            if hello_by.is_some()
+                && matches!(
+                    server.state(),
+                    ServerState::Unauthenticated | ServerState::Ready { .. }
+                )
+            {
+                hello_by = None;
+            }
+            let far = tokio::time::Instant::now() + Duration::from_secs(86400);
             tokio::select! {
                 () = self.shutdown.cancelled() => break "server shutting down".to_string(),
                 () = kill.cancelled() => break "too slow: its send queue is full".to_string(),
+                () = tokio::time::sleep_until(hello_by.unwrap_or(far)), if hello_by.is_some() => {
+                    break "no HELLO (and TLS) within the handshake timeout".to_string();
+                }
                 r = io.read(&mut buf) => {
                     let n = match r {
                         Ok(0) => break "client closed the connection".to_string(),

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 
 use crate::app::App;
-use crate::tls::TlsListener;
+use crate::tls::{LimitedListener, TlsListener};
 
 /// The client's address, for both plain and TLS listeners.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +25,12 @@ pub struct ClientAddr(pub SocketAddr);
 
 impl Connected<axum::serve::IncomingStream<'_, TcpListener>> for ClientAddr {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, LimitedListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, LimitedListener>) -> Self {
         ClientAddr(*stream.remote_addr())
     }
 }

@@ -129,7 +129,12 @@ pub async fn run(
                     .map_or_else(|_| addr.to_string(), |a| a.to_string()),
                 if acceptor.is_some() { " (TLS)" } else { "" }
             );
-            server.listen(l, acceptor);
+            server.listen(
+                l,
+                acceptor,
+                app::ConnLimits::new(config.max_sessions_per_ip, config.max_connections),
+                config.handshake_timeout,
+            );
         }
         upstreams.push(Arc::new(Upstream {
             name: EMBEDDED_NAME.to_string(),
@@ -163,6 +168,7 @@ pub async fn run(
                 listener,
                 config,
                 app.config.handshake_timeout,
+                app.config.max_connections,
                 stop.clone(),
                 &tracker,
             )
@@ -175,6 +181,7 @@ pub async fn run(
             .await
         }
         None => {
+            let listener = tls::LimitedListener::new(listener, app.config.max_connections);
             serve_until(
                 axum::serve(listener, make).with_graceful_shutdown(signal),
                 &stop,
@@ -212,6 +219,24 @@ fn downgrade_warning(up: &UpstreamConfig) -> Option<String> {
     })
 }
 
+/// Serves until the server ends, or until `stop` plus the shutdown timeout.
+async fn serve_until<F>(serve: F, stop: &CancellationToken, app: &App) -> Result<(), Error>
+where
+    F: std::future::IntoFuture<Output = std::io::Result<()>>,
+{
+    let serve = serve.into_future();
+    tokio::pin!(serve);
+    tokio::select! {
+        r = &mut serve => r.map_err(Error::Serve),
+        () = stop.cancelled() => {
+            match tokio::time::timeout(app.config.shutdown_timeout, serve).await {
+                Ok(r) => r.map_err(Error::Serve),
+                Err(_) => Ok(()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,23 +253,5 @@ mod tests {
         );
         up.require_tls = true;
         assert_eq!(downgrade_warning(&up), None);
-    }
-}
-
-/// Serves until the server ends, or until `stop` plus the shutdown timeout.
-async fn serve_until<F>(serve: F, stop: &CancellationToken, app: &App) -> Result<(), Error>
-where
-    F: std::future::IntoFuture<Output = std::io::Result<()>>,
-{
-    let serve = serve.into_future();
-    tokio::pin!(serve);
-    tokio::select! {
-        r = &mut serve => r.map_err(Error::Serve),
-        () = stop.cancelled() => {
-            match tokio::time::timeout(app.config.shutdown_timeout, serve).await {
-                Ok(r) => r.map_err(Error::Serve),
-                Err(_) => Ok(()),
-            }
-        }
     }
 }

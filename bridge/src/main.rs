@@ -72,7 +72,13 @@ struct Cli {
     #[arg(long, value_name = "N")]
     max_sessions_per_ip: Option<usize>,
 
-    /// Time allowed for the session handshake [default: 10s]
+    /// Concurrent connections on the HTTP listener (and on
+    /// --embedded-listen) [default: 10000]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// Time allowed for the session handshake (and for a client of
+    /// --embedded-listen to say HELLO) [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     handshake_timeout: Option<Duration>,
 
@@ -125,6 +131,9 @@ fn build(cli: Cli) -> anyhow::Result<(Config, SocketAddr)> {
     }
     if let Some(n) = cli.max_sessions_per_ip.or(file.max_sessions_per_ip) {
         config.max_sessions_per_ip = n;
+    }
+    if let Some(n) = cli.max_connections.or(file.max_connections) {
+        config.max_connections = n;
     }
     if let Some(d) = cli
         .handshake_timeout

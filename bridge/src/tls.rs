@@ -10,8 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -241,10 +245,106 @@ pub fn subject(cert: &[u8]) -> Option<String> {
     Some(parts.join(", "))
 }
 
+/// TLS handshakes run at the same time at most (each holds a connection
+/// slot too); more connections wait in the kernel's accept queue.
+pub const MAX_TLS_HANDSHAKES: usize = 256;
+
+/// A connection that holds one of the listener's connection slots until it
+/// is dropped (after a WebSocket upgrade, until the WebSocket closes).
+#[derive(Debug)]
+pub struct Counted<T> {
+    io: T,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Waits for a connection slot (never fails: the semaphore is never closed).
+async fn slot(slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    match slots.clone().acquire_owned().await {
+        Ok(permit) => permit,
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// A plain TCP listener that accepts at most `max` connections at a time
+/// (the next accept waits for a slot).
+pub struct LimitedListener {
+    inner: TcpListener,
+    slots: Arc<Semaphore>,
+}
+
+impl LimitedListener {
+    /// Wraps `inner`.
+    pub fn new(inner: TcpListener, max: usize) -> Self {
+        LimitedListener {
+            inner,
+            slots: Arc::new(Semaphore::new(max)),
+        }
+    }
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = Counted<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let slot = slot(&self.slots).await;
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (Counted { io, _slot: slot }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+type TlsConn = Counted<tokio_rustls::server::TlsStream<TcpStream>>;
+
 /// A listener that accepts TCP connections and completes the TLS handshake
-/// off the accept path (a slow handshake never blocks other clients).
+/// off the accept path (a slow handshake never blocks other clients). At
+/// most `max_connections` connections are open at a time (handshakes
+/// included), at most [`MAX_TLS_HANDSHAKES`] of them in their handshake.
 pub struct TlsListener {
-    rx: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(TlsConn, SocketAddr)>,
     local: SocketAddr,
 }
 
@@ -254,6 +354,7 @@ impl TlsListener {
         listener: TcpListener,
         config: Arc<rustls::ServerConfig>,
         handshake_timeout: Duration,
+        max_connections: usize,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> std::io::Result<Self> {
@@ -261,12 +362,19 @@ impl TlsListener {
         let (tx, rx) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         let inner = tracker.clone();
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let handshakes = Arc::new(Semaphore::new(MAX_TLS_HANDSHAKES));
         tracker.spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     () = shutdown.cancelled() => return,
-                    a = listener.accept() => a,
+                    permits = async {
+                        let conn = slot(&slots).await;
+                        let handshake = slot(&handshakes).await;
+                        (conn, handshake, listener.accept().await)
+                    } => permits,
                 };
+                let (conn_slot, handshake_slot, accepted) = accepted;
                 let (tcp, addr) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -278,9 +386,15 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 inner.spawn(async move {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    let done = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
+                    drop(handshake_slot);
+                    match done {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, addr)).await;
+                            let conn = Counted {
+                                io: tls,
+                                _slot: conn_slot,
+                            };
+                            let _ = tx.send((conn, addr)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(client = %addr, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
@@ -293,7 +407,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Io = TlsConn;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

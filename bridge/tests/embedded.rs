@@ -546,3 +546,66 @@ async fn incompatible_version_is_answered_before_the_hello_that_follows_it() {
         .unwrap();
     assert_eq!(got, [1, 2, 0, 0], "INCOMPATIBLE_VERSION(2), then HELLO(0)");
 }
+
+#[tokio::test]
+async fn embedded_listen_caps_connections_per_address_and_times_out_silent_ones() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let _bridge = Bridge::start(Config {
+        embedded_listen: Some(listen),
+        max_sessions_per_ip: 1,
+        handshake_timeout: Duration::from_secs(1),
+        ..Config::default()
+    })
+    .await;
+    // Bridge::start's readiness probe held a slot for a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut first = tokio::net::TcpStream::connect(listen).await.unwrap();
+    first.write_all(&[0, 2]).await.unwrap();
+    let mut hello = [0u8; 2];
+    tokio::time::timeout(WAIT, first.read_exact(&mut hello))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hello, [0, 0]);
+    // A second connection from the same address is closed at once.
+    let mut second = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(WAIT, second.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    // The first one said HELLO in time and stays open past the timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first
+        .write_all(
+            &ClientMessage::Authenticate { nick: "cap".into() }
+                .to_bytes()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut ack = [0u8; 2];
+    tokio::time::timeout(WAIT, first.read_exact(&mut ack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack, [2, 1]);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A connection that never says HELLO is closed after the timeout.
+    let mut silent = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let n = tokio::time::timeout(WAIT, silent.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+}

@@ -133,3 +133,33 @@ async fn shutdown_closes_every_websocket_with_1001() {
     // Nothing listens any more.
     assert!(tokio::net::TcpStream::connect(bridge.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn connections_beyond_the_global_cap_wait_for_a_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bridge = Bridge::start(Config {
+        max_connections: 2,
+        ..Config::default()
+    })
+    .await;
+    // Two idle connections take both slots.
+    let first = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let early = tokio::time::timeout(Duration::from_secs(1), third.read_to_end(&mut out)).await;
+    assert!(early.is_err(), "served beyond the cap: {out:?}");
+    // A slot frees up: the waiting connection is served.
+    drop(first);
+    tokio::time::timeout(common::WAIT, third.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}

@@ -306,15 +306,9 @@ async fn replaying_a_live_key_on_a_second_socket_is_refused() {
     let mut thief = bridge.connect().await;
     // The bridge pings the attached socket before refusing; a live browser
     // answers pings whatever its page does, so `a` keeps reading meanwhile.
-    let h = {
-        let restart = thief.restart(&key, 0);
-        tokio::pin!(restart);
-        loop {
-            tokio::select! {
-                h = &mut restart => break h,
-                got = a.next_within(WAIT) => panic!("the live socket got {got:?}"),
-            }
-        }
+    let h = tokio::select! {
+        h = thief.restart(&key, 0) => h,
+        got = a.next_within(WAIT) => panic!("the live socket got {got:?}"),
     };
     assert_eq!(h.state(), HandshakeState::Again, "{h:?}");
     let new_key = h.session.clone().unwrap();
