@@ -1336,7 +1336,9 @@ mod tests {
         e.drain()
     }
 
-    fn authenticated(e: &mut Engine) -> Vec<Output> {
+    /// A fresh connection (`connect`) whose AUTHENTICATE with our nick gets
+    /// `success` as its answer.
+    fn auth_answered(e: &mut Engine, success: bool) -> Vec<Output> {
         let out = connect(e);
         assert_eq!(
             sent(&out),
@@ -1345,9 +1347,13 @@ mod tests {
             }]
         );
         e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: true,
+            success,
         }));
         e.drain()
+    }
+
+    fn authenticated(e: &mut Engine) -> Vec<Output> {
+        auth_answered(e, true)
     }
 
     #[test]
@@ -2229,17 +2235,7 @@ mod tests {
     /// A fresh connection (`connect`) whose AUTHENTICATE with our nick is
     /// refused.
     fn nick_refused(e: &mut Engine) -> Vec<Output> {
-        let out = connect(e);
-        assert_eq!(
-            sent(&out),
-            [ClientMessage::Authenticate {
-                nick: e.nick().into()
-            }]
-        );
-        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: false,
-        }));
-        e.drain()
+        auth_answered(e, false)
     }
 
     #[test]
