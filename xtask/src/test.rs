@@ -71,33 +71,17 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
         cmd.current_dir(root());
         cmd
     };
+    const WASM: [&str; 2] = ["--target", "wasm32-unknown-unknown"];
+    const DENY_WARNINGS: [&str; 3] = ["--", "-D", "warnings"];
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    run(cargo().args([
-        "clippy",
-        "-p",
-        "dumdum-client-wasm",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    run(cargo().args([
-        "build",
-        "-p",
-        "dumdum-protocol",
-        "--target",
-        "wasm32-unknown-unknown",
-    ]))?;
+    run(cargo()
+        .args(["clippy", "--workspace", "--all-targets"])
+        .args(DENY_WARNINGS))?;
+    run(cargo()
+        .args(["clippy", "-p", "dumdum-client-wasm", "--all-targets"])
+        .args(WASM)
+        .args(DENY_WARNINGS))?;
+    run(cargo().args(["build", "-p", "dumdum-protocol"]).args(WASM))?;
     // The fuzz targets live outside the workspace; keep them compiling.
     run(cargo()
         .args(["check", "--bins", "--quiet"])
@@ -113,13 +97,8 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
     )?;
     run_tests(
         cargo()
-            .args([
-                "test",
-                "-p",
-                "dumdum-client-wasm",
-                "--target",
-                "wasm32-unknown-unknown",
-            ])
+            .args(["test", "-p", "dumdum-client-wasm"])
+            .args(WASM)
             .env(
                 "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
                 "wasm-bindgen-test-runner",
