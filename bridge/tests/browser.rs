@@ -226,6 +226,103 @@ fn count_text(content: &str) -> String {
     )
 }
 
+/// Waits until the message `content` is shown exactly once.
+async fn wait_shown_once(c: &Client, what: &str, content: &str) -> Value {
+    wait_js(c, what, &format!("{} === 1", count_text(content))).await
+}
+
+/// Waits until the status line's text passes `test` (a JS string method
+/// call such as `includes('Connected')`); returns the text.
+async fn wait_status(c: &Client, what: &str, test: &str) -> Value {
+    let js = format!(
+        "const t = document.querySelector('#status')?.textContent; return t && t.{test} ? t : null"
+    );
+    wait_js(c, what, &js).await
+}
+
+/// Waits until `channel` is the one shown.
+async fn wait_channel_shown(c: &Client, what: &str, channel: &str) -> Value {
+    let js = format!(
+        "return document.querySelector('.channel[data-channel={channel}]')?.getAttribute('aria-current') === 'page'"
+    );
+    wait_js(c, what, &js).await
+}
+
+/// Waits for the connect screen (the nick field).
+async fn wait_connect_screen(c: &Client, what: &str) -> Value {
+    wait_js(c, what, "return !!document.querySelector('#nick')").await
+}
+
+/// Replaces the nick field's text with `nick` and presses Enter.
+async fn join_as(c: &Client, nick: &str) {
+    clear(c, "#nick").await;
+    type_into(c, "#nick", &format!("{nick}\u{E007}")).await;
+}
+
+/// Sends `content` from the page's composer; the Python peer receives it and
+/// the page shows it once.
+async fn post_from_page(c: &Client, py: &mut PyPeer, what: &str, content: &str) {
+    type_into(c, "#composer-input", &format!("{content}\u{E007}")).await;
+    blocking(|| py.expect_message(content));
+    wait_shown_once(c, what, content).await;
+}
+
+/// Clicks the element at `css`.
+async fn click(c: &Client, css: &str) -> Result<(), String> {
+    c.find(Locator::Css(css))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Picks `value` in the `<select>` at `css`.
+async fn select(c: &Client, css: &str, value: &str) -> Result<(), String> {
+    c.find(Locator::Css(css))
+        .await
+        .map_err(|e| e.to_string())?
+        .select_by_value(value)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A bridge serving the page at `www`, with the one upstream "local" at `addr`.
+async fn local_bridge(addr: SocketAddr, www: PathBuf) -> Bridge {
+    Bridge::start(Config {
+        upstreams: vec![UpstreamConfig::new("local", addr.to_string())],
+        www,
+        ..Config::default()
+    })
+    .await
+}
+
+/// Headless Chromium under its own chromedriver, with a fresh profile.
+struct Browser {
+    driver: ChromeDriver,
+    profile: TempDir,
+    c: Client,
+}
+
+impl Browser {
+    async fn start(profile: &str) -> Browser {
+        let driver = ChromeDriver::start();
+        let profile = TempDir::new(profile);
+        let c = driver.browser(&profile).await;
+        Browser { driver, profile, c }
+    }
+
+    /// Saves `last_shot`, closes the browser and stops chromedriver; then
+    /// fails with the scenario's error, if any.
+    async fn finish(self, last_shot: &str, result: Result<(), String>) {
+        let _ = screenshot(&self.c, last_shot).await;
+        let _ = self.c.close().await;
+        drop(self.driver);
+        drop(self.profile);
+        result.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chat_in_a_real_browser() {
     let www = bundle();
@@ -244,22 +341,12 @@ async fn chat_in_a_real_browser() {
     let mut py = blocking(|| PyPeer::connect(addr, "pyuser", None));
     assert!(blocking(|| py.expect_auth()));
 
-    let bridge = Bridge::start(Config {
-        upstreams: vec![UpstreamConfig::new("local", addr.to_string())],
-        www,
-        ..Config::default()
-    })
-    .await;
+    let bridge = local_bridge(addr, www).await;
     let url = bridge.http_url("/");
 
-    let driver = ChromeDriver::start();
-    let profile = TempDir::new("chromium");
-    let c = driver.browser(&profile).await;
-    let result = run_scenarios(&c, &url, &mut server, &mut py).await;
-    let _ = screenshot(&c, "last.png").await;
-    let _ = c.close().await;
-    drop(driver);
-    result.unwrap_or_else(|e| panic!("{e}"));
+    let b = Browser::start("chromium").await;
+    let result = run_scenarios(&b.c, &url, &mut server, &mut py).await;
+    b.finish("last.png", result).await;
 }
 
 async fn run_scenarios(
@@ -269,12 +356,7 @@ async fn run_scenarios(
     py: &mut PyPeer,
 ) -> Result<(), String> {
     c.goto(url).await.map_err(|e| e.to_string())?;
-    wait_js(
-        c,
-        "connect screen",
-        "return !!document.querySelector('#nick')",
-    )
-    .await;
+    wait_connect_screen(c, "connect screen").await;
     // One server: no picker.
     assert_eq!(
         js(c, "return !!document.querySelector('#server')").await,
@@ -297,8 +379,7 @@ async fn run_scenarios(
     );
 
     // A taken nick is refused, another accepted on the same connection.
-    clear(c, "#nick").await;
-    type_into(c, "#nick", "pyuser\u{E007}").await;
+    join_as(c, "pyuser").await;
     let banner = wait_js(
         c,
         "nick-taken banner",
@@ -306,8 +387,7 @@ async fn run_scenarios(
     )
     .await;
     assert!(banner.as_str().unwrap().contains("pyuser"), "{banner}");
-    clear(c, "#nick").await;
-    type_into(c, "#nick", "webuser\u{E007}").await;
+    join_as(c, "webuser").await;
     wait_js(
         c,
         "chat screen",
@@ -327,19 +407,14 @@ async fn run_scenarios(
     )
     .await;
     assert_eq!(channels, json!(["general", "random"]));
-    let status = wait_js(c, "connected status", "const t = document.querySelector('#status')?.textContent; return t && t.includes('Connected to local') ? t : null").await;
+    let status = wait_status(c, "connected status", "includes('Connected to local')").await;
     assert!(status.as_str().unwrap().contains("Connected"), "{status}");
 
     // History: the newest 100, then "load older" reaches the first message.
     wait_js(c, "newest page", &format!("{COUNT_MSGS} === 100")).await;
     assert_eq!(js(c, &count_text("history 031")).await, json!(1));
     assert_eq!(js(c, &count_text("history 030")).await, json!(0));
-    c.find(Locator::Css("#load-older"))
-        .await
-        .map_err(|e| e.to_string())?
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
+    click(c, "#load-older").await?;
     wait_js(c, "older page", &format!("{COUNT_MSGS} === {HISTORY}")).await;
     wait_js(
         c,
@@ -356,14 +431,7 @@ async fn run_scenarios(
     assert_eq!(texts, json!(expected), "every message once, in order");
 
     // A message typed in the page reaches the Python client, and shows once (on echo).
-    type_into(c, "#composer-input", "hello from the browser\u{E007}").await;
-    blocking(|| py.expect_message("hello from the browser"));
-    wait_js(
-        c,
-        "own message",
-        &format!("{} === 1", count_text("hello from the browser")),
-    )
-    .await;
+    post_from_page(c, py, "own message", "hello from the browser").await;
     assert_eq!(
         js(c, "return document.querySelector('#composer-input').value").await,
         json!("")
@@ -377,12 +445,7 @@ async fn run_scenarios(
     )
     .await;
     blocking(|| py.expect_message("line one\nline two"));
-    wait_js(
-        c,
-        "multi-line message",
-        &format!("{} === 1", count_text("line one\nline two")),
-    )
-    .await;
+    wait_shown_once(c, "multi-line message", "line one\nline two").await;
 
     // A message from the Python client shows with its nick.
     py.send("general", "hello from python https://example.com/page.");
@@ -413,14 +476,7 @@ async fn run_scenarios(
     )
     .await;
     assert_eq!(row, json!({"nick": XSS}));
-    type_into(c, "#composer-input", &format!("{XSS}\u{E007}")).await;
-    blocking(|| py.expect_message(XSS));
-    wait_js(
-        c,
-        "own hostile message",
-        &format!("{} === 1", count_text(XSS)),
-    )
-    .await;
+    post_from_page(c, py, "own hostile message", XSS).await;
     assert_eq!(
         js(c, "return [typeof window.__xss, document.querySelectorAll('#messages img, #messages script, #messages b').length]").await,
         json!(["undefined", 0]),
@@ -454,12 +510,7 @@ async fn run_scenarios(
     )
     .await;
     let _ = screenshot(c, "phone.png").await;
-    c.find(Locator::Css(".menu-toggle"))
-        .await
-        .map_err(|e| e.to_string())?
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
+    click(c, ".menu-toggle").await?;
     wait_js(
         c,
         "open channel list",
@@ -485,13 +536,8 @@ async fn run_scenarios(
 
     // Alt+Down switches to random, which clears its unread count.
     type_into(c, "#composer-input", "\u{E00A}\u{E015}\u{E000}").await;
-    wait_js(c, "random channel", "return document.querySelector('.channel[data-channel=random]')?.getAttribute('aria-current') === 'page'").await;
-    wait_js(
-        c,
-        "random message",
-        &format!("{} === 1", count_text("over in random")),
-    )
-    .await;
+    wait_channel_shown(c, "random channel", "random").await;
+    wait_shown_once(c, "random message", "over in random").await;
     assert_eq!(
         js(
             c,
@@ -501,11 +547,11 @@ async fn run_scenarios(
         json!(false)
     );
     type_into(c, "#composer-input", "\u{E00A}\u{E013}\u{E000}").await;
-    wait_js(c, "back to general", "return document.querySelector('.channel[data-channel=general]')?.getAttribute('aria-current') === 'page'").await;
+    wait_channel_shown(c, "back to general", "general").await;
 
     // Killing the server: "disconnected", sending disabled with a reason.
     server.stop();
-    let status = wait_js(c, "disconnected status", "const t = document.querySelector('#status')?.textContent; return t && t.includes('Disconnected') ? t : null").await;
+    let status = wait_status(c, "disconnected status", "includes('Disconnected')").await;
     eprintln!("status while the server is down: {status}");
     wait_js(
         c,
@@ -529,7 +575,7 @@ async fn run_scenarios(
     server.restart();
     let mut py2 = blocking(|| PyPeer::connect(server.addr(), "pyuser2", None));
     assert!(blocking(|| py2.expect_auth()));
-    wait_js(c, "reconnected status", "const t = document.querySelector('#status')?.textContent; return t && t.includes('Connected to local') ? t : null").await;
+    wait_status(c, "reconnected status", "includes('Connected to local')").await;
     // The draft typed while disconnected is still there; send it.
     assert_eq!(
         js(c, "return document.querySelector('#composer-input').value").await,
@@ -544,12 +590,7 @@ async fn run_scenarios(
     type_into(c, "#composer-input", "\u{E007}").await;
     blocking(|| py2.expect_message("typed while offline"));
     py2.send("general", "welcome back");
-    wait_js(
-        c,
-        "message after reconnect",
-        &format!("{} === 1", count_text("welcome back")),
-    )
-    .await;
+    wait_shown_once(c, "message after reconnect", "welcome back").await;
     Ok(())
 }
 
@@ -573,15 +614,10 @@ async fn tls_status_and_refusal_in_the_browser() {
         ..Config::default()
     })
     .await;
-    let driver = ChromeDriver::start();
-    let profile = TempDir::new("chromium-tls");
-    let c = driver.browser(&profile).await;
-    let result = tls_scenario(&c, &bridge.http_url("/")).await;
-    let _ = screenshot(&c, "tls-last.png").await;
-    let _ = c.close().await;
-    drop(driver);
+    let b = Browser::start("chromium-tls").await;
+    let result = tls_scenario(&b.c, &bridge.http_url("/")).await;
+    b.finish("tls-last.png", result).await;
     drop(server);
-    result.unwrap_or_else(|e| panic!("{e}"));
 }
 
 async fn tls_scenario(c: &Client, url: &str) -> Result<(), String> {
@@ -595,18 +631,12 @@ async fn tls_scenario(c: &Client, url: &str) -> Result<(), String> {
     assert_eq!(options, json!(["trusted", "untrusted"]));
 
     // Without the CA: refused, and the page says why.
-    c.find(Locator::Css("#server"))
-        .await
-        .map_err(|e| e.to_string())?
-        .select_by_value("untrusted")
-        .await
-        .map_err(|e| e.to_string())?;
-    clear(c, "#nick").await;
-    type_into(c, "#nick", "tlsuser\u{E007}").await;
-    let status = wait_js(
+    select(c, "#server", "untrusted").await?;
+    join_as(c, "tlsuser").await;
+    let status = wait_status(
         c,
         "TLS refusal",
-        "const t = document.querySelector('#status')?.textContent; return t && t.includes('TLS to the chat server refused') ? t : null",
+        "includes('TLS to the chat server refused')",
     )
     .await;
     let detail = wait_js(
@@ -626,30 +656,15 @@ async fn tls_scenario(c: &Client, url: &str) -> Result<(), String> {
     let _ = screenshot(c, "tls-refused.png").await;
 
     // With the CA: secured, with the TLS version and the certificate subject.
-    c.find(Locator::Css("#server"))
-        .await
-        .map_err(|e| e.to_string())?
-        .select_by_value("trusted")
-        .await
-        .map_err(|e| e.to_string())?;
+    select(c, "#server", "trusted").await?;
     wait_js(
         c,
         "join enabled",
         "return !document.querySelector('#join').disabled",
     )
     .await;
-    c.find(Locator::Css("#join"))
-        .await
-        .map_err(|e| e.to_string())?
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = wait_js(
-        c,
-        "secured status",
-        "const t = document.querySelector('#status')?.textContent; return t && t.includes('secured with TLS') ? t : null",
-    )
-    .await;
+    click(c, "#join").await?;
+    let status = wait_status(c, "secured status", "includes('secured with TLS')").await;
     eprintln!("secured: {status}");
     assert!(
         status.as_str().unwrap().contains("Connected to trusted"),
@@ -736,21 +751,11 @@ async fn reload_resumes_the_session() {
     let addr = server.addr();
     let mut py = blocking(|| PyPeer::connect(addr, "pyfriend", None));
     assert!(blocking(|| py.expect_auth()));
-    let bridge = Bridge::start(Config {
-        upstreams: vec![UpstreamConfig::new("local", addr.to_string())],
-        www,
-        ..Config::default()
-    })
-    .await;
-    let driver = ChromeDriver::start();
-    let profile = TempDir::new("chromium-reload");
-    let c = driver.browser(&profile).await;
-    let result = reload_scenario(&c, &driver, &bridge, addr, &mut py).await;
-    let _ = screenshot(&c, "reload-last.png").await;
-    let _ = c.close().await;
-    drop(driver);
+    let bridge = local_bridge(addr, www).await;
+    let b = Browser::start("chromium-reload").await;
+    let result = reload_scenario(&b.c, &b.driver, &bridge, addr, &mut py).await;
+    b.finish("reload-last.png", result).await;
     drop(server);
-    result.unwrap_or_else(|e| panic!("{e}"));
 }
 
 async fn reload_scenario(
@@ -765,15 +770,9 @@ async fn reload_scenario(
     c.goto(&bridge.http_url("/"))
         .await
         .map_err(|e| e.to_string())?;
-    wait_js(
-        c,
-        "connect screen",
-        "return !!document.querySelector('#nick')",
-    )
-    .await;
-    clear(c, "#nick").await;
-    type_into(c, "#nick", &format!("{NICK}\u{E007}")).await;
-    wait_js(c, "connected status", "const t = document.querySelector('#status')?.textContent; return t && t.startsWith('Connected to local') ? t : null").await;
+    wait_connect_screen(c, "connect screen").await;
+    join_as(c, NICK).await;
+    wait_status(c, "connected status", "startsWith('Connected to local')").await;
 
     // The conversation happens in #random.
     js(
@@ -781,7 +780,7 @@ async fn reload_scenario(
         "document.querySelector('.channel[data-channel=random]').click(); return null",
     )
     .await;
-    wait_js(c, "random shown", "return document.querySelector('.channel[data-channel=random]')?.getAttribute('aria-current') === 'page'").await;
+    wait_channel_shown(c, "random shown", "random").await;
     // The small state and the unconfirmed frames are stored apart: a frame
     // received rewrites the first only.
     const STORED: &str = "return [sessionStorage.getItem('dumdum.session'), sessionStorage.getItem('dumdum.session.frames')]";
@@ -803,12 +802,7 @@ async fn reload_scenario(
     const WRITES: &str = "const w = window.__writes; window.__writes = {}; return [w['dumdum.session'] || 0, w['dumdum.session.frames'] || 0]";
     js(c, COUNT_WRITES).await;
     py.send("random", "before 1");
-    wait_js(
-        c,
-        "peer message",
-        &format!("{} === 1", count_text("before 1")),
-    )
-    .await;
+    wait_shown_once(c, "peer message", "before 1").await;
     let (state_after, frames_after) = stored_pair(js(c, STORED).await)?;
     assert_eq!(
         state_after["received"].as_u64(),
@@ -820,14 +814,7 @@ async fn reload_scenario(
         json!([1, 0]),
         "a frame received rewrites the small state only, not the unconfirmed frames"
     );
-    type_into(c, "#composer-input", "before 2\u{E007}").await;
-    blocking(|| py.expect_message("before 2"));
-    wait_js(
-        c,
-        "own message",
-        &format!("{} === 1", count_text("before 2")),
-    )
-    .await;
+    post_from_page(c, py, "own message", "before 2").await;
     let (state_sent, frames_sent) = stored_pair(js(c, STORED).await)?;
     assert_eq!(
         state_sent["sent"].as_u64(),
@@ -904,7 +891,12 @@ async fn reload_scenario(
     assert!(!stolen, "the nick stayed held during the reload");
 
     // Back: same nick, same channel, "Resumed".
-    let status = wait_js(c, "resumed status", "const t = document.querySelector('#status')?.textContent; return t && t.startsWith('Resumed · Connected to local') ? t : null").await;
+    let status = wait_status(
+        c,
+        "resumed status",
+        "startsWith('Resumed · Connected to local')",
+    )
+    .await;
     let t_resumed = t0.elapsed();
     eprintln!(
         "reload: page loaded at {t_loaded:?}, posted by {t_posted:?}, resumed by {t_resumed:?}; status: {status}"
@@ -914,7 +906,7 @@ async fn reload_scenario(
         js(c, "return document.querySelector('#me-nick')?.textContent").await,
         json!(NICK)
     );
-    wait_js(c, "random shown again", "return document.querySelector('.channel[data-channel=random]')?.getAttribute('aria-current') === 'page'").await;
+    wait_channel_shown(c, "random shown again", "random").await;
     // Every message once: the ones from before (fetched again) and the ones
     // posted while the page was away (replayed).
     for text in ["before 1", "before 2", "during 1", "during 2", "during 3"] {
@@ -960,12 +952,7 @@ async fn reload_scenario(
     type_into(c, "#composer-input", "after the reload\u{E007}").await;
     blocking(|| py.expect_message("after the reload"));
     py.send("random", "welcome back");
-    wait_js(
-        c,
-        "message after the reload",
-        &format!("{} === 1", count_text("welcome back")),
-    )
-    .await;
+    wait_shown_once(c, "message after the reload", "welcome back").await;
     assert_eq!(js(c, &count_text("after the reload")).await, json!(1));
 
     // Sign out: the session ends at once (the nick is free) and the key is
@@ -975,12 +962,7 @@ async fn reload_scenario(
         "document.querySelector('.sign-out').click(); return null",
     )
     .await;
-    wait_js(
-        c,
-        "connect screen after signing out",
-        "return !!document.querySelector('#nick')",
-    )
-    .await;
+    wait_connect_screen(c, "connect screen after signing out").await;
     assert_eq!(
         js(c, "return sessionStorage.getItem('dumdum.session')").await,
         Value::Null

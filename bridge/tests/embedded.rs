@@ -7,11 +7,41 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Bridge, Got, WAIT, expect_notice};
+use common::{Bridge, Got, WAIT, WsClient, expect_notice, off_thread};
 use dumdum_bridge::Config;
 use dumdum_protocol::session::Notice;
-use dumdum_protocol::{ClientMessage, HistoryQuery, ServerMessage, Snowflake};
+use dumdum_protocol::{ChatMessage, ClientMessage, HistoryQuery, ServerMessage, Snowflake};
 use dumdum_testkit::{PyPeer, TestCert, free_port};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A bridge with its embedded server also on plain TCP at `listen`.
+async fn listening_bridge(listen: std::net::SocketAddr) -> Bridge {
+    Bridge::start(Config {
+        embedded_listen: Some(listen),
+        ..Config::default()
+    })
+    .await
+}
+
+/// Waits for the next history page on `c`, skipping other frames.
+async fn expect_page(c: &mut WsClient, what: &str) -> Vec<ChatMessage> {
+    let ServerMessage::ListMessages(page) = c
+        .expect_frame_where(what, |m| matches!(m, ServerMessage::ListMessages(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    page
+}
+
+/// Fills `buf` from `tcp` (bounded by [`WAIT`]).
+async fn read_exact_in_time(tcp: &mut TcpStream, buf: &mut [u8]) {
+    tokio::time::timeout(WAIT, tcp.read_exact(buf))
+        .await
+        .unwrap()
+        .unwrap();
+}
 
 #[tokio::test]
 async fn http_endpoints() {
@@ -108,44 +138,32 @@ async fn nicks_are_unique_and_freed() {
     let mut a = bridge.session(None).await;
     a.login("zoe").await;
     let mut b = bridge.session(None).await;
-    b.send(&ClientMessage::Hello { version: 2 }).await;
     assert!(matches!(
-        b.expect_frame().await,
+        b.hello().await,
         ServerMessage::Hello { tls: false }
     ));
-    b.send(&ClientMessage::Authenticate { nick: "zoe".into() })
-        .await;
     assert_eq!(
-        b.expect_frame().await,
+        b.authenticate("zoe").await,
         ServerMessage::AcknowledgeAuthentication { success: false }
     );
     // Empty nick: refused in words (ACK 0) by the embedded server.
-    b.send(&ClientMessage::Authenticate {
-        nick: String::new(),
-    })
-    .await;
     assert_eq!(
-        b.expect_frame().await,
+        b.authenticate("").await,
         ServerMessage::AcknowledgeAuthentication { success: false }
     );
-    b.send(&ClientMessage::Authenticate {
-        nick: "zoe2".into(),
-    })
-    .await;
     assert_eq!(
-        b.expect_frame().await,
+        b.authenticate("zoe2").await,
         ServerMessage::AcknowledgeAuthentication { success: true }
     );
     // a leaves with 1000: the session ends at once and the nick is free.
     a.close(1000).await;
     let mut c = bridge.session(None).await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    c.send(&ClientMessage::Hello { version: 2 }).await;
-    c.expect_frame().await;
+    c.hello().await;
     loop {
-        c.send(&ClientMessage::Authenticate { nick: "zoe".into() })
-            .await;
-        if c.expect_frame().await == (ServerMessage::AcknowledgeAuthentication { success: true }) {
+        if c.authenticate("zoe").await
+            == (ServerMessage::AcknowledgeAuthentication { success: true })
+        {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "nick freed in time");
@@ -178,14 +196,7 @@ async fn history_pages_back_through_more_than_100() {
     let mut pages = 0;
     while let Some(q) = query {
         a.send(&q.request("general")).await;
-        let ServerMessage::ListMessages(page) = a
-            .expect_frame_where("history page", |m| {
-                matches!(m, ServerMessage::ListMessages(_))
-            })
-            .await
-        else {
-            unreachable!()
-        };
+        let page = expect_page(&mut a, "history page").await;
         assert!(page.len() <= 100);
         assert!(page.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
         let mut older: Vec<_> = page.iter().map(|m| (m.id, m.content.clone())).collect();
@@ -209,14 +220,7 @@ async fn history_pages_back_through_more_than_100() {
         after: 0,
     })
     .await;
-    let ServerMessage::ListMessages(page) = a
-        .expect_frame_where("range page", |m| {
-            matches!(m, ServerMessage::ListMessages(_))
-        })
-        .await
-    else {
-        unreachable!()
-    };
+    let page = expect_page(&mut a, "range page").await;
     assert_eq!(page.len(), N - 150);
     assert_eq!(page[0].id, mid);
     a.send(&ClientMessage::ListMessages {
@@ -225,14 +229,7 @@ async fn history_pages_back_through_more_than_100() {
         after: mid.0,
     })
     .await;
-    let ServerMessage::ListMessages(page) = a
-        .expect_frame_where("range page", |m| {
-            matches!(m, ServerMessage::ListMessages(_))
-        })
-        .await
-    else {
-        unreachable!()
-    };
+    let page = expect_page(&mut a, "range page").await;
     assert_eq!(page.len(), 100);
     assert_eq!(page.last().map(|m| m.id), Some(mid));
 }
@@ -259,14 +256,7 @@ async fn keeps_the_last_1000_per_channel() {
     let mut total = 0;
     while let Some(q) = query {
         a.send(&q.request("random")).await;
-        let ServerMessage::ListMessages(page) = a
-            .expect_frame_where("history page", |m| {
-                matches!(m, ServerMessage::ListMessages(_))
-            })
-            .await
-        else {
-            unreachable!()
-        };
+        let page = expect_page(&mut a, "history page").await;
         total += page.len();
         if let Some(m) = page.first() {
             oldest = Some(m.content.clone());
@@ -280,29 +270,23 @@ async fn keeps_the_last_1000_per_channel() {
 #[tokio::test]
 async fn python_reference_client_through_embedded_listen() {
     let port = free_port();
-    let bridge = Bridge::start(Config {
-        embedded_listen: Some(([127, 0, 0, 1], port).into()),
-        ..Config::default()
-    })
-    .await;
+    let bridge = listening_bridge(([127, 0, 0, 1], port).into()).await;
     let mut ws = bridge.session(None).await;
     ws.login("webuser").await;
-    let mut py = tokio::task::spawn_blocking(move || {
+    let mut py = off_thread(move || {
         let mut py = PyPeer::connect(([127, 0, 0, 1], port).into(), "pyuser", None);
         assert!(py.expect_auth(), "python peer authenticated");
         py
     })
-    .await
-    .unwrap();
+    .await;
     ws.say("general", "hello python").await;
-    let py = tokio::task::spawn_blocking(move || {
+    let py = off_thread(move || {
         let m = py.expect_message("hello python");
         assert_eq!(m["nick"], "webuser");
         py.send("general", "hello browser");
         py
     })
-    .await
-    .unwrap();
+    .await;
     let m = ws.expect_message("hello browser").await;
     assert_eq!(m.nick, "pyuser");
     drop(py);
@@ -321,7 +305,7 @@ async fn python_reference_client_through_embedded_listen_with_tls() {
     .await;
     // The bridge itself now speaks HTTPS; its embedded upstream stays in-process.
     let ca = cert.cert_path.clone();
-    let py = tokio::task::spawn_blocking(move || {
+    let py = off_thread(move || {
         let mut py = PyPeer::connect(([127, 0, 0, 1], port).into(), "tlspy", Some(&ca));
         py.expect(WAIT, "hello", |v| v["ev"] == "hello" && v["tls"] == true);
         assert!(py.expect_auth(), "python peer authenticated over TLS");
@@ -329,8 +313,7 @@ async fn python_reference_client_through_embedded_listen_with_tls() {
         py.expect_message("secret hello");
         py
     })
-    .await
-    .unwrap();
+    .await;
     drop(py);
     drop(bridge);
 }
@@ -356,7 +339,6 @@ async fn unknown_type_from_client_is_never_forwarded() {
 #[tokio::test]
 async fn https_and_wss_with_the_bridge_certificate() {
     use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cert = TestCert::localhost();
     let bridge = Bridge::start(Config {
         tls_cert: Some(cert.cert_path.clone()),
@@ -380,7 +362,7 @@ async fn https_and_wss_with_the_bridge_certificate() {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let connect = || async {
-        let tcp = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+        let tcp = TcpStream::connect(bridge.addr).await.unwrap();
         connector.connect(name.clone(), tcp).await.unwrap()
     };
     // HTTPS
@@ -420,14 +402,9 @@ async fn https_and_wss_with_the_bridge_certificate() {
 /// against the real one.
 #[tokio::test]
 async fn embedded_server_follows_the_reference_order_rules() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let _bridge = Bridge::start(Config {
-        embedded_listen: Some(addr),
-        ..Config::default()
-    })
-    .await;
+    let _bridge = listening_bridge(addr).await;
     let hello_auth = {
         let mut b = vec![0x00, 0x02];
         b.extend(
@@ -448,7 +425,7 @@ async fn embedded_server_follows_the_reference_order_rules() {
         ("SEND_MESSAGE before HELLO", send_first),
         ("unknown type", vec![0x09]),
     ] {
-        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
         tcp.write_all(&bytes).await.unwrap();
         let mut got = Vec::new();
         tokio::time::timeout(WAIT, tcp.read_to_end(&mut got))
@@ -461,19 +438,13 @@ async fn embedded_server_follows_the_reference_order_rules() {
         );
     }
     // INCOMPATIBLE_VERSION keeps the connection; HELLO again works.
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(&[0x00, 0x01]).await.unwrap();
     let mut b = [0u8; 2];
-    tokio::time::timeout(WAIT, tcp.read_exact(&mut b))
-        .await
-        .unwrap()
-        .unwrap();
+    read_exact_in_time(&mut tcp, &mut b).await;
     assert_eq!(b, [0x01, 0x02], "INCOMPATIBLE_VERSION(2)");
     tcp.write_all(&[0x00, 0x02]).await.unwrap();
-    tokio::time::timeout(WAIT, tcp.read_exact(&mut b))
-        .await
-        .unwrap()
-        .unwrap();
+    read_exact_in_time(&mut tcp, &mut b).await;
     assert_eq!(b, [0x00, 0x00], "HELLO(0)");
     tcp.write_all(
         &ClientMessage::Authenticate {
@@ -484,10 +455,7 @@ async fn embedded_server_follows_the_reference_order_rules() {
     )
     .await
     .unwrap();
-    tokio::time::timeout(WAIT, tcp.read_exact(&mut b))
-        .await
-        .unwrap()
-        .unwrap();
+    read_exact_in_time(&mut tcp, &mut b).await;
     assert_eq!(b, [0x02, 0x01], "ACK(1)");
     // A chat message before the ACK would have been refused; after it, the
     // echo carries a snowflake of the present.
@@ -528,28 +496,19 @@ async fn embedded_server_follows_the_reference_order_rules() {
 
 #[tokio::test]
 async fn incompatible_version_is_answered_before_the_hello_that_follows_it() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = dumdum_testkit::free_port();
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let _bridge = Bridge::start(dumdum_bridge::Config {
-        embedded_listen: Some(listen),
-        ..dumdum_bridge::Config::default()
-    })
-    .await;
-    let mut tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let _bridge = listening_bridge(listen).await;
+    let mut tcp = TcpStream::connect(listen).await.unwrap();
     // HELLO(1) then HELLO(2) in one write: the answers in the same order.
     tcp.write_all(&[0, 1, 0, 2]).await.unwrap();
     let mut got = [0u8; 4];
-    tokio::time::timeout(common::WAIT, tcp.read_exact(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    read_exact_in_time(&mut tcp, &mut got).await;
     assert_eq!(got, [1, 2, 0, 0], "INCOMPATIBLE_VERSION(2), then HELLO(0)");
 }
 
 #[tokio::test]
 async fn embedded_listen_caps_connections_per_address_and_times_out_silent_ones() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let _bridge = Bridge::start(Config {
@@ -561,16 +520,13 @@ async fn embedded_listen_caps_connections_per_address_and_times_out_silent_ones(
     .await;
     // Bridge::start's readiness probe held a slot for a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut first = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut first = TcpStream::connect(listen).await.unwrap();
     first.write_all(&[0, 2]).await.unwrap();
     let mut hello = [0u8; 2];
-    tokio::time::timeout(WAIT, first.read_exact(&mut hello))
-        .await
-        .unwrap()
-        .unwrap();
+    read_exact_in_time(&mut first, &mut hello).await;
     assert_eq!(hello, [0, 0]);
     // A second connection from the same address is closed at once.
-    let mut second = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut second = TcpStream::connect(listen).await.unwrap();
     let mut buf = [0u8; 8];
     let n = tokio::time::timeout(WAIT, second.read(&mut buf))
         .await
@@ -588,15 +544,12 @@ async fn embedded_listen_caps_connections_per_address_and_times_out_silent_ones(
         .await
         .unwrap();
     let mut ack = [0u8; 2];
-    tokio::time::timeout(WAIT, first.read_exact(&mut ack))
-        .await
-        .unwrap()
-        .unwrap();
+    read_exact_in_time(&mut first, &mut ack).await;
     assert_eq!(ack, [2, 1]);
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A connection that never says HELLO is closed after the timeout.
-    let mut silent = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut silent = TcpStream::connect(listen).await.unwrap();
     let started = tokio::time::Instant::now();
     let n = tokio::time::timeout(WAIT, silent.read(&mut buf))
         .await

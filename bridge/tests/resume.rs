@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Bridge, Got, Proxy, WAIT, WsClient, client_messages};
+use common::{Bridge, Got, Proxy, WAIT, WsClient, client_messages, off_thread};
 use dumdum_bridge::{Config, UpstreamConfig};
 use dumdum_protocol::session::{HandshakeState, Notice};
 use dumdum_protocol::{ClientMessage, ServerMessage};
@@ -32,6 +32,22 @@ async fn resume(proxy: &Proxy, bridge: &Bridge, key: &str, received: u64) -> WsC
     }
 }
 
+/// A proxy in front of `bridge`, a session through it logged in as `nick`,
+/// and that session's key.
+async fn proxied_session(bridge: &Bridge, nick: &str) -> (Proxy, WsClient, String) {
+    let proxy = Proxy::start(bridge.addr).await;
+    let mut a = proxy.ws(bridge).await;
+    a.handshake(None).await;
+    a.login(nick).await;
+    let key = a.key.clone().unwrap();
+    (proxy, a, key)
+}
+
+/// The reference server, started off the async workers.
+async fn reference_server() -> DumdumServer {
+    off_thread(DumdumServer::start).await
+}
+
 /// Collects chat contents until `last` arrives.
 async fn contents_until(c: &mut WsClient, last: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -52,9 +68,7 @@ async fn contents_until(c: &mut WsClient, last: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn cut_connection_resumes_with_nothing_lost_or_doubled() {
-    let server = tokio::task::spawn_blocking(DumdumServer::start)
-        .await
-        .unwrap();
+    let server = reference_server().await;
     let server_addr = server.addr();
     // A proxy between the bridge and the server sees every client byte.
     let upstream_proxy = Proxy::start(server_addr).await;
@@ -63,29 +77,23 @@ async fn cut_connection_resumes_with_nothing_lost_or_doubled() {
         ..Config::default()
     })
     .await;
-    let ws_proxy = Proxy::start(bridge.addr).await;
-
-    let mut a = ws_proxy.ws(&bridge).await;
-    a.handshake(None).await;
-    a.login("keeper").await;
+    let (ws_proxy, mut a, key) = proxied_session(&bridge, "keeper").await;
     let mut sent = 2u64; // HELLO, AUTHENTICATE
-    let mut py = tokio::task::spawn_blocking(move || {
+    let mut py = off_thread(move || {
         let mut py = PyPeer::connect(server_addr, "watcher", None);
         assert!(py.expect_auth());
         py
     })
-    .await
-    .unwrap();
+    .await;
     a.say("general", "before the cut").await;
     sent += 1;
     a.expect_message("before the cut").await;
-    let key = a.key.clone().unwrap();
     let received = a.received;
 
     ws_proxy.cut();
     // While the browser is away: the Python client posts, and cannot take
     // the browser's nick.
-    let py = tokio::task::spawn_blocking(move || {
+    let py = off_thread(move || {
         py.expect_message("before the cut");
         for i in 1..=3 {
             py.send("general", &format!("while away {i}"));
@@ -95,8 +103,7 @@ async fn cut_connection_resumes_with_nothing_lost_or_doubled() {
         assert!(!thief.expect_auth(), "the held nick cannot be taken");
         py
     })
-    .await
-    .unwrap();
+    .await;
     // The cut-off client queued two messages meanwhile.
     let queued = ["queued 1", "queued 2"];
 
@@ -129,7 +136,7 @@ async fn cut_connection_resumes_with_nothing_lost_or_doubled() {
     });
     assert_eq!(replayed, Some(3));
 
-    let py = tokio::task::spawn_blocking(move || {
+    let py = off_thread(move || {
         let mut py = py;
         py.expect_message("queued 2");
         for q in queued {
@@ -142,8 +149,7 @@ async fn cut_connection_resumes_with_nothing_lost_or_doubled() {
         }
         py
     })
-    .await
-    .unwrap();
+    .await;
 
     // The server saw one HELLO and one AUTHENTICATE from the bridge.
     let conns = upstream_proxy.sent_to_target();
@@ -158,7 +164,7 @@ async fn cut_connection_resumes_with_nothing_lost_or_doubled() {
         .filter(|m| matches!(m, ClientMessage::Authenticate { .. }))
         .count();
     assert_eq!((hellos, auths), (1, 1), "{msgs:?}");
-    let (_, _, metrics) = common::http_get(bridge.addr, "/metrics").await;
+    let metrics = bridge.metrics().await;
     assert!(
         metrics.contains("dumdum_bridge_resumes_total{result=\"resumed\"}"),
         "{metrics}"
@@ -169,11 +175,7 @@ async fn cut_connection_resumes_with_nothing_lost_or_doubled() {
 #[tokio::test]
 async fn close_1001_holds_the_session_and_1000_ends_it() {
     let bridge = Bridge::embedded().await;
-    let proxy = Proxy::start(bridge.addr).await;
-    let mut a = proxy.ws(&bridge).await;
-    a.handshake(None).await;
-    a.login("away").await;
-    let key = a.key.clone().unwrap();
+    let (proxy, mut a, key) = proxied_session(&bridge, "away").await;
     let received = a.received;
     a.close(1001).await;
     let mut b = resume(&proxy, &bridge, &key, received).await;
@@ -190,9 +192,7 @@ async fn close_1001_holds_the_session_and_1000_ends_it() {
 
 #[tokio::test]
 async fn expired_key_gets_again_and_the_nick_is_freed() {
-    let server = tokio::task::spawn_blocking(DumdumServer::start)
-        .await
-        .unwrap();
+    let server = reference_server().await;
     let server_addr = server.addr();
     let bridge = Bridge::start(Config {
         upstreams: vec![UpstreamConfig::new("main", server_addr.to_string())],
@@ -200,35 +200,29 @@ async fn expired_key_gets_again_and_the_nick_is_freed() {
         ..Config::default()
     })
     .await;
-    let proxy = Proxy::start(bridge.addr).await;
-    let mut a = proxy.ws(&bridge).await;
-    a.handshake(None).await;
-    a.login("ephemeral").await;
-    let key = a.key.clone().unwrap();
+    let (proxy, a, key) = proxied_session(&bridge, "ephemeral").await;
     let received = a.received;
     // A Python client that wants the nick, started before the cut so its
     // later attempts are quick.
-    let mut py = tokio::task::spawn_blocking(move || {
+    let mut py = off_thread(move || {
         let mut p = PyPeer::connect(server_addr, "ephemeral", None);
         assert!(!p.expect_auth(), "taken by the live session");
         p
     })
-    .await
-    .unwrap();
+    .await;
     proxy.cut();
-    py = tokio::task::spawn_blocking(move || {
+    py = off_thread(move || {
         py.auth("ephemeral");
         assert!(!py.expect_auth(), "still held during the grace period");
         py
     })
-    .await
-    .unwrap();
+    .await;
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let mut b = proxy.ws(&bridge).await;
     let h = b.restart(&key, received).await;
     assert_eq!(h.state(), HandshakeState::Again, "{h:?}");
     // The upstream was closed: the reference server freed the nick.
-    let freed = tokio::task::spawn_blocking(move || {
+    let freed = off_thread(move || {
         for _ in 0..20 {
             py.auth("ephemeral");
             if py.expect_auth() {
@@ -238,8 +232,7 @@ async fn expired_key_gets_again_and_the_nick_is_freed() {
         }
         false
     })
-    .await
-    .unwrap();
+    .await;
     assert!(freed, "nick free after expiry");
 }
 
@@ -250,11 +243,7 @@ async fn flood_beyond_the_resume_buffer_ends_the_session() {
         ..Config::default()
     })
     .await;
-    let proxy = Proxy::start(bridge.addr).await;
-    let mut a = proxy.ws(&bridge).await;
-    a.handshake(None).await;
-    a.login("sleeper").await;
-    let key = a.key.clone().unwrap();
+    let (proxy, a, key) = proxied_session(&bridge, "sleeper").await;
     let received = a.received;
     proxy.cut();
     let mut f = bridge.session(None).await;
@@ -290,7 +279,7 @@ async fn flood_beyond_the_resume_buffer_ends_the_session() {
     assert_eq!(h.state(), HandshakeState::Success);
     assert_eq!(h.resumed, Some(false));
     b.login("sleeper").await;
-    let (_, _, metrics) = common::http_get(bridge.addr, "/metrics").await;
+    let metrics = bridge.metrics().await;
     assert!(
         metrics.contains("dumdum_bridge_held_sessions_ended_total{reason=\"buffer\"}"),
         "{metrics}"
@@ -319,15 +308,9 @@ async fn replaying_a_live_key_on_a_second_socket_is_refused() {
     // The thief's socket only gets a fresh session of its own.
     let h = thief.restart(&new_key, 0).await;
     assert_eq!(h.resumed, Some(false));
-    thief.send(&ClientMessage::Hello { version: 2 }).await;
-    thief.expect_frame().await;
-    thief
-        .send(&ClientMessage::Authenticate {
-            nick: "owner".into(),
-        })
-        .await;
+    thief.hello().await;
     assert_eq!(
-        thief.expect_frame().await,
+        thief.authenticate("owner").await,
         ServerMessage::AcknowledgeAuthentication { success: false }
     );
 }
@@ -335,11 +318,7 @@ async fn replaying_a_live_key_on_a_second_socket_is_refused() {
 #[tokio::test]
 async fn resume_with_a_count_beyond_what_was_sent_is_refused() {
     let bridge = Bridge::embedded().await;
-    let proxy = Proxy::start(bridge.addr).await;
-    let mut a = proxy.ws(&bridge).await;
-    a.handshake(None).await;
-    a.login("counter").await;
-    let key = a.key.clone().unwrap();
+    let (proxy, a, key) = proxied_session(&bridge, "counter").await;
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut b = proxy.ws(&bridge).await;
@@ -350,17 +329,13 @@ async fn resume_with_a_count_beyond_what_was_sent_is_refused() {
 #[tokio::test]
 async fn frames_lost_in_flight_are_resent_after_the_bridge_count() {
     let bridge = Bridge::embedded().await;
-    let proxy = Proxy::start(bridge.addr).await;
-    let mut a = proxy.ws(&bridge).await;
-    a.handshake(None).await;
-    a.login("resender").await;
+    let (proxy, mut a, key) = proxied_session(&bridge, "resender").await;
     let mut sent: Vec<ClientMessage> = vec![
         ClientMessage::Hello { version: 2 },
         ClientMessage::Authenticate {
             nick: "resender".into(),
         },
     ];
-    let key = a.key.clone().unwrap();
     let received = a.received;
     // This frame leaves the client but never reaches the bridge.
     proxy.blackhole();
@@ -394,11 +369,7 @@ async fn restart_while_the_old_socket_is_silently_dead_resumes() {
     // (the proxy stops forwarding but keeps both connections open), and the
     // browser sends Restart on a new socket at once.
     let bridge = Bridge::embedded().await;
-    let proxy = Proxy::start(bridge.addr).await;
-    let mut a = proxy.ws(&bridge).await;
-    a.handshake(None).await;
-    a.login("roamer").await;
-    let key = a.key.clone().unwrap();
+    let (proxy, a, key) = proxied_session(&bridge, "roamer").await;
     let received = a.received;
     proxy.freeze();
     let started = tokio::time::Instant::now();
@@ -415,15 +386,9 @@ async fn restart_while_the_old_socket_is_silently_dead_resumes() {
     b.expect_message("from the new network").await;
     // The upstream never dropped: the nick is still held.
     let mut other = bridge.session(None).await;
-    other.send(&ClientMessage::Hello { version: 2 }).await;
-    other.expect_frame().await;
-    other
-        .send(&ClientMessage::Authenticate {
-            nick: "roamer".into(),
-        })
-        .await;
+    other.hello().await;
     assert_eq!(
-        other.expect_frame().await,
+        other.authenticate("roamer").await,
         ServerMessage::AcknowledgeAuthentication { success: false }
     );
     drop(a);
@@ -441,11 +406,7 @@ async fn a_restart_that_gives_up_before_it_is_attached_leaves_the_session_held()
         ..Config::default()
     })
     .await;
-    let proxy = Proxy::start(bridge.addr).await;
-    let mut a = proxy.ws(&bridge).await;
-    a.handshake(None).await;
-    a.login("zombie").await;
-    let key = a.key.clone().unwrap();
+    let (proxy, a, key) = proxied_session(&bridge, "zombie").await;
     proxy.freeze();
     let mut b = bridge.connect().await;
     b.send_content(&dumdum_protocol::session::Content::Handshake(
@@ -459,13 +420,10 @@ async fn a_restart_that_gives_up_before_it_is_attached_leaves_the_session_held()
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut c = bridge.session(None).await;
-        c.send(&ClientMessage::Hello { version: 2 }).await;
-        c.expect_frame().await;
-        c.send(&ClientMessage::Authenticate {
-            nick: "zombie".into(),
-        })
-        .await;
-        if c.expect_frame().await == (ServerMessage::AcknowledgeAuthentication { success: true }) {
+        c.hello().await;
+        if c.authenticate("zombie").await
+            == (ServerMessage::AcknowledgeAuthentication { success: true })
+        {
             break;
         }
         assert!(
@@ -484,10 +442,7 @@ async fn a_large_frame_in_flight_when_the_socket_drops_is_replayed() {
     // while attached) is on its way to the browser when its socket drops:
     // the resume must replay it, and the frame after it.
     let bridge = Bridge::embedded().await;
-    let proxy = Proxy::start(bridge.addr).await;
-    let mut a = proxy.ws(&bridge).await;
-    a.handshake(None).await;
-    a.login("reader").await;
+    let (proxy, mut a, key) = proxied_session(&bridge, "reader").await;
     let mut f = bridge.session(None).await;
     f.login("writer").await;
     let body = "p".repeat(1000);
@@ -495,7 +450,6 @@ async fn a_large_frame_in_flight_when_the_socket_drops_is_replayed() {
         f.say("general", &format!("{i:03} {body}")).await;
     }
     a.expect_message(&format!("099 {body}")).await;
-    let key = a.key.clone().unwrap();
     let received = a.received;
     // From now on nothing reaches the browser; the page and one more
     // message pile up on the way.

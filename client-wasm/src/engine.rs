@@ -1242,31 +1242,44 @@ mod tests {
     const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     const KEY2: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
 
+    /// The outputs `pick` keeps, in order.
+    fn picked<T>(out: &[Output], pick: impl Fn(&Output) -> Option<T>) -> Vec<T> {
+        out.iter().filter_map(pick).collect()
+    }
+
     fn texts(out: &[Output]) -> Vec<Content> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Text(t) => Some(Content::parse(t).unwrap()),
-                _ => None,
-            })
-            .collect()
+        picked(out, |o| match o {
+            Output::Text(t) => Some(Content::parse(t).unwrap()),
+            _ => None,
+        })
     }
 
     fn sent(out: &[Output]) -> Vec<ClientMessage> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Binary(b) => Some(ClientMessage::decode_exact(b).unwrap()),
-                _ => None,
-            })
-            .collect()
+        picked(out, |o| match o {
+            Output::Binary(b) => Some(ClientMessage::decode_exact(b).unwrap()),
+            _ => None,
+        })
     }
 
     fn acts(out: &[Output]) -> Vec<Action> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Act(a) => Some(a.clone()),
-                _ => None,
-            })
-            .collect()
+        picked(out, |o| match o {
+            Output::Act(a) => Some(a.clone()),
+            _ => None,
+        })
+    }
+
+    /// The server answers AUTHENTICATE with `success`.
+    fn auth_ack(e: &mut Engine, success: bool) {
+        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
+            success,
+        }));
+    }
+
+    /// The server's LIST_CHANNELS answer with `names`.
+    fn channels_listed(e: &mut Engine, names: &[&str]) {
+        e.on_binary(&server_frame(ServerMessage::ListChannels(
+            names.iter().map(|&n| n.into()).collect(),
+        )));
     }
 
     fn server_frame(msg: ServerMessage) -> Vec<u8> {
@@ -1346,9 +1359,7 @@ mod tests {
                 nick: e.nick().into()
             }]
         );
-        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success,
-        }));
+        auth_ack(e, success);
         e.drain()
     }
 
@@ -1364,10 +1375,7 @@ mod tests {
         assert_eq!(e.session_key(), Some(KEY));
         assert_eq!(sent(&out), [ClientMessage::ListChannels]);
         assert!(out.contains(&Output::Remember(Memory::Nick("alice".into()))));
-        e.on_binary(&server_frame(ServerMessage::ListChannels(vec![
-            "general".into(),
-            "random".into(),
-        ])));
+        channels_listed(&mut e, &["general", "random"]);
         let out = e.drain();
         assert!(acts(&out).contains(&Action::Select("random".into())));
         assert_eq!(sent(&out), [HistoryQuery::Newest.request("random")]);
@@ -1383,10 +1391,7 @@ mod tests {
     fn unknown_remembered_channel_falls_back_to_the_first() {
         let mut e = Engine::new(Some("local".into()), "alice".into(), Some("gone".into()));
         authenticated(&mut e);
-        e.on_binary(&server_frame(ServerMessage::ListChannels(vec![
-            "general".into(),
-            "random".into(),
-        ])));
+        channels_listed(&mut e, &["general", "random"]);
         assert!(acts(&e.drain()).contains(&Action::Select("general".into())));
     }
 
@@ -1394,9 +1399,7 @@ mod tests {
     fn taken_nick_is_retried_on_the_same_connection() {
         let mut e = Engine::new(Some("local".into()), "bob".into(), None);
         connect(&mut e);
-        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: false,
-        }));
+        auth_ack(&mut e, false);
         let out = e.drain();
         assert_eq!(acts(&out), [Action::NickTaken { nick: "bob".into() }]);
         assert!(e.awaiting_nick());
@@ -1409,9 +1412,7 @@ mod tests {
                 nick: "bob2".into()
             }]
         );
-        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: true,
-        }));
+        auth_ack(&mut e, true);
         assert!(acts(&e.drain()).contains(&Action::Authenticated {
             nick: "bob2".into()
         }));
@@ -1467,9 +1468,7 @@ mod tests {
         let all: Vec<ChatMessage> = (1..=250).map(|i| chat(i * 10, "general", "x")).collect();
         let mut e = Engine::new(Some("local".into()), "alice".into(), None);
         authenticated(&mut e);
-        e.on_binary(&server_frame(ServerMessage::ListChannels(vec![
-            "general".into(),
-        ])));
+        channels_listed(&mut e, &["general"]);
         let out = e.drain();
         let mut state = crate::state::ChatState::default();
         let mut got = answer(&mut e, &out, &all);
@@ -1498,9 +1497,7 @@ mod tests {
         let mut all: Vec<ChatMessage> = (1..=50).map(|i| chat(i, "general", "x")).collect();
         let mut e = Engine::new(Some("local".into()), "alice".into(), None);
         authenticated(&mut e);
-        e.on_binary(&server_frame(ServerMessage::ListChannels(vec![
-            "general".into(),
-        ])));
+        channels_listed(&mut e, &["general"]);
         let out = e.drain();
         let mut state = crate::state::ChatState::default();
         for a in acts(&answer(&mut e, &out, &all)) {
@@ -1543,9 +1540,7 @@ mod tests {
         authenticated(&mut e);
         e.on_close(1006, "");
         connect(&mut e);
-        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: false,
-        }));
+        auth_ack(&mut e, false);
         let out = e.drain();
         assert!(
             acts(&out).is_empty(),
@@ -1636,10 +1631,7 @@ mod tests {
     /// Authenticated in `general` (its newest page answered with `msgs`).
     fn in_general(e: &mut Engine, msgs: &[ChatMessage]) -> Vec<Output> {
         authenticated(e);
-        e.on_binary(&server_frame(ServerMessage::ListChannels(vec![
-            "general".into(),
-            "random".into(),
-        ])));
+        channels_listed(e, &["general", "random"]);
         let out = e.drain();
         answer(e, &out, msgs)
     }
@@ -1829,9 +1821,7 @@ mod tests {
                 nick: "alice".into()
             }]
         );
-        e.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: true,
-        }));
+        auth_ack(&mut e, true);
         let out = e.drain();
         assert_eq!(
             sent(&out),
@@ -2061,10 +2051,7 @@ mod tests {
         );
         // The channel list: the shown channel again, without a second
         // newest page (one is already here).
-        r.on_binary(&server_frame(ServerMessage::ListChannels(vec![
-            "general".into(),
-            "random".into(),
-        ])));
+        channels_listed(&mut r, &["general", "random"]);
         let out = r.drain();
         assert!(acts(&out).contains(&Action::Select("random".into())));
         assert!(sent(&out).is_empty(), "{out:?}");
@@ -2078,9 +2065,7 @@ mod tests {
         let mut r = reload(&e);
         let out = resume(&mut r, 4);
         assert_eq!(sent(&out), [ClientMessage::ListChannels]);
-        r.on_binary(&server_frame(ServerMessage::ListChannels(vec![
-            "general".into(),
-        ])));
+        channels_listed(&mut r, &["general"]);
         assert_eq!(sent(&r.drain()), [HistoryQuery::Newest.request("general")]);
     }
 
@@ -2096,13 +2081,9 @@ mod tests {
                 nick: "alice".into()
             }]
         );
-        r.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: true,
-        }));
+        auth_ack(&mut r, true);
         assert_eq!(sent(&r.drain()), [ClientMessage::ListChannels]);
-        r.on_binary(&server_frame(ServerMessage::ListChannels(vec![
-            "general".into(),
-        ])));
+        channels_listed(&mut r, &["general"]);
         assert_eq!(sent(&r.drain()), [HistoryQuery::Newest.request("general")]);
     }
 
@@ -2119,9 +2100,7 @@ mod tests {
         assert!(sent(&out).is_empty());
         assert!(!r.is_ready());
         // The replayed acknowledgement finishes the sign-in.
-        r.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: true,
-        }));
+        auth_ack(&mut r, true);
         let out = r.drain();
         assert!(acts(&out).contains(&Action::Authenticated {
             nick: "alice".into()
@@ -2272,9 +2251,7 @@ mod tests {
         assert!(copy.awaiting_nick());
         // A nick the user picks that is taken too: asked again, as usual.
         copy.authenticate("alice").unwrap();
-        copy.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: false,
-        }));
+        auth_ack(&mut copy, false);
         let out = copy.drain();
         assert_eq!(
             acts(&out),
@@ -2299,9 +2276,7 @@ mod tests {
                 nick: "alice2".into()
             }]
         );
-        copy.on_binary(&server_frame(ServerMessage::AcknowledgeAuthentication {
-            success: true,
-        }));
+        auth_ack(&mut copy, true);
         assert!(acts(&copy.drain()).contains(&Action::Authenticated {
             nick: "alice2".into()
         }));

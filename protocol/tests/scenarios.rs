@@ -36,6 +36,25 @@ fn server_to_client(server: &mut Server, client: &mut Client) -> Result<Vec<Even
     Ok(drain_client(client))
 }
 
+/// Delivers what `client` queued and checks the server's events; the client
+/// itself reports nothing.
+fn expect_at_server(client: &mut Client, server: &mut Server, events: &[ServerEvent]) {
+    assert_eq!(client_to_server(client, server).unwrap(), events);
+    assert_eq!(drain_client(client), []);
+}
+
+/// Delivers what `server` queued and checks the client's events; the server
+/// itself reports nothing.
+fn expect_at_client(server: &mut Server, client: &mut Client, events: &[Event]) {
+    assert_eq!(server_to_client(server, client).unwrap(), events);
+    assert_eq!(drain_server(server), []);
+}
+
+/// A client and a server that have exchanged nothing yet.
+fn fresh_pair() -> (Client, Server) {
+    (Client::new(ClientConfig::default()), Server::default())
+}
+
 fn drain_server(server: &mut Server) -> Vec<ServerEvent> {
     std::iter::from_fn(|| server.poll_event()).collect()
 }
@@ -59,8 +78,7 @@ fn nothing_queued(client: &mut Client, server: &mut Server) {
 
 /// A pair that went through hello and authentication.
 fn ready_pair() -> (Client, Server) {
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
     client.hello().unwrap();
     client_to_server(&mut client, &mut server).unwrap();
     server.accept_hello(false).unwrap();
@@ -95,36 +113,27 @@ fn protocol_version_matches() {
 /// `test_authenticate`
 #[test]
 fn authenticate() {
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
 
     client.hello().unwrap();
-    assert_eq!(
-        client_to_server(&mut client, &mut server).unwrap(),
-        [ServerEvent::Hello]
-    );
-    assert_eq!(drain_client(&mut client), []);
+    expect_at_server(&mut client, &mut server, &[ServerEvent::Hello]);
 
     server.accept_hello(false).unwrap();
-    assert_eq!(
-        server_to_client(&mut server, &mut client).unwrap(),
-        [Event::Hello { tls: false }]
-    );
-    assert_eq!(drain_server(&mut server), []);
+    expect_at_client(&mut server, &mut client, &[Event::Hello { tls: false }]);
 
     client.authenticate(NICK).unwrap();
-    assert_eq!(
-        client_to_server(&mut client, &mut server).unwrap(),
-        [ServerEvent::Authenticate { nick: NICK.into() }]
+    expect_at_server(
+        &mut client,
+        &mut server,
+        &[ServerEvent::Authenticate { nick: NICK.into() }],
     );
-    assert_eq!(drain_client(&mut client), []);
 
     server.authenticate(true).unwrap();
-    assert_eq!(
-        server_to_client(&mut server, &mut client).unwrap(),
-        [Event::Authenticated { nick: NICK.into() }]
+    expect_at_client(
+        &mut server,
+        &mut client,
+        &[Event::Authenticated { nick: NICK.into() }],
     );
-    assert_eq!(drain_server(&mut server), []);
     assert_eq!(client.nick(), Some(NICK));
     assert_eq!(server.state(), &ServerState::Ready { nick: NICK.into() });
     nothing_queued(&mut client, &mut server);
@@ -157,8 +166,7 @@ fn incompatible_hello(client: &mut Client, server: &mut Server) {
 /// `test_hello_incompatible_version`
 #[test]
 fn hello_incompatible_version() {
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
     incompatible_hello(&mut client, &mut server);
     nothing_queued(&mut client, &mut server);
 }
@@ -166,16 +174,11 @@ fn hello_incompatible_version() {
 /// `test_hello_after_incompatible_version`
 #[test]
 fn hello_after_incompatible_version() {
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
     incompatible_hello(&mut client, &mut server);
 
     client.hello().unwrap();
-    assert_eq!(
-        client_to_server(&mut client, &mut server).unwrap(),
-        [ServerEvent::Hello]
-    );
-    assert_eq!(drain_client(&mut client), []);
+    expect_at_server(&mut client, &mut server, &[ServerEvent::Hello]);
     // And the session goes on normally.
     server.accept_hello(false).unwrap();
     assert_eq!(
@@ -190,14 +193,14 @@ fn hello_after_incompatible_version() {
 fn send_message() {
     let (mut client, mut server) = ready_pair();
     client.send_message("general", "Hello world!").unwrap();
-    assert_eq!(
-        client_to_server(&mut client, &mut server).unwrap(),
-        [ServerEvent::SendMessage {
+    expect_at_server(
+        &mut client,
+        &mut server,
+        &[ServerEvent::SendMessage {
             channel: "general".into(),
-            content: "Hello world!".into()
-        }]
+            content: "Hello world!".into(),
+        }],
     );
-    assert_eq!(drain_client(&mut client), []);
     nothing_queued(&mut client, &mut server);
 }
 
@@ -216,18 +219,10 @@ fn list_channels() {
     let (mut client, mut server) = ready_pair();
 
     client.list_channels().unwrap();
-    assert_eq!(
-        client_to_server(&mut client, &mut server).unwrap(),
-        [ServerEvent::ListChannels]
-    );
-    assert_eq!(drain_client(&mut client), []);
+    expect_at_server(&mut client, &mut server, &[ServerEvent::ListChannels]);
 
     server.list_channels(&channels).unwrap();
-    assert_eq!(
-        server_to_client(&mut server, &mut client).unwrap(),
-        [Event::Channels(channels)]
-    );
-    assert_eq!(drain_server(&mut server), []);
+    expect_at_client(&mut server, &mut client, &[Event::Channels(channels)]);
 }
 
 /// `test_list_messages`: raw before = 1, after = 2, and a 100-message reply.
@@ -242,15 +237,15 @@ fn list_messages() {
             after: 2,
         })
         .unwrap();
-    assert_eq!(
-        client_to_server(&mut client, &mut server).unwrap(),
-        [ServerEvent::ListMessages {
+    expect_at_server(
+        &mut client,
+        &mut server,
+        &[ServerEvent::ListMessages {
             channel: "general".into(),
             before: 1,
-            after: 2
-        }]
+            after: 2,
+        }],
     );
-    assert_eq!(drain_client(&mut client), []);
 
     let messages: Vec<ChatMessage> = (0..100)
         .map(|i| ChatMessage {
@@ -261,15 +256,15 @@ fn list_messages() {
         })
         .collect();
     server.list_messages(&messages).unwrap();
-    assert_eq!(
-        server_to_client(&mut server, &mut client).unwrap(),
-        [Event::History {
+    expect_at_client(
+        &mut server,
+        &mut client,
+        &[Event::History {
             channel: "general".into(),
             query: None,
-            messages: messages.clone()
-        }]
+            messages: messages.clone(),
+        }],
     );
-    assert_eq!(drain_server(&mut server), []);
 
     // The same through the paging helper: the reply carries its query.
     client
@@ -302,8 +297,7 @@ fn list_messages() {
 /// `test_unauthenticated_send_message`
 #[test]
 fn unauthenticated_send_message() {
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
     // The client refuses to send it...
     assert!(is_invalid_state(
         &client.send_message("general", "Hello world!")
@@ -338,8 +332,7 @@ fn unauthenticated_server_send_message() {
         nick: NICK.into(),
         content: "Hello world!".into(),
     };
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
     assert!(is_invalid_state(&server.send_message(&message)));
     assert_eq!(server.poll_transmit(), None);
 
@@ -352,8 +345,7 @@ fn unauthenticated_server_send_message() {
 /// `test_invalid_message_type`
 #[test]
 fn invalid_message_type() {
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
     assert_eq!(
         client.handle_data(b"\xff"),
         Err(Error::Malformed {
@@ -500,8 +492,7 @@ fn buffer_overflow() {
 /// `test_double_hello`
 #[test]
 fn double_hello() {
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
 
     client.hello().unwrap();
     let hello = client.poll_transmit().unwrap();
@@ -526,8 +517,7 @@ fn double_hello() {
 /// `test_server_hello_before_client_hello`
 #[test]
 fn server_hello_before_client_hello() {
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
     assert!(is_invalid_state(&server.accept_hello(false)));
     assert_eq!(server.poll_transmit(), None);
 
@@ -540,8 +530,7 @@ fn server_hello_before_client_hello() {
 /// and AUTHENTICATE that reach the server in one read are refused.
 #[test]
 fn authenticate_before_server_hello() {
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
 
     client.hello().unwrap();
     assert!(is_invalid_state(&client.authenticate(NICK)));
@@ -574,8 +563,7 @@ fn tls_order() {
     client.hello().unwrap();
     assert_eq!(client.handle_data(&[0x00, 0x00]), Err(Error::TlsRequired));
 
-    let mut client = Client::new(ClientConfig::default());
-    let mut server = Server::default();
+    let (mut client, mut server) = fresh_pair();
     client.hello().unwrap();
     client_to_server(&mut client, &mut server).unwrap();
     server.accept_hello(true).unwrap();

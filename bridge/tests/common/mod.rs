@@ -95,6 +95,11 @@ impl Bridge {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The body of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        http_get(self.addr, "/metrics").await.2
+    }
+
     /// Opens a WebSocket (no handshake yet).
     pub async fn connect(&self) -> WsClient {
         WsClient::connect(&self.ws_url(), None).await
@@ -192,6 +197,11 @@ impl WsClient {
 
     /// Like [`WsClient::connect`], returning the HTTP status on refusal.
     pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<WsClient, u16> {
+        WsClient::over(WsClient::tcp_to(url).await, url, origin).await
+    }
+
+    /// A plain TCP connection to the host of a `ws://` URL.
+    async fn tcp_to(url: &str) -> Box<dyn Io> {
         let addr: SocketAddr = url
             .trim_start_matches("ws://")
             .split('/')
@@ -199,8 +209,7 @@ impl WsClient {
             .unwrap()
             .parse()
             .unwrap();
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        WsClient::over(Box::new(tcp), url, origin).await
+        Box::new(TcpStream::connect(addr).await.unwrap())
     }
 
     /// Runs the WebSocket upgrade over any stream (a proxy, TLS).
@@ -216,15 +225,7 @@ impl WsClient {
     /// Connects to `url` with extra request headers (replacing defaults
     /// such as `Host`); the HTTP status on refusal.
     pub async fn try_connect_with(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, u16> {
-        let addr: SocketAddr = url
-            .trim_start_matches("ws://")
-            .split('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        WsClient::over_with(Box::new(tcp), url, headers).await
+        WsClient::over_with(WsClient::tcp_to(url).await, url, headers).await
     }
 
     /// Runs the WebSocket upgrade over any stream with extra headers.
@@ -473,6 +474,19 @@ impl WsClient {
         );
     }
 
+    /// Sends HELLO(2); returns the next server message.
+    pub async fn hello(&mut self) -> ServerMessage {
+        self.send(&ClientMessage::Hello { version: 2 }).await;
+        self.expect_frame().await
+    }
+
+    /// Sends AUTHENTICATE with `nick`; returns the next server message.
+    pub async fn authenticate(&mut self, nick: &str) -> ServerMessage {
+        self.send(&ClientMessage::Authenticate { nick: nick.into() })
+            .await;
+        self.expect_frame().await
+    }
+
     pub async fn say(&mut self, channel: &str, content: &str) {
         self.send(&ClientMessage::SendMessage {
             channel: channel.into(),
@@ -515,6 +529,11 @@ impl WsClient {
     pub async fn quiet_for(&mut self, t: Duration) -> Option<Got> {
         self.next_within(t).await
     }
+}
+
+/// Runs blocking work (a Python peer) off the async workers; returns its result.
+pub async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
 }
 
 /// Waits for a notice matching `pred` in `c` (recorded or upcoming).
