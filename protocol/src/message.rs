@@ -24,6 +24,23 @@ pub struct ChatMessage {
     pub content: String,
 }
 
+impl ChatMessage {
+    /// A message with these fields.
+    pub fn new(
+        id: Snowflake,
+        channel: impl Into<String>,
+        nick: impl Into<String>,
+        content: impl Into<String>,
+    ) -> Self {
+        ChatMessage {
+            id,
+            channel: channel.into(),
+            nick: nick.into(),
+            content: content.into(),
+        }
+    }
+}
+
 /// A message from a client to a server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClientMessage {
@@ -562,12 +579,7 @@ mod tests {
     use super::*;
 
     fn chat(id: u64, channel: &str, nick: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            id: Snowflake(id),
-            channel: channel.into(),
-            nick: nick.into(),
-            content: content.into(),
-        }
+        ChatMessage::new(Snowflake(id), channel, nick, content)
     }
 
     #[test]

@@ -102,12 +102,7 @@ for case in json.load(sys.stdin):
 "#;
 
 fn chat(id: u64, channel: &str, nick: &str, content: &str) -> ChatMessage {
-    ChatMessage {
-        id: Snowflake(id),
-        channel: channel.into(),
-        nick: nick.into(),
-        content: content.into(),
-    }
+    ChatMessage::new(Snowflake(id), channel, nick, content)
 }
 
 fn chat_json(m: &ChatMessage) -> Value {
