@@ -134,7 +134,7 @@ impl Embedded {
                             tracing::info!(client = %addr, "embedded server: refused: too many connections");
                             continue;
                         };
-                        let _ = tcp.set_nodelay(true);
+                        crate::tls::nodelay(&tcp);
                         let me2 = me.clone();
                         let tls = tls.clone();
                         let deadline = tokio::time::Instant::now() + hello_timeout;

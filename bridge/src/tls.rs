@@ -305,6 +305,16 @@ async fn slot(slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
     }
 }
 
+/// Turns Nagle's algorithm off on an accepted connection. Chat frames are
+/// small and each one is flushed on purpose: with Nagle on, a frame that
+/// follows an unacknowledged one waits for the peer's delayed ACK (about
+/// 40 ms on Linux), which is what small rooms would see on every message.
+pub(crate) fn nodelay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY not set on an accepted connection: {e}");
+    }
+}
+
 /// A plain TCP listener that accepts at most `max` connections at a time
 /// (the next accept waits for a slot).
 pub struct LimitedListener {
@@ -329,6 +339,7 @@ impl axum::serve::Listener for LimitedListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let slot = slot(&self.slots).await;
         let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        nodelay(&io);
         (Counted { io, _slot: slot }, addr)
     }
 
@@ -383,6 +394,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                nodelay(&tcp);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 inner.spawn(async move {
@@ -446,6 +458,17 @@ mod tests {
         assert_eq!(f.len(), 95);
         assert!(f.chars().all(|c| c == ':' || c.is_ascii_hexdigit()));
         assert_eq!(subject(&[0x30, 0x05, 1]), None, "truncated DER is refused");
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let mut listener = LimitedListener::new(tcp, 4);
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = axum::serve::Listener::accept(&mut listener).await;
+        assert!(accepted.io.nodelay().unwrap(), "TCP_NODELAY on the accepted side");
+        drop(client);
     }
 
     fn rcgen_params() -> rcgen::CertificateParams {
