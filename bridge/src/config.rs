@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::Error;
+use crate::tls::Fingerprint;
 
 /// The longest `resume_grace` accepted (a held session keeps its upstream
 /// connection and its nick; past a day that is a leak, and far larger
@@ -25,10 +26,16 @@ pub struct UpstreamConfig {
     pub name: String,
     /// `HOST:PORT`.
     pub address: String,
-    /// A PEM file with CA certificates trusted for this upstream, in
-    /// addition to the system roots.
+    /// A PEM file of certificates trusted for this upstream besides the
+    /// system roots: a server certificate that is one of them is pinned
+    /// (trusted whatever its CA flag, names or issuer, as the reference
+    /// client trusts the `.crt` it is given); the others act as CAs.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// SHA-256 fingerprints of server certificates pinned for this upstream
+    /// (`fingerprint = "sha256:AB:CD:…"`, or a list of them).
+    #[serde(default, deserialize_with = "fingerprints")]
+    pub fingerprint: Vec<Fingerprint>,
     /// The name used for SNI and certificate verification; defaults to the
     /// host part of `address`.
     #[serde(default)]
@@ -45,6 +52,7 @@ impl UpstreamConfig {
             name: name.into(),
             address: address.into(),
             ca: None,
+            fingerprint: Vec::new(),
             server_name: None,
             require_tls: false,
         }
@@ -90,6 +98,33 @@ impl UpstreamConfig {
         }
         Ok(())
     }
+}
+
+/// `fingerprint = "sha256:…"` or `fingerprint = ["sha256:…", "…"]`; each
+/// one checked, so a mistyped one stops the bridge at startup in words.
+fn fingerprints<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Fingerprint>, D::Error> {
+    use serde::de::Error as _;
+    let texts = match toml::Value::deserialize(d)? {
+        toml::Value::String(s) => vec![s],
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::String(s) => Ok(s),
+                other => Err(D::Error::custom(format!(
+                    "a fingerprint is a string like \"sha256:AB:CD:…\", found {other}"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(D::Error::custom(format!(
+                "fingerprint is a string like \"sha256:AB:CD:…\" or a list of them, found {other}"
+            )));
+        }
+    };
+    texts
+        .iter()
+        .map(|t| t.parse::<Fingerprint>().map_err(D::Error::custom))
+        .collect()
 }
 
 /// Everything the bridge needs to run. `Config::default()` is the bridge
@@ -263,6 +298,9 @@ pub struct FileConfig {
     /// `connect_timeout = "10s"`
     #[serde(default, alias = "connect-timeout")]
     pub connect_timeout: Option<DurationValue>,
+    /// `log_format = "json"` (or `"text"`)
+    #[serde(default, alias = "log-format")]
+    pub log_format: Option<crate::os::LogFormat>,
 }
 
 impl FileConfig {
@@ -390,6 +428,46 @@ mod tests {
         assert_eq!(f.resume_buffer, Some(SizeValue(2 << 20)));
         assert_eq!(f.tls_key, Some(PathBuf::from("k.pem")));
         assert!(FileConfig::parse("bogus = 1").is_err());
+    }
+
+    const FP: &str = "sha256:7F:0E:5B:94:50:EE:C5:12:95:80:E5:73:A7:41:DA:53:CE:AC:68:DD:92:0D:8C:6B:75:19:71:48:3A:DF:1C:CB";
+
+    #[test]
+    fn fingerprints_in_toml() {
+        let one = FileConfig::parse(&format!(
+            "[[upstream]]\nname = \"home\"\naddress = \"127.0.0.1:6667\"\nfingerprint = \"{FP}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(one.upstream[0].fingerprint, [FP.parse::<Fingerprint>().unwrap()]);
+        let lower = FP.to_lowercase().replace(':', "").replace("sha256", "");
+        let two = FileConfig::parse(&format!(
+            "[[upstream]]\nname = \"home\"\naddress = \"127.0.0.1:6667\"\n\
+             fingerprint = [\"{FP}\", \"{lower}\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(two.upstream[0].fingerprint.len(), 2);
+        assert_eq!(two.upstream[0].fingerprint[0], two.upstream[0].fingerprint[1]);
+        let none = FileConfig::parse("[[upstream]]\nname = \"a\"\naddress = \"h:1\"\n").unwrap();
+        assert!(none.upstream[0].fingerprint.is_empty());
+    }
+
+    #[test]
+    fn bad_fingerprints_are_a_config_error_in_words() {
+        for (value, words) in [
+            ("\"sha256:AB:CD\"", "64 hex digits, this one has 4"),
+            ("\"md5:AB:CD\"", "only SHA-256"),
+            ("[\"AB:XY\"]", "'X' is not a hex digit"),
+            ("42", "or a list of them"),
+            ("[42]", "a fingerprint is a string"),
+        ] {
+            let e = FileConfig::parse(&format!(
+                "[[upstream]]\nname = \"a\"\naddress = \"h:1\"\nfingerprint = {value}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(words), "{value}: {e}");
+            assert!(e.contains("fingerprint"), "{value}: {e}");
+        }
     }
 
     #[test]

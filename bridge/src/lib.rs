@@ -25,6 +25,7 @@ mod embedded;
 pub mod http;
 mod link;
 pub mod metrics;
+pub mod os;
 mod session;
 pub mod tls;
 mod ws;
@@ -91,7 +92,7 @@ pub async fn run(
         if let Some(warning) = downgrade_warning(up) {
             tracing::warn!("{warning}");
         }
-        let tls = tls::upstream_tls(up.tls_name(), up.ca.as_deref())?;
+        let tls = tls::upstream_tls(&up.name, up.tls_name(), up.ca.as_deref(), &up.fingerprint)?;
         upstreams.push(Arc::new(Upstream {
             name: up.name.clone(),
             target: Target::Tcp {

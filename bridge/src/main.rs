@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use dumdum_bridge::config::{parse_duration, parse_size};
+use dumdum_bridge::os::LogFormat;
 use dumdum_bridge::{Config, FileConfig, UpstreamConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -85,14 +86,27 @@ struct Cli {
     /// Time allowed to connect to an upstream and for its TLS handshake [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     connect_timeout: Option<Duration>,
+
+    /// Log lines as `text` (colours only on a terminal; NO_COLOR turns them
+    /// off) or `json` (one object per line, for log shippers); RUST_LOG
+    /// filters either [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 fn parse_upstream(s: &str) -> Result<UpstreamConfig, String> {
     UpstreamConfig::parse_flag(s).map_err(|e| e.to_string())
 }
 
-/// Merges the file and the command line into a [`Config`] and the listen address.
-fn build(cli: Cli) -> anyhow::Result<(Config, SocketAddr)> {
+/// What `main` needs besides the bridge's [`Config`].
+#[derive(Debug)]
+struct Process {
+    listen: SocketAddr,
+    log_format: LogFormat,
+}
+
+/// Merges the file and the command line into a [`Config`] and the process settings.
+fn build(cli: Cli) -> anyhow::Result<(Config, Process)> {
     let file = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -145,7 +159,8 @@ fn build(cli: Cli) -> anyhow::Result<(Config, SocketAddr)> {
         config.connect_timeout = d;
     }
     config.validate()?;
-    Ok((config, listen))
+    let log_format = cli.log_format.or(file.log_format).unwrap_or_default();
+    Ok((config, Process { listen, log_format }))
 }
 
 async fn signalled() -> anyhow::Result<()> {
@@ -160,12 +175,17 @@ async fn signalled() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let (config, listen) = build(Cli::parse())?;
+    let (config, Process { listen, log_format }) = build(Cli::parse())?;
+    dumdum_bridge::os::init_logging(log_format);
+    match dumdum_bridge::os::raise_descriptor_limit() {
+        Ok(limit) => {
+            tracing::debug!(limit, "open-file limit");
+            if let Some(warning) = dumdum_bridge::os::descriptor_warning(&config, limit) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot read or raise the open-file limit: {e}"),
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -191,10 +211,17 @@ async fn main() -> anyhow::Result<()> {
     } else {
         config.upstreams.iter().map(|u| u.name.as_str()).collect()
     };
-    println!(
-        "dumdum-bridge: open {shown} in a browser (servers: {})",
-        servers.join(", ")
-    );
+    let servers = servers.join(", ");
+    match log_format {
+        // A person reads this: the one line to act on, without log decoration.
+        LogFormat::Text => {
+            println!("dumdum-bridge: open {shown} in a browser (servers: {servers})")
+        }
+        // A log shipper reads stdout: keep every line JSON.
+        LogFormat::Json => {
+            tracing::info!(url = %shown, servers = %servers, "open the URL in a browser")
+        }
+    }
 
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
@@ -222,8 +249,9 @@ mod tests {
 
     #[test]
     fn defaults_are_the_embedded_server_on_8080() {
-        let (config, listen) = build(cli(&[])).unwrap();
-        assert_eq!(listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let (config, process) = build(cli(&[])).unwrap();
+        assert_eq!(process.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(process.log_format, LogFormat::Text);
         assert!(config.upstreams.is_empty());
         assert!(config.embedded_enabled());
         assert_eq!(config.www, PathBuf::from("target/www"));
@@ -243,6 +271,7 @@ mod tests {
             www = "/srv/www"
             allowed_origin = ["https://a.example"]
             resume_grace = "2m"
+            log_format = "json"
             [[upstream]]
             name = "main"
             address = "127.0.0.1:6667"
@@ -250,7 +279,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let (config, listen) = build(cli(&[
+        let (config, process) = build(cli(&[
             "--config",
             file.to_str().unwrap(),
             "--listen",
@@ -261,7 +290,8 @@ mod tests {
             "64KiB",
         ]))
         .unwrap();
-        assert_eq!(listen.port(), 9001, "the flag wins");
+        assert_eq!(process.listen.port(), 9001, "the flag wins");
+        assert_eq!(process.log_format, LogFormat::Json);
         assert_eq!(config.www, PathBuf::from("/srv/www"));
         assert_eq!(config.upstreams.len(), 1);
         assert!(config.upstreams[0].require_tls);
