@@ -677,7 +677,13 @@ impl Session {
             }
             Ok(Err(e)) => {
                 self.app.metrics.upstream_tls_errors.increment(1);
-                Err(tls_failed(format!("TLS with {name} failed: {e}")))
+                let reason = tls::describe_io(name, &e);
+                tracing::warn!(
+                    session = %key_prefix(&self.key),
+                    server = %name,
+                    "upstream TLS failed: {reason}"
+                );
+                Err(tls_failed(reason))
             }
             Err(_) => {
                 self.app.metrics.upstream_tls_errors.increment(1);
@@ -855,10 +861,7 @@ impl Session {
                         self.app.metrics.upstream_tls_errors.increment(1);
                         End::upstream_error(
                             code::UPSTREAM_TLS,
-                            format!(
-                                "{} does not offer TLS, but TLS is required",
-                                self.upstream.name
-                            ),
+                            format!("{} did not offer TLS (require_tls)", self.upstream.name),
                         )
                     }
                     e => End::upstream_closed(format!("protocol error: {e}")),

@@ -1,8 +1,14 @@
 //! TLS: the bridge's own certificate (HTTPS/WSS and the embedded server's
-//! in-band upgrade), upstream verification (system roots plus a per-upstream
-//! CA), and what the `secured` notice reports about a peer certificate.
+//! in-band upgrade), upstream verification (pinned certificates, system
+//! roots plus a per-upstream CA), what the `secured` notice reports about a
+//! peer certificate, and TLS failures in words.
 
-use std::fmt::Write as _;
+mod der;
+mod verify;
+
+pub use der::{date, subject};
+pub use verify::{CertProblem, Fingerprint, FingerprintError, describe, describe_io};
+
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -114,20 +120,46 @@ impl std::fmt::Debug for UpstreamTls {
     }
 }
 
-/// Builds the verifier of an upstream: system roots plus `ca`.
-pub fn upstream_tls(server_name: &str, ca: Option<&Path>) -> Result<UpstreamTls, Error> {
+/// Builds the verifier of upstream `upstream`: the certificates of `ca`
+/// and the `fingerprints` are pinned (trusted as the server's own,
+/// whatever their CA flag, names or issuer, within their validity period);
+/// any other certificate must chain to the system roots or to a CA of `ca`
+/// and be valid for `server_name`.
+pub fn upstream_tls(
+    upstream: &str,
+    server_name: &str,
+    ca: Option<&Path>,
+    fingerprints: &[Fingerprint],
+) -> Result<UpstreamTls, Error> {
     let mut roots = rustls::RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
+    let mut pinned = Vec::new();
     if let Some(ca) = ca {
         for cert in load_certs(ca)? {
-            roots
-                .add(cert)
-                .map_err(|e| Error::Config(format!("CA file {}: {e}", ca.display())))?;
+            // A certificate webpki cannot use as a trust anchor is still
+            // pinned by its bytes.
+            if let Err(e) = roots.add(cert.clone()) {
+                tracing::debug!(
+                    "upstream {upstream:?}: a certificate of {} is pinned only, not a CA: {e}",
+                    ca.display()
+                );
+            }
+            pinned.push(cert);
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let verifier = verify::PinningVerifier::new(
+        upstream,
+        pinned,
+        fingerprints.to_vec(),
+        roots,
+        provider.clone(),
+    )
+    .map_err(|e| Error::Config(format!("upstream {upstream:?}: {e}")))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     let server_name = ServerName::try_from(server_name.to_string())
         .map_err(|e| Error::Config(format!("server name {server_name:?}: {e}")))?;
@@ -168,81 +200,7 @@ pub fn peer_info(conn: &rustls::ClientConnection) -> PeerInfo {
 
 /// SHA-256 of a DER certificate as `AB:CD:...`.
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut out = String::with_capacity(95);
-    for (i, b) in digest.as_ref().iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        let _ = write!(out, "{b:02X}");
-    }
-    out
-}
-
-/// One DER TLV: (tag, contents, rest).
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-/// The subject of a DER certificate in `CN=..., O=...` form.
-pub fn subject(cert: &[u8]) -> Option<String> {
-    let (_, cert, _) = der(cert)?; // Certificate
-    let (_, tbs, _) = der(cert)?; // TBSCertificate
-    let mut rest = tbs;
-    let (tag, _, r) = der(rest)?;
-    if tag == 0xa0 {
-        rest = r; // [0] version
-    }
-    // serial, signature, issuer, validity, then subject.
-    for _ in 0..4 {
-        rest = der(rest)?.2;
-    }
-    let (_, name, _) = der(rest)?;
-    let mut parts = Vec::new();
-    let mut rdns = name;
-    while !rdns.is_empty() {
-        let (_, set, r) = der(rdns)?;
-        rdns = r;
-        let mut atvs = set;
-        while !atvs.is_empty() {
-            let (_, atv, r) = der(atvs)?;
-            atvs = r;
-            let (_, oid, r) = der(atv)?;
-            let (_, value, _) = der(r)?;
-            let key = match oid {
-                [0x55, 0x04, 0x03] => "CN".to_string(),
-                [0x55, 0x04, 0x06] => "C".to_string(),
-                [0x55, 0x04, 0x07] => "L".to_string(),
-                [0x55, 0x04, 0x08] => "ST".to_string(),
-                [0x55, 0x04, 0x0a] => "O".to_string(),
-                [0x55, 0x04, 0x0b] => "OU".to_string(),
-                [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "emailAddress".into(),
-                other => other.iter().fold(String::from("OID:"), |mut s, b| {
-                    let _ = write!(s, "{b:02x}");
-                    s
-                }),
-            };
-            parts.push(format!("{key}={}", String::from_utf8_lossy(value)));
-        }
-    }
-    Some(parts.join(", "))
+    Fingerprint::of(der).to_string()
 }
 
 /// TLS handshakes run at the same time at most (each holds a connection
@@ -458,6 +416,10 @@ mod tests {
         assert_eq!(f.len(), 95);
         assert!(f.chars().all(|c| c == ':' || c.is_ascii_hexdigit()));
         assert_eq!(subject(&[0x30, 0x05, 1]), None, "truncated DER is refused");
+        assert_eq!(der::common_names(cert.der()), ["localhost"]);
+        assert_eq!(der::is_ca(cert.der()), Some(false));
+        let (not_before, not_after) = der::validity(cert.der()).unwrap();
+        assert!(not_before < not_after);
     }
 
     #[tokio::test]
@@ -467,7 +429,10 @@ mod tests {
         let mut listener = LimitedListener::new(tcp, 4);
         let client = TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = axum::serve::Listener::accept(&mut listener).await;
-        assert!(accepted.io.nodelay().unwrap(), "TCP_NODELAY on the accepted side");
+        assert!(
+            accepted.io.nodelay().unwrap(),
+            "TCP_NODELAY on the accepted side"
+        );
         drop(client);
     }
 
