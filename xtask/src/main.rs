@@ -3,9 +3,11 @@
 //! - `dist`: build the browser bundle into `target/www` (wasm + JS glue + www/).
 //! - `run`: `dist`, then start the bridge with its embedded server.
 //! - `test`: install what a fresh machine lacks, then every check CI runs.
+//! - `bench`: the end-to-end benchmark, direct vs through the bridge.
 
 use std::process::ExitCode;
 
+mod bench;
 mod dist;
 mod setup;
 mod test;
@@ -21,9 +23,10 @@ fn main() -> ExitCode {
         "run" => dist::run(rest),
         "test" => test::test(rest),
         "setup" => setup::setup(),
+        "bench" => bench::bench(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  dist   build the web page into target/www\n  run    build the page and start the bridge with its embedded server (extra args go to dumdum-bridge)\n  test   install missing tools, then run the full test suite (what CI runs)\n  setup  only install missing tools"
+                "usage: cargo xtask <command>\n\n  dist   build the web page into target/www\n  run    build the page and start the bridge with its embedded server (extra args go to dumdum-bridge)\n  test   install missing tools, then run the full test suite (what CI runs)\n  setup  only install missing tools\n  bench  end-to-end benchmark: direct TCP vs through the bridge, against the Python and the embedded server (cargo xtask bench --help)"
             );
             return if cmd == "help" {
                 ExitCode::SUCCESS

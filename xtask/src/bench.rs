@@ -1,0 +1,1170 @@
+//! `cargo xtask bench`: the end-to-end benchmark of the bridge against the
+//! real servers, direct and through the bridge in the same run.
+//!
+//! It builds the release bridge and starts, on loopback with free ports:
+//! the Python reference `dumdum-server` (from `.venv`) and
+//! `target/release/dumdum-bridge` with that server as upstream `py` and its
+//! embedded server exposed with `--embedded-listen` (offered as `local`).
+//! Clients are tokio tasks in this process: a *direct* client speaks dumdum
+//! v2 over TCP to a server; a *bridge* client opens `ws://…/ws` with the
+//! subprotocol `dumdum.v2`, runs the session handshake, then the same
+//! exchange in binary frames. Every socket has `TCP_NODELAY`.
+//!
+//! - **Fan-out, closed loop**: N clients in one channel; each posts its next
+//!   message only when its own copy has come back, and every client receives
+//!   every message. Deliveries/s (messages received, summed over clients,
+//!   per second of wall time) and the latency post → own copy back.
+//! - **One-client round trip**: post → own copy back, p50 and p99.
+//!
+//! Direct and bridge rounds alternate (A B A B …) so that a noisy neighbour
+//! hurts both. Figures are printed, never asserted: the command fails only
+//! on a functional failure (a message lost, a client not logged in, a
+//! process that does not start).
+//!
+//! A dev build of xtask (what `cargo xtask` runs) re-runs itself from a
+//! release build, so that the clients' own CPU cost (codec, WebSocket
+//! framing) is that of optimised code, as in a browser or a native client.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use dumdum_protocol::session::{Content, Handshake, HandshakeState, SUBPROTOCOL};
+use dumdum_protocol::{ClientMessage, Decode, Decoder, ServerMessage};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::setup::root;
+
+/// The longest wait for any one message, connection or answer.
+const WAIT: Duration = Duration::from_secs(20);
+/// The channel every client posts to.
+const CHANNEL: &str = "general";
+/// Bytes of content per posted message (a short chat line).
+const CONTENT_LEN: usize = 64;
+/// Set in the environment of the release build this command re-runs.
+const INNER_ENV: &str = "DUMDUM_XTASK_BENCH_INNER";
+
+pub(crate) const USAGE: &str = "\
+usage: cargo xtask bench [--rounds N] [--quick] [--rtt-posts N] [--client-threads N]
+
+End to end, on loopback: the Python dumdum-server (.venv) and the release
+dumdum-bridge (upstream `py` and its embedded server `local`); clients are
+tokio tasks speaking dumdum over TCP (direct) or through the bridge's
+WebSocket. Direct and bridge rounds alternate; medians, ranges and the ratio
+bridge/direct are printed (never asserted).
+
+  --rounds N          measured rounds per path and case (default 3)
+  --quick             a smoke run: 1 round, 1/5 of the posts
+  --rtt-posts N       posts per one-client round trip round (default 2000)
+  --client-threads N  tokio worker threads for the clients (default 1)
+  --help              this text";
+
+/// Command-line options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Opts {
+    rounds: usize,
+    quick: bool,
+    rtt_posts: usize,
+    client_threads: usize,
+    help: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            rounds: 3,
+            quick: false,
+            rtt_posts: 2000,
+            client_threads: 1,
+            help: false,
+        }
+    }
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> Result<Opts> {
+        let mut o = Opts::default();
+        let mut rounds = None;
+        let mut rtt = None;
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut num = |name: &str| -> Result<usize> {
+                let v = it
+                    .next()
+                    .with_context(|| format!("{name} needs a number"))?;
+                let n: usize = v
+                    .parse()
+                    .with_context(|| format!("{name} {v}: not a number"))?;
+                ensure!(n > 0, "{name} must be at least 1");
+                Ok(n)
+            };
+            match a.as_str() {
+                "--rounds" => rounds = Some(num("--rounds")?),
+                "--rtt-posts" => rtt = Some(num("--rtt-posts")?),
+                "--client-threads" => o.client_threads = num("--client-threads")?,
+                "--quick" => o.quick = true,
+                "--help" | "-h" => o.help = true,
+                other => bail!("unknown option `{other}`\n\n{USAGE}"),
+            }
+        }
+        o.rounds = rounds.unwrap_or(if o.quick { 1 } else { 3 });
+        o.rtt_posts = rtt.unwrap_or(if o.quick { 400 } else { 2000 });
+        Ok(o)
+    }
+
+    /// The fan-out cases: (clients, posts per client).
+    fn cases(&self) -> [(usize, usize); 2] {
+        if self.quick {
+            [(10, 40), (50, 8)]
+        } else {
+            [(10, 200), (50, 40)]
+        }
+    }
+}
+
+pub(crate) fn bench(args: &[String]) -> Result<()> {
+    let opts = Opts::parse(args)?;
+    if opts.help {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let root = root();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let inner = std::env::var_os(INNER_ENV).is_some();
+    if !inner {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(&cargo);
+        build
+            .current_dir(&root)
+            .args(["build", "--release", "-p", "dumdum-bridge"]);
+        if cfg!(debug_assertions) {
+            build.args(["-p", "xtask"]);
+        }
+        crate::setup::run(&mut build).context("building the release bridge")?;
+        if cfg!(debug_assertions) {
+            // Re-run from the release build (see the module's docs).
+            let exe = target.join("release/xtask");
+            let status = Command::new(&exe)
+                .arg("bench")
+                .args(args)
+                .env(INNER_ENV, "1")
+                .status()
+                .with_context(|| format!("starting {}", exe.display()))?;
+            ensure!(status.success(), "the bench failed ({status})");
+            return Ok(());
+        }
+    }
+    let bridge_exe = target.join("release/dumdum-bridge");
+    ensure!(
+        bridge_exe.exists(),
+        "{} is missing: `cargo build --release -p dumdum-bridge`",
+        bridge_exe.display()
+    );
+    let venv = std::env::var_os("DUMDUM_VENV").map_or_else(|| root.join(".venv"), PathBuf::from);
+    let server_exe = venv.join("bin/dumdum-server");
+    ensure!(
+        server_exe.exists(),
+        "the Python reference server is not installed at {}: run `cargo xtask setup`",
+        server_exe.display()
+    );
+    let logs = target.join("bench");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+
+    let py_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let embedded = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+
+    let server_args: Vec<String> = vec![
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        py_addr.port().to_string(),
+        "-c".into(),
+        CHANNEL.into(),
+    ];
+    let mut server = Proc::spawn(
+        "dumdum-server",
+        Command::new(&server_exe).args(&server_args),
+        &logs.join("dumdum-server.log"),
+    )?;
+    let bridge_args: Vec<String> = vec![
+        "--listen".into(),
+        http.to_string(),
+        "--upstream".into(),
+        format!("py={py_addr}"),
+        "--embedded-listen".into(),
+        embedded.to_string(),
+        "--max-sessions-per-ip".into(),
+        "100000".into(),
+        "--www".into(),
+        target.join("www").display().to_string(),
+    ];
+    let mut bridge = Proc::spawn(
+        "dumdum-bridge",
+        Command::new(&bridge_exe)
+            .args(&bridge_args)
+            .env("RUST_LOG", "warn"),
+        &logs.join("dumdum-bridge.log"),
+    )?;
+    server.wait_for_port(py_addr)?;
+    bridge.wait_for_port(http)?;
+    bridge.wait_for_port(embedded)?;
+
+    let version = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('dum-dum-irc'))",
+        ])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let env = Env {
+        py: py_addr,
+        http,
+        embedded,
+    };
+    let mut header = String::new();
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let _ = writeln!(
+        header,
+        "command: cargo xtask bench{}{}",
+        if args.is_empty() { "" } else { " " },
+        args.join(" ")
+    );
+    let _ = writeln!(
+        header,
+        "machine: {cpus} CPUs; clients: tokio tasks on {} worker thread(s), TCP_NODELAY everywhere",
+        opts.client_threads
+    );
+    let _ = writeln!(
+        header,
+        "python:  {} {} (dum-dum-irc {version})",
+        rel(&root, &server_exe),
+        server_args.join(" ")
+    );
+    let _ = writeln!(
+        header,
+        "bridge:  {} {} (RUST_LOG=warn)",
+        rel(&root, &bridge_exe),
+        bridge_args.join(" ")
+    );
+    let _ = writeln!(
+        header,
+        "rounds:  {} per path and case, direct and bridge alternating; content {CONTENT_LEN} bytes",
+        opts.rounds
+    );
+
+    let rt = if opts.client_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.client_threads)
+            .enable_all()
+            .build()
+    }
+    .context("starting the tokio runtime")?;
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = run(&env, &opts, header) => r,
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for Ctrl-C")?;
+                bail!("interrupted")
+            }
+        }
+    });
+    drop(rt);
+    // Functional failures may come from a process that died: say so.
+    for p in [&mut bridge, &mut server] {
+        if let Some(status) = p.exited() {
+            eprintln!(
+                "{} exited with {status} during the bench (log: {})",
+                p.name,
+                p.log.display()
+            );
+        }
+    }
+    result
+}
+
+/// Where everything listens.
+struct Env {
+    py: SocketAddr,
+    http: SocketAddr,
+    embedded: SocketAddr,
+}
+
+/// How a client reaches a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Direct,
+    Bridge,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Bridge => "bridge",
+        }
+    }
+}
+
+/// One of the two servers: its TCP address and its name at the bridge.
+#[derive(Debug, Clone, Copy)]
+struct Server {
+    label: &'static str,
+    tcp: SocketAddr,
+    name: &'static str,
+}
+
+async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
+    check_servers(env).await?;
+    let servers = [
+        Server {
+            label: "python",
+            tcp: env.py,
+            name: "py",
+        },
+        Server {
+            label: "embedded",
+            tcp: env.embedded,
+            name: "local",
+        },
+    ];
+    let mut ctx = Ctx {
+        http: env.http,
+        run: std::process::id() % 100_000,
+        round: 0,
+    };
+    // Warm-up (connections, allocators, caches), not reported.
+    for s in servers {
+        for p in [Route::Direct, Route::Bridge] {
+            eprintln!("warm-up: {} via {}", s.label, p.name());
+            fanout_round(&mut ctx, s, p, 10, 10).await?;
+            rtt_round(&mut ctx, s, p, 50).await?;
+        }
+    }
+    let mut fan = Vec::new();
+    let mut rtt = Vec::new();
+    for s in servers {
+        for (clients, posts) in opts.cases() {
+            let mut rows = [Vec::new(), Vec::new()];
+            for r in 0..opts.rounds {
+                for (i, p) in [Route::Direct, Route::Bridge].into_iter().enumerate() {
+                    eprintln!(
+                        "fan-out {} {clients}x{posts} via {}, round {}/{}",
+                        s.label,
+                        p.name(),
+                        r + 1,
+                        opts.rounds
+                    );
+                    rows[i].push(fanout_round(&mut ctx, s, p, clients, posts).await?);
+                }
+            }
+            fan.push((s, clients, posts, rows));
+        }
+        let mut rows = [Vec::new(), Vec::new()];
+        for r in 0..opts.rounds {
+            for (i, p) in [Route::Direct, Route::Bridge].into_iter().enumerate() {
+                eprintln!(
+                    "round trip {} via {}, round {}/{}",
+                    s.label,
+                    p.name(),
+                    r + 1,
+                    opts.rounds
+                );
+                rows[i].push(rtt_round(&mut ctx, s, p, opts.rtt_posts).await?);
+            }
+        }
+        rtt.push((s, rows));
+    }
+    println!("{}", report(&header, opts, &fan, &rtt));
+    Ok(())
+}
+
+/// State shared by the rounds: unique nicks and content tags.
+struct Ctx {
+    http: SocketAddr,
+    run: u32,
+    round: u32,
+}
+
+impl Ctx {
+    /// A tag no earlier round used (nicks and content carry it).
+    fn next_tag(&mut self) -> String {
+        self.round += 1;
+        format!("b{}r{}", self.run, self.round)
+    }
+}
+
+/// The bridge offers `py` and `local`.
+async fn check_servers(env: &Env) -> Result<()> {
+    let (status, body) = http_get(env.http, "/api/servers").await?;
+    ensure!(status == 200, "GET /api/servers answered {status}");
+    for name in ["\"py\"", "\"local\""] {
+        ensure!(
+            body.contains(name),
+            "the bridge does not offer {name}: /api/servers = {body}"
+        );
+    }
+    Ok(())
+}
+
+/// Figures of one fan-out round.
+#[derive(Debug, Clone, Copy)]
+struct FanRound {
+    deliveries_per_s: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Figures of one round-trip round.
+#[derive(Debug, Clone, Copy)]
+struct RttRound {
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn fanout_round(
+    ctx: &mut Ctx,
+    server: Server,
+    path: Route,
+    clients: usize,
+    posts: usize,
+) -> Result<FanRound> {
+    let tag = ctx.next_tag();
+    let http = ctx.http;
+    // Everyone logs in before the clock starts.
+    let mut logins = Vec::with_capacity(clients);
+    for i in 0..clients {
+        let nick = format!("{tag}c{i}");
+        logins.push(tokio::spawn(async move {
+            Conn::login(server, path, http, &nick)
+                .await
+                .map(|c| (c, nick))
+        }));
+    }
+    let mut conns = Vec::with_capacity(clients);
+    for (i, l) in logins.into_iter().enumerate() {
+        let c = l
+            .await
+            .context("login task")?
+            .with_context(|| format!("client {i} of {clients} did not log in"))?;
+        conns.push(c);
+    }
+    let total = clients * posts;
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for (i, (conn, nick)) in conns.into_iter().enumerate() {
+        let prefix = format!("{tag}:");
+        let me = format!("{prefix}{i}.");
+        tasks.push(tokio::spawn(fanout_client(
+            conn, nick, prefix, me, posts, total,
+        )));
+    }
+    let mut lat = Vec::with_capacity(total);
+    let mut conns = Vec::with_capacity(clients);
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (conn, l) = t
+            .await
+            .context("client task")?
+            .with_context(|| format!("{} via {}: client {i}", server.label, path.name()))?;
+        lat.extend(l);
+        conns.push(conn);
+    }
+    let wall = start.elapsed();
+    for c in conns {
+        c.close().await;
+    }
+    settle(http).await?;
+    lat.sort_unstable();
+    Ok(FanRound {
+        deliveries_per_s: (total * clients) as f64 / wall.as_secs_f64(),
+        p50: percentile(&lat, 50.0).unwrap_or_default(),
+        p99: percentile(&lat, 99.0).unwrap_or_default(),
+    })
+}
+
+/// One client of a fan-out round: posts, each after its previous one came
+/// back, and reads until it has received all `total` messages.
+async fn fanout_client(
+    mut conn: Conn,
+    nick: String,
+    prefix: String,
+    me: String,
+    posts: usize,
+    total: usize,
+) -> Result<(Conn, Vec<Duration>)> {
+    let mut lat = Vec::with_capacity(posts);
+    let mut sent = 0;
+    let mut got = 0;
+    let mut pending = Some((content(&me, 0), Instant::now()));
+    if let Some((c, t)) = &mut pending {
+        *t = Instant::now();
+        conn.post(c).await?;
+        sent = 1;
+    }
+    while got < total || pending.is_some() {
+        let msg = tokio::time::timeout(WAIT, conn.recv())
+            .await
+            .with_context(|| {
+                format!(
+                    "nothing for {} s: received {got} of {total} messages, {} of {posts} own copies (messages lost?)",
+                    WAIT.as_secs(),
+                    lat.len()
+                )
+            })??;
+        let ServerMessage::SendMessage(m) = msg else {
+            continue;
+        };
+        if !m.content.starts_with(&prefix) {
+            continue;
+        }
+        got += 1;
+        ensure!(
+            got <= total,
+            "received more than the {total} messages posted"
+        );
+        if let Some((c, t)) = &pending
+            && m.nick == nick
+            && m.content == *c
+        {
+            lat.push(t.elapsed());
+            pending = None;
+            if sent < posts {
+                let c = content(&me, sent);
+                let t = Instant::now();
+                conn.post(&c).await?;
+                pending = Some((c, t));
+                sent += 1;
+            }
+        }
+    }
+    ensure!(
+        lat.len() == posts,
+        "{} of {posts} own copies came back",
+        lat.len()
+    );
+    Ok((conn, lat))
+}
+
+async fn rtt_round(ctx: &mut Ctx, server: Server, path: Route, posts: usize) -> Result<RttRound> {
+    let tag = ctx.next_tag();
+    let nick = format!("{tag}c0");
+    let mut conn = Conn::login(server, path, ctx.http, &nick)
+        .await
+        .with_context(|| format!("{} via {}: login", server.label, path.name()))?;
+    let me = format!("{tag}:0.");
+    let mut lat = Vec::with_capacity(posts);
+    for seq in 0..posts {
+        let c = content(&me, seq);
+        let t = Instant::now();
+        conn.post(&c).await?;
+        loop {
+            let msg = tokio::time::timeout(WAIT, conn.recv())
+                .await
+                .with_context(|| format!("post {seq} did not come back (lost?)"))??;
+            if let ServerMessage::SendMessage(m) = msg
+                && m.nick == nick
+                && m.content == c
+            {
+                break;
+            }
+        }
+        lat.push(t.elapsed());
+    }
+    conn.close().await;
+    settle(ctx.http).await?;
+    lat.sort_unstable();
+    Ok(RttRound {
+        p50: percentile(&lat, 50.0).unwrap_or_default(),
+        p99: percentile(&lat, 99.0).unwrap_or_default(),
+    })
+}
+
+/// Message `seq` of a client: its unique prefix, then padding.
+fn content(me: &str, seq: usize) -> String {
+    let mut c = format!("{me}{seq} ");
+    while c.len() < CONTENT_LEN {
+        c.push('x');
+    }
+    c
+}
+
+/// Waits until the bridge has ended every session of the round (its
+/// upstream connections are gone), so rounds do not overlap.
+async fn settle(http: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(http, "/metrics").await?;
+        let active = metric(&body, "dumdum_bridge_sessions_active").unwrap_or(0.0);
+        if active == 0.0 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the bridge still has {active} sessions {} s after the round",
+            WAIT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Servers notice closed connections within a loop turn or two.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}
+
+/// The value of an unlabelled Prometheus metric.
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
+}
+
+/// A logged-in client, direct or through the bridge.
+enum Conn {
+    Tcp {
+        stream: TcpStream,
+        decoder: Box<Decoder<ServerMessage>>,
+    },
+    Ws(Box<WebSocketStream<TcpStream>>),
+}
+
+impl Conn {
+    /// Connects and logs in as `nick`: HELLO, HELLO (no TLS), AUTHENTICATE,
+    /// ACK(1). Through the bridge the session handshake comes first.
+    async fn login(server: Server, path: Route, http: SocketAddr, nick: &str) -> Result<Conn> {
+        let target = match path {
+            Route::Direct => server.tcp,
+            Route::Bridge => http,
+        };
+        let tcp = tokio::time::timeout(WAIT, TcpStream::connect(target))
+            .await
+            .with_context(|| format!("connecting to {target} timed out"))?
+            .with_context(|| format!("connecting to {target}"))?;
+        tcp.set_nodelay(true).context("TCP_NODELAY")?;
+        let mut conn = match path {
+            Route::Direct => Conn::Tcp {
+                stream: tcp,
+                decoder: Box::default(),
+            },
+            Route::Bridge => Conn::Ws(Box::new(ws_session(tcp, http, server.name).await?)),
+        };
+        let step = async {
+            conn.send(&ClientMessage::Hello { version: 2 }).await?;
+            match conn.recv().await? {
+                ServerMessage::Hello { tls: false } => {}
+                other => bail!("expected HELLO without TLS, got {other:?}"),
+            }
+            conn.send(&ClientMessage::Authenticate { nick: nick.into() })
+                .await?;
+            match conn.recv().await? {
+                ServerMessage::AcknowledgeAuthentication { success: true } => Ok(()),
+                other => bail!("AUTHENTICATE {nick:?} answered {other:?}"),
+            }
+        };
+        tokio::time::timeout(WAIT, step)
+            .await
+            .context("logging in timed out")??;
+        Ok(conn)
+    }
+
+    async fn post(&mut self, content: &str) -> Result<()> {
+        self.send(&ClientMessage::SendMessage {
+            channel: CHANNEL.into(),
+            content: content.into(),
+        })
+        .await
+    }
+
+    async fn send(&mut self, msg: &ClientMessage) -> Result<()> {
+        let bytes = msg.to_bytes().context("encoding a client message")?;
+        match self {
+            Conn::Tcp { stream, .. } => stream
+                .write_all(&bytes)
+                .await
+                .context("writing to the server"),
+            Conn::Ws(ws) => ws
+                .send(Message::binary(bytes))
+                .await
+                .context("writing to the bridge"),
+        }
+    }
+
+    /// The next server message.
+    async fn recv(&mut self) -> Result<ServerMessage> {
+        match self {
+            Conn::Tcp { stream, decoder } => loop {
+                if let Some((m, _)) = decoder
+                    .next_message()
+                    .context("decoding the server's stream")?
+                {
+                    return Ok(m);
+                }
+                decoder.buf_mut().reserve(4096);
+                let n = stream
+                    .read_buf(decoder.buf_mut())
+                    .await
+                    .context("reading from the server")?;
+                ensure!(n > 0, "the server closed the connection");
+            },
+            Conn::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => {
+                        return ServerMessage::decode_exact(&b)
+                            .context("a binary frame from the bridge");
+                    }
+                    // Notices (upstream connected, acks), pings.
+                    Some(Ok(
+                        Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_),
+                    )) => {}
+                    Some(Ok(Message::Close(f))) => bail!("the bridge closed the WebSocket: {f:?}"),
+                    Some(Err(e)) => return Err(e).context("reading from the bridge"),
+                    None => bail!("the bridge ended the WebSocket"),
+                }
+            },
+        }
+    }
+
+    /// Leaves: a WebSocket closes with 1000, so the session ends at once
+    /// (a dropped one would be held for resumption).
+    async fn close(self) {
+        match self {
+            Conn::Tcp { mut stream, .. } => {
+                let _ = stream.shutdown().await;
+            }
+            Conn::Ws(ws) => {
+                let mut ws = *ws;
+                let frame = CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "bench done".into(),
+                };
+                let _ = tokio::time::timeout(WAIT, async {
+                    ws.close(Some(frame)).await?;
+                    // Until the bridge answers the close.
+                    while ws.next().await.is_some() {}
+                    Ok::<_, tokio_tungstenite::tungstenite::Error>(())
+                })
+                .await;
+            }
+        }
+    }
+}
+
+/// The WebSocket upgrade and the session handshake for server `name`:
+/// Start → Again → Restart → Success.
+async fn ws_session(
+    tcp: TcpStream,
+    http: SocketAddr,
+    name: &str,
+) -> Result<WebSocketStream<TcpStream>> {
+    let mut req = format!("ws://{http}/ws")
+        .into_client_request()
+        .context("the WebSocket request")?;
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp))
+        .await
+        .context("the WebSocket upgrade timed out")?
+        .context("the WebSocket upgrade")?;
+    let text = |c: Content| Message::text(c.to_json());
+    ws.send(text(Content::Handshake(Handshake::start(
+        1,
+        Some(name.into()),
+    ))))
+    .await
+    .context("sending Start")?;
+    let again = next_handshake(&mut ws).await?;
+    ensure!(
+        again.state() == HandshakeState::Again,
+        "expected Again, got {again:?}"
+    );
+    let key = again.session.context("Again without a session key")?;
+    ws.send(text(Content::Handshake(Handshake::restart(
+        2, key, 0, None,
+    ))))
+    .await
+    .context("sending Restart")?;
+    let ok = next_handshake(&mut ws).await?;
+    ensure!(
+        ok.state() == HandshakeState::Success,
+        "expected Success, got {ok:?}"
+    );
+    Ok(ws)
+}
+
+async fn next_handshake(ws: &mut WebSocketStream<TcpStream>) -> Result<Handshake> {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .context("no handshake answer")?;
+        match m {
+            Some(Ok(Message::Text(t))) => {
+                if let Ok(Content::Handshake(h)) = Content::parse(t.as_str()) {
+                    return Ok(h);
+                }
+            }
+            Some(Ok(Message::Close(f))) => bail!("the bridge refused the session: {f:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e).context("during the session handshake"),
+            None => bail!("the WebSocket ended during the session handshake"),
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let fetch = async {
+        let mut s = TcpStream::connect(addr).await?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let out = tokio::time::timeout(WAIT, fetch)
+        .await
+        .with_context(|| format!("GET {path} timed out"))?
+        .with_context(|| format!("GET {path}"))?;
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// A child process, killed (and reaped) when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Result<Proc> {
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().context("cloning a log file handle")?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Proc {
+            name,
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits until `addr` accepts connections (30 s at most).
+    fn wait_for_port(&mut self, addr: SocketAddr) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.exited() {
+                bail!(
+                    "{} exited with {status} while starting (log: {})",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{} did not listen on {addr} within 30 s (log: {})",
+                self.name,
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free port")?
+        .port())
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
+
+// ---- the pure parts: statistics and the report ----
+
+/// The `p`-th percentile (nearest rank) of sorted samples.
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+/// The median of `xs` (the mean of the middle two for an even count).
+fn median(xs: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// (min, max) of `xs`.
+fn range(xs: &[f64]) -> Option<(f64, f64)> {
+    let mut it = xs.iter().copied().filter(|x| x.is_finite());
+    let first = it.next()?;
+    Some(it.fold((first, first), |(lo, hi), x| (lo.min(x), hi.max(x))))
+}
+
+/// `bridge / direct`, when both are known and direct is not zero.
+fn ratio(bridge: Option<f64>, direct: Option<f64>) -> Option<f64> {
+    match (bridge, direct) {
+        (Some(b), Some(d)) if d > 0.0 => Some(b / d),
+        _ => None,
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn fmt_opt(x: Option<f64>, decimals: usize) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.decimals$}"))
+}
+
+/// The issue's expectation for a bridge/direct ratio (printed, not checked).
+fn expected_ratio(server: &str, clients: usize) -> &'static str {
+    match (server, clients) {
+        ("python", _) => "≥ 0.9",
+        (_, 10) => "≥ 0.8",
+        _ => "≥ 0.7",
+    }
+}
+
+type FanRows = [Vec<FanRound>; 2];
+type RttRows = [Vec<RttRound>; 2];
+
+fn report(
+    header: &str,
+    opts: &Opts,
+    fan: &[(Server, usize, usize, FanRows)],
+    rtt: &[(Server, RttRows)],
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n== cargo xtask bench: direct TCP vs through the bridge =="
+    );
+    o.push_str(header);
+    let _ = writeln!(
+        o,
+        "\nFan-out, closed loop: N clients in `{CHANNEL}`; each posts its next message when its own copy is back;\n\
+         every client receives every message. deliveries/s = messages received by all clients / wall time;\n\
+         latency = post -> own copy back (all posts of a round). Medians over {} round(s), (min-max).\n",
+        opts.rounds
+    );
+    let _ = writeln!(
+        o,
+        "{:<30} {:<7} {:>10} {:>19} {:>9} {:>9}",
+        "case", "path", "deliv./s", "(min-max)", "p50 ms", "p99 ms"
+    );
+    let mut summary = Vec::new();
+    for (s, clients, posts, rows) in fan {
+        let case = format!("{} {clients} clients x {posts}", s.label);
+        let mut medians = [None, None];
+        for (i, path) in [Route::Direct, Route::Bridge].into_iter().enumerate() {
+            let rates: Vec<f64> = rows[i].iter().map(|r| r.deliveries_per_s).collect();
+            let p50: Vec<f64> = rows[i].iter().map(|r| us(r.p50) / 1000.0).collect();
+            let p99: Vec<f64> = rows[i].iter().map(|r| us(r.p99) / 1000.0).collect();
+            medians[i] = median(&rates);
+            let span =
+                range(&rates).map_or_else(|| "-".into(), |(lo, hi)| format!("({lo:.0}-{hi:.0})"));
+            let _ = writeln!(
+                o,
+                "{:<30} {:<7} {:>10} {:>19} {:>9} {:>9}",
+                if i == 0 { case.as_str() } else { "" },
+                path.name(),
+                fmt_opt(medians[i], 0),
+                span,
+                fmt_opt(median(&p50), 2),
+                fmt_opt(median(&p99), 2),
+            );
+        }
+        let r = ratio(medians[1], medians[0]);
+        let _ = writeln!(o, "{:<30} bridge/direct = {}", "", fmt_opt(r, 2));
+        summary.push(format!(
+            "  fan-out {case:<27} bridge/direct {:>5}   (issue 11 expects {})",
+            fmt_opt(r, 2),
+            expected_ratio(s.label, *clients)
+        ));
+    }
+    let _ = writeln!(
+        o,
+        "\nOne-client round trip: post -> own copy back, {} posts per round; medians over {} round(s).\n",
+        opts.rtt_posts, opts.rounds
+    );
+    let _ = writeln!(
+        o,
+        "{:<30} {:<7} {:>10} {:>19} {:>9}",
+        "server", "path", "p50 µs", "(min-max)", "p99 µs"
+    );
+    for (s, rows) in rtt {
+        let mut p50s = [None, None];
+        for (i, path) in [Route::Direct, Route::Bridge].into_iter().enumerate() {
+            let p50: Vec<f64> = rows[i].iter().map(|r| us(r.p50)).collect();
+            let p99: Vec<f64> = rows[i].iter().map(|r| us(r.p99)).collect();
+            p50s[i] = median(&p50);
+            let span =
+                range(&p50).map_or_else(|| "-".into(), |(lo, hi)| format!("({lo:.0}-{hi:.0})"));
+            let _ = writeln!(
+                o,
+                "{:<30} {:<7} {:>10} {:>19} {:>9}",
+                if i == 0 { s.label } else { "" },
+                path.name(),
+                fmt_opt(p50s[i], 0),
+                span,
+                fmt_opt(median(&p99), 0),
+            );
+        }
+        let diff = match p50s {
+            [Some(d), Some(b)] => Some(b - d),
+            _ => None,
+        };
+        let _ = writeln!(
+            o,
+            "{:<30} bridge - direct = {} µs (p50)",
+            "",
+            fmt_opt(diff, 0)
+        );
+        summary.push(format!(
+            "  round trip {:<24} bridge - direct {:>5} µs p50{}",
+            s.label,
+            fmt_opt(diff, 0),
+            if s.label == "embedded" {
+                "   (issue 11 expects ≤ 50 µs)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let _ = writeln!(
+        o,
+        "\nSummary (medians; figures from a shared machine, expect noise):"
+    );
+    for line in summary {
+        let _ = writeln!(o, "{line}");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&x| Duration::from_millis(x)).collect()
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v = ms(&(1..=100).collect::<Vec<_>>());
+        assert_eq!(percentile(&v, 50.0), Some(Duration::from_millis(50)));
+        assert_eq!(percentile(&v, 99.0), Some(Duration::from_millis(99)));
+        assert_eq!(percentile(&v, 100.0), Some(Duration::from_millis(100)));
+        assert_eq!(percentile(&v, 0.0), Some(Duration::from_millis(1)));
+        let v = ms(&[7, 9, 30]);
+        assert_eq!(percentile(&v, 50.0), Some(Duration::from_millis(9)));
+        assert_eq!(percentile(&v, 99.0), Some(Duration::from_millis(30)));
+        assert_eq!(percentile(&ms(&[5]), 99.0), Some(Duration::from_millis(5)));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn medians_ranges_and_ratios() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, 1.0]), Some(1.0));
+        assert_eq!(range(&[3.0, 1.0, 2.0]), Some((1.0, 3.0)));
+        assert_eq!(range(&[]), None);
+        assert_eq!(ratio(Some(9.0), Some(10.0)), Some(0.9));
+        assert_eq!(ratio(Some(9.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(1.0)), None);
+        assert_eq!(fmt_opt(None, 2), "-");
+        assert_eq!(fmt_opt(Some(0.894), 2), "0.89");
+    }
+
+    #[test]
+    fn options_and_content() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(Opts::parse(&[]).unwrap(), Opts::default());
+        let q = Opts::parse(&args(&["--quick"])).unwrap();
+        assert_eq!((q.rounds, q.rtt_posts), (1, 400));
+        assert_eq!(q.cases(), [(10, 40), (50, 8)]);
+        let o = Opts::parse(&args(&[
+            "--quick",
+            "--rounds",
+            "5",
+            "--client-threads",
+            "2",
+        ]))
+        .unwrap();
+        assert_eq!((o.rounds, o.client_threads), (5, 2));
+        assert!(Opts::parse(&args(&["--rounds"])).is_err());
+        assert!(Opts::parse(&args(&["--rounds", "0"])).is_err());
+        assert!(Opts::parse(&args(&["--nope"])).is_err());
+        let c = content("b1r2:3.", 17);
+        assert_eq!(c.len(), CONTENT_LEN);
+        assert!(c.starts_with("b1r2:3.17 "));
+        assert_eq!(
+            metric(
+                "# TYPE x gauge\ndumdum_bridge_sessions_active 3\ndumdum_bridge_sessions_active_x 9\n",
+                "dumdum_bridge_sessions_active"
+            ),
+            Some(3.0)
+        );
+    }
+}
