@@ -418,6 +418,7 @@ mod tests {
         assert_eq!(subject(&[0x30, 0x05, 1]), None, "truncated DER is refused");
         assert_eq!(der::common_names(cert.der()), ["localhost"]);
         assert_eq!(der::is_ca(cert.der()), Some(false));
+        assert_eq!(der::subject_alt_names(cert.der()).unwrap(), ["localhost"]);
         let (not_before, not_after) = der::validity(cert.der()).unwrap();
         assert!(not_before < not_after);
     }
@@ -434,6 +435,25 @@ mod tests {
             "TCP_NODELAY on the accepted side"
         );
         drop(client);
+    }
+
+    #[test]
+    fn names_and_ca_flag_of_an_rcgen_ca() {
+        let mut params = rcgen::CertificateParams::new(vec![
+            "chat.example.org".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])
+        .unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(der::is_ca(cert.der()), Some(true));
+        assert_eq!(
+            der::subject_alt_names(cert.der()).unwrap(),
+            ["chat.example.org", "127.0.0.1", "::1"]
+        );
+        assert_eq!(der::common_names(cert.der()), ["rcgen self signed cert"]);
     }
 
     fn rcgen_params() -> rcgen::CertificateParams {

@@ -67,6 +67,7 @@ fn tbs(cert: &[u8]) -> Option<Tbs<'_>> {
 
 const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
 const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
 /// Each attribute of a Name, in order: (OID, value bytes).
 fn name_attributes(name: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
@@ -134,35 +135,69 @@ pub fn validity(cert: &[u8]) -> Option<(i64, i64)> {
     Some((not_before, not_after))
 }
 
-/// Whether the certificate's basicConstraints say `CA:TRUE` (false when the
-/// extension is absent).
-pub fn is_ca(cert: &[u8]) -> Option<bool> {
+/// The value (the OCTET STRING's contents) of the extension `oid`:
+/// `Some(None)` when the certificate does not have it.
+fn extension<'a>(cert: &'a [u8], oid: &[u8]) -> Option<Option<&'a [u8]>> {
     let Some(mut exts) = tbs(cert)?.extensions else {
-        return Some(false);
+        return Some(None);
     };
     while !exts.is_empty() {
         let (_, ext, r) = der(exts)?;
         exts = r;
-        let (_, oid, mut rest) = der(ext)?;
-        if oid != OID_BASIC_CONSTRAINTS {
+        let (_, id, rest) = der(ext)?;
+        if id != oid {
             continue;
         }
         let (mut tag, mut value, r) = der(rest)?;
         if tag == 0x01 {
             // critical BOOLEAN, then the OCTET STRING.
-            rest = r;
-            (tag, value, _) = der(rest)?;
+            (tag, value, _) = der(r)?;
         }
-        if tag != 0x04 {
-            return None;
-        }
-        let (_, constraints, _) = der(value)?; // BasicConstraints SEQUENCE
-        return Some(match der(constraints) {
-            Some((0x01, [flag], _)) => *flag != 0,
-            _ => false,
-        });
+        return (tag == 0x04).then_some(Some(value));
     }
-    Some(false)
+    Some(None)
+}
+
+/// Whether the certificate's basicConstraints say `CA:TRUE` (false when the
+/// extension is absent).
+pub fn is_ca(cert: &[u8]) -> Option<bool> {
+    let Some(value) = extension(cert, OID_BASIC_CONSTRAINTS)? else {
+        return Some(false);
+    };
+    let (_, constraints, _) = der(value)?; // BasicConstraints SEQUENCE
+    Some(match der(constraints) {
+        Some((0x01, [flag], _)) => *flag != 0,
+        _ => false,
+    })
+}
+
+/// The DNS names and IP addresses of the subjectAltName extension, in
+/// order (empty without the extension).
+pub fn subject_alt_names(cert: &[u8]) -> Option<Vec<String>> {
+    let Some(value) = extension(cert, OID_SUBJECT_ALT_NAME)? else {
+        return Some(Vec::new());
+    };
+    let (_, mut names, _) = der(value)?; // GeneralNames SEQUENCE
+    let mut out = Vec::new();
+    while !names.is_empty() {
+        let (tag, name, r) = der(names)?;
+        names = r;
+        match (tag, name.len()) {
+            // [2] dNSName
+            (0x82, _) => out.push(String::from_utf8_lossy(name).into_owned()),
+            // [7] iPAddress
+            (0x87, 4) => {
+                let octets: [u8; 4] = name.try_into().ok()?;
+                out.push(std::net::Ipv4Addr::from(octets).to_string());
+            }
+            (0x87, 16) => {
+                let octets: [u8; 16] = name.try_into().ok()?;
+                out.push(std::net::Ipv6Addr::from(octets).to_string());
+            }
+            _ => {}
+        }
+    }
+    Some(out)
 }
 
 /// Parses a DER UTCTime (tag 0x17, `YYMMDDHHMMSSZ`, years 1950–2049) or
@@ -316,6 +351,7 @@ mod tests {
         assert_eq!(subject(&[0x30, 0x05, 1]), None);
         assert_eq!(validity(&[0x30, 0x05, 1]), None);
         assert_eq!(is_ca(&[]), None);
+        assert_eq!(subject_alt_names(&[]), None);
         assert!(common_names(&[0x30]).is_empty());
         assert_eq!(der(&[0x30, 0x85, 0, 0, 0, 0, 1]), None, "5-byte lengths");
     }

@@ -213,6 +213,18 @@ pub enum CertProblem {
     },
 }
 
+/// A name as rustls presents it (webpki's Debug form, `DnsName("a.example")`
+/// or `IpAddress(127.0.0.1)`), without the wrapper.
+fn plain_name(presented: &str) -> String {
+    let inner = ["DnsName(", "IpAddress(", "UriName("]
+        .iter()
+        .find_map(|p| presented.strip_prefix(p)?.strip_suffix(')'));
+    match inner {
+        Some(inner) => inner.trim_matches('"').to_string(),
+        None => presented.to_string(),
+    }
+}
+
 /// `a`, `a or b`, `a, b or c`; `no name at all` for none.
 fn names(list: &[String]) -> String {
     match list {
@@ -327,8 +339,10 @@ impl PinningVerifier {
         match e {
             CertificateError::NotValidForNameContext {
                 expected,
-                mut presented,
+                presented,
             } => {
+                let mut presented = der::subject_alt_names(cert)
+                    .unwrap_or_else(|| presented.iter().map(|n| plain_name(n)).collect());
                 if presented.is_empty() {
                     // webpki reads subjectAltName only; say what the CN claims.
                     presented = der::common_names(cert);
@@ -465,7 +479,7 @@ pub fn describe(upstream: &str, error: &rustls::Error) -> String {
             } => CertProblem::WrongName {
                 upstream: upstream.into(),
                 expected: expected.to_str().into_owned(),
-                presented: presented.clone(),
+                presented: presented.iter().map(|n| plain_name(n)).collect(),
             }
             .to_string(),
             CertificateError::NotValidForName => cert("is not for this server name"),
@@ -658,7 +672,12 @@ mod tests {
             (
                 rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
                     expected: ServerName::try_from("127.0.0.1").unwrap(),
-                    presented: vec!["a.example".into(), "b.example".into(), "10.0.0.1".into()],
+                    // As rustls 0.23 gives them: webpki's Debug form.
+                    presented: vec![
+                        "DnsName(\"a.example\")".into(),
+                        "b.example".into(),
+                        "IpAddress(10.0.0.1)".into(),
+                    ],
                 }),
                 "the certificate of home is for a.example, b.example or 10.0.0.1, not 127.0.0.1",
             ),
@@ -736,6 +755,16 @@ mod tests {
             describe_io("home", &eof),
             "home closed the connection during the TLS handshake"
         );
+    }
+
+    #[test]
+    fn presented_names_lose_their_wrappers() {
+        assert_eq!(
+            plain_name("DnsName(\"chat.example.org\")"),
+            "chat.example.org"
+        );
+        assert_eq!(plain_name("IpAddress(::1)"), "::1");
+        assert_eq!(plain_name("chat.example.org"), "chat.example.org");
     }
 
     #[test]
