@@ -3,6 +3,9 @@ by JSON lines, for tests.
 
 Usage: peer.py HOST PORT NICK [CAFILE]
 
+With CAFILE, the in-band TLS upgrade trusts that file exactly as the
+reference GUI client does (no hostname check).
+
 Reads commands from stdin, one JSON object a line:
   {"op": "auth", "nick": "..."}          try another nick after a refusal
   {"op": "send", "channel": "...", "content": "..."}
@@ -65,8 +68,14 @@ async def main():
                         if cafile is None:
                             emit({"ev": "error", "reason": "server wants TLS but no CA given"})
                             return
+                        # What the reference client does with the .crt its
+                        # user picks (dumdum/client/connect_frame.py,
+                        # _create_ssl_context; async_client.py,
+                        # _upgrade_to_ssl): trust that file, skip the
+                        # hostname check, and start TLS without a hostname.
                         ctx = ssl.create_default_context(cafile=cafile)
-                        await writer.start_tls(ctx, server_hostname=host)
+                        ctx.check_hostname = False
+                        await writer.start_tls(ctx)
                     writer.write(client.authenticate())
                 elif isinstance(event, ClientEventIncompatibleVersion):
                     emit({"ev": "incompatible", "required": event.server_version})

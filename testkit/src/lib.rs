@@ -1,6 +1,7 @@
 //! Test support shared by the workspace's integration tests: the real
 //! Python `dumdum-server` 0.5.0 and reference client as peers, self-signed
-//! certificates, free loopback ports.
+//! certificates (rcgen, and the `openssl` command line as operators use it:
+//! [`openssl`]), free loopback ports.
 //!
 //! The Python package lives in a venv that `cargo xtask setup` (and so CI)
 //! creates at `<workspace>/.venv`; set `DUMDUM_VENV` to use another. Tests
@@ -21,6 +22,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod openssl;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -230,7 +233,8 @@ pub struct PyPeer {
 
 impl PyPeer {
     /// Connects to `addr` and authenticates as `nick`; with `ca`, trusts it
-    /// for the in-band TLS upgrade. Returns once HELLO was answered (the
+    /// for the in-band TLS upgrade the way the reference GUI client does
+    /// (that file only, no hostname check). Returns once HELLO was answered (the
     /// authentication answer is an event: see [`PyPeer::expect_auth`]).
     pub fn connect(addr: SocketAddr, nick: &str, ca: Option<&Path>) -> Self {
         let script = workspace_root().join("testkit/peer.py");
