@@ -8,7 +8,8 @@ use axum::body::Body;
 use axum::extract::connect_info::Connected;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get};
 use dumdum_protocol::session::SUBPROTOCOL;
@@ -42,9 +43,10 @@ impl Connected<axum::serve::IncomingStream<'_, TlsListener>> for ClientAddr {
 }
 
 pub(crate) fn router(app: Arc<App>) -> Router {
+    let cors = || middleware::from_fn_with_state(app.clone(), cors_for_allowed_origins);
     Router::new()
-        .route("/api/servers", get(servers))
-        .route("/healthz", get(healthz))
+        .route("/api/servers", get(servers).layer(cors()))
+        .route("/healthz", get(healthz).layer(cors()))
         .route("/metrics", get(metrics))
         .route("/ws", any(ws))
         .fallback(static_files)
@@ -89,6 +91,38 @@ async fn metrics() -> Response {
         crate::metrics::render(),
     )
         .into_response()
+}
+
+/// The `Access-Control-Allow-Origin` for a request with these headers:
+/// its `Origin` when the operator allowed that origin explicitly (a page
+/// served elsewhere, such as `trunk serve` in development, that may use
+/// this bridge), `None` otherwise. The bridge's own origin needs no CORS.
+pub(crate) fn cors_origin(headers: &HeaderMap, allowed: &[String]) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?.trim_end_matches('/');
+    allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(text))
+        .then(|| origin.clone())
+}
+
+/// Lets the allowed origins read the bridge's small public answers
+/// (`/api/servers`, `/healthz`) across origins: simple GETs, so no
+/// preflight, no credentials. Other origins get no grant (their pages
+/// cannot read the answer; the request itself is harmless).
+async fn cors_for_allowed_origins(
+    State(app): State<Arc<App>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let allow = cors_origin(req.headers(), &app.config.allowed_origins);
+    let mut resp = next.run(req).await;
+    let headers = resp.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+    if let Some(origin) = allow {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    resp
 }
 
 /// Whether a WebSocket upgrade with these headers may proceed.
@@ -217,7 +251,6 @@ async fn static_files(State(app): State<Arc<App>>, req: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn headers(origin: Option<&'static str>, host: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -258,6 +291,37 @@ mod tests {
             &allowed
         ));
         assert!(!loopback_host_allowed(&HeaderMap::new(), none), "no Host");
+    }
+
+    #[test]
+    fn cors_only_for_explicitly_allowed_origins() {
+        let allowed = vec!["http://127.0.0.1:8081/".to_string()];
+        assert_eq!(
+            cors_origin(
+                &headers(Some("http://127.0.0.1:8081"), "127.0.0.1:8080"),
+                &allowed
+            ),
+            Some(HeaderValue::from_static("http://127.0.0.1:8081"))
+        );
+        for other in ["http://127.0.0.1:8082", "http://evil.example", "null"] {
+            assert_eq!(
+                cors_origin(&headers(Some(other), "127.0.0.1:8080"), &allowed),
+                None,
+                "{other}"
+            );
+        }
+        // The bridge's own origin needs (and gets) no grant.
+        assert_eq!(
+            cors_origin(
+                &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
+                &[]
+            ),
+            None
+        );
+        assert_eq!(
+            cors_origin(&headers(None, "127.0.0.1:8080"), &allowed),
+            None
+        );
     }
 
     #[test]
