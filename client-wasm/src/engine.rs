@@ -1556,7 +1556,7 @@ mod tests {
     fn bridge_close_codes_and_notices_explain_the_end() {
         let mut e = Engine::new(None, "alice".into(), None);
         e.begin_connection();
-        assert_eq!(e.on_close(1006, ""), Problem::BridgeUnreachable);
+        assert_eq!(e.on_close(1006, ""), Problem::NotOpened);
         e.begin_connection();
         e.on_open();
         e.on_text(

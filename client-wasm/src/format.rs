@@ -249,14 +249,86 @@ pub fn format_wait(ms: u64) -> String {
     }
 }
 
-/// The WebSocket URL of the bridge serving this page.
-pub fn ws_url(page_protocol: &str, host: &str) -> String {
-    let scheme = if page_protocol.eq_ignore_ascii_case("https:") {
-        "wss"
-    } else {
-        "ws"
-    };
-    format!("{scheme}://{host}/ws")
+/// Where the page finds its bridge: the origin (`http://host:port` or
+/// `https://host:port`) that serves `/ws`, `/api/servers` and `/healthz`.
+///
+/// The page's own origin unless the page names another in
+/// `<meta name="dumdum-bridge" content="…">` (left empty in the built page;
+/// `trunk serve` fills it in, so the development page talks to the bridge
+/// directly instead of through trunk's proxy, which drops the WebSocket
+/// subprotocol).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeAddr {
+    origin: String,
+}
+
+impl BridgeAddr {
+    /// The bridge of a page at `page_protocol` (`location.protocol`, such
+    /// as `"https:"`) and `page_host` (`location.host`), given the content
+    /// of its `dumdum-bridge` meta tag. An address that is not a plain
+    /// `http(s)://host[:port]` origin is refused with the reason in words.
+    pub fn locate(
+        page_protocol: &str,
+        page_host: &str,
+        configured: Option<&str>,
+    ) -> Result<BridgeAddr, String> {
+        let configured = configured.map(str::trim).unwrap_or("");
+        if configured.is_empty() {
+            let scheme = if page_protocol.eq_ignore_ascii_case("https:") {
+                "https"
+            } else {
+                "http"
+            };
+            return Ok(BridgeAddr {
+                origin: format!("{scheme}://{}", page_host.to_ascii_lowercase()),
+            });
+        }
+        let lower = configured.to_ascii_lowercase();
+        let (scheme, rest) = lower
+            .split_once("://")
+            .filter(|(s, _)| matches!(*s, "http" | "https"))
+            .ok_or_else(|| format!("“{configured}” does not start with http:// or https://"))?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() {
+            return Err(format!("“{configured}” names no host"));
+        }
+        if let Some(c) = authority.chars().find(|c| {
+            matches!(c, '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control()
+        }) {
+            return Err(format!(
+                "“{configured}” is not a bare origin (scheme, host and port only; found “{c}”)"
+            ));
+        }
+        Ok(BridgeAddr {
+            origin: format!("{scheme}://{authority}"),
+        })
+    }
+
+    /// The origin, as in `http://127.0.0.1:8080`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// An HTTP URL of the bridge (`path` starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
+    /// The WebSocket URL (`ws://…/ws` or `wss://…/ws`).
+    pub fn ws_url(&self) -> String {
+        match self.origin.strip_prefix("https://") {
+            Some(authority) => format!("wss://{authority}/ws"),
+            None => format!("ws://{}/ws", self.origin.trim_start_matches("http://")),
+        }
+    }
+
+    /// Whether a page at `page_origin` (`location.origin`) reaches this
+    /// bridge across origins (so the bridge must allow that origin).
+    pub fn is_cross_origin(&self, page_origin: &str) -> bool {
+        !self
+            .origin
+            .eq_ignore_ascii_case(page_origin.trim_end_matches('/'))
+    }
 }
 
 #[cfg(test)]
@@ -393,8 +465,43 @@ mod tests {
     }
 
     #[test]
-    fn websocket_url_follows_the_page() {
-        assert_eq!(ws_url("http:", "127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
-        assert_eq!(ws_url("https:", "chat.example"), "wss://chat.example/ws");
+    fn the_bridge_is_the_pages_origin_by_default() {
+        for meta in [None, Some(""), Some("  ")] {
+            let b = BridgeAddr::locate("http:", "127.0.0.1:8080", meta).unwrap();
+            assert_eq!(b.origin(), "http://127.0.0.1:8080");
+            assert_eq!(b.ws_url(), "ws://127.0.0.1:8080/ws");
+            assert_eq!(b.url("/healthz"), "http://127.0.0.1:8080/healthz");
+            assert!(!b.is_cross_origin("http://127.0.0.1:8080"));
+        }
+        let b = BridgeAddr::locate("https:", "Chat.Example", None).unwrap();
+        assert_eq!(b.ws_url(), "wss://chat.example/ws");
+        assert!(!b.is_cross_origin("https://chat.example"));
+        assert!(b.is_cross_origin("http://chat.example"));
+    }
+
+    #[test]
+    fn a_configured_bridge_must_be_a_bare_origin() {
+        let b = BridgeAddr::locate("http:", "127.0.0.1:8081", Some(" http://127.0.0.1:8080/ "))
+            .unwrap();
+        assert_eq!(b.origin(), "http://127.0.0.1:8080");
+        assert_eq!(b.ws_url(), "ws://127.0.0.1:8080/ws");
+        assert_eq!(b.url("/api/servers"), "http://127.0.0.1:8080/api/servers");
+        assert!(b.is_cross_origin("http://127.0.0.1:8081"));
+        let b = BridgeAddr::locate("http:", "x", Some("HTTPS://[::1]:8443")).unwrap();
+        assert_eq!(b.ws_url(), "wss://[::1]:8443/ws");
+        for bad in [
+            "127.0.0.1:8080",
+            "ws://127.0.0.1:8080",
+            "ftp://x",
+            "http://",
+            "http:///",
+            "http://127.0.0.1:8080/ws",
+            "http://a b",
+            "http://user@host",
+            "http://host?x",
+        ] {
+            let e = BridgeAddr::locate("http:", "x", Some(bad)).unwrap_err();
+            assert!(e.contains(bad.trim()), "{bad}: {e}");
+        }
     }
 }

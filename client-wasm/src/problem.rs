@@ -1,5 +1,7 @@
 //! Why a connection failed or ended, in plain words.
 
+use crate::format::BridgeAddr;
+
 /// Close codes of the bridge (see `bridge-ws.md`).
 pub mod code {
     /// Normal close.
@@ -27,12 +29,54 @@ pub mod code {
 /// Something that ended or prevented the chat connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
-    /// The page cannot reach the bridge at all.
-    #[error("Cannot reach the chat bridge.")]
-    BridgeUnreachable,
-    /// The bridge answers HTTP but refused the WebSocket (its origin check).
-    #[error("The bridge refused this page's origin: open the chat from the bridge's own address.")]
-    OriginRefused,
+    /// The WebSocket failed before it opened. Browsers say nothing about
+    /// why; [`Problem::after_failed_open`] finds out from a [`Probe`] of
+    /// the bridge's `/healthz`.
+    #[error("The connection to the chat bridge failed before it opened.")]
+    NotOpened,
+    /// Nothing answers HTTP at the bridge's address.
+    #[error("Cannot reach the chat bridge at {0}: nothing answers there. Is the bridge running?")]
+    BridgeUnreachable(String),
+    /// `/healthz` says the bridge is draining or shutting down.
+    #[error("The chat bridge at {0} is shutting down.")]
+    BridgeShuttingDown(String),
+    /// Something answers at the bridge's address, but not as a bridge.
+    #[error(
+        "Something answers at {bridge}, but not as a dumdum bridge (its /healthz answered HTTP {status})."
+    )]
+    NotABridge {
+        /// The bridge's origin.
+        bridge: String,
+        /// The status of `/healthz`.
+        status: u16,
+    },
+    /// The bridge answers, but does not allow pages of this origin: it
+    /// grants its read-only endpoints to the origins it allows (CORS), and
+    /// withheld them from this page.
+    #[error(
+        "The chat bridge at {bridge} does not allow pages from {origin}: start it with --allowed-origin {origin} (or open the chat from the bridge's own address)."
+    )]
+    OriginRefused {
+        /// The page's origin.
+        origin: String,
+        /// The bridge's origin.
+        bridge: String,
+    },
+    /// The bridge is up (and, across origins, allows this page), yet the
+    /// WebSocket handshake failed: something this page cannot see refused or
+    /// mangled the upgrade.
+    #[error("The chat bridge at {bridge} is up, but the WebSocket handshake failed. {}", upgrade_hint(*.cross_origin))]
+    UpgradeFailed {
+        /// The bridge's origin.
+        bridge: String,
+        /// Whether the page is on another origin (which the bridge allows).
+        cross_origin: bool,
+    },
+    /// The page's configured bridge address is unusable.
+    #[error(
+        "This page's bridge address is unusable: {0}. Fix the dumdum-bridge meta tag of index.html (DUMDUM_BRIDGE under trunk serve)."
+    )]
+    BadBridgeAddress(String),
     /// 4001.
     #[error("The chat server is unreachable{}.", detail(.0))]
     ServerUnreachable(String),
@@ -81,6 +125,33 @@ pub enum Problem {
     },
 }
 
+/// What a probe of the bridge's `/healthz` found, after a WebSocket that
+/// failed before opening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Nothing answered, even to a request that needs no CORS: no HTTP
+    /// server at that address (or the network is down).
+    NoAnswer,
+    /// Across origins: a server answered, but not to this page's origin
+    /// (no CORS grant), so its answer could not be read.
+    AnsweredWithoutCors,
+    /// `/healthz` answered this page.
+    Health {
+        /// HTTP status.
+        status: u16,
+        /// The body (`ok`, `draining`, …).
+        body: String,
+    },
+}
+
+fn upgrade_hint(cross_origin: bool) -> &'static str {
+    if cross_origin {
+        "It allows this page's origin, so something between them most likely refused the upgrade or dropped its dumdum.v2 subprotocol (a proxy such as trunk's [[proxy]] does), or the bridge refused the Host name. The bridge's log says which."
+    } else {
+        "Most likely a reverse proxy in front of it does not pass WebSocket upgrades through with their Sec-WebSocket-Protocol header, or the bridge refused this page's origin or Host (a bridge behind a proxy must list it in trusted_proxies). The bridge's log says which."
+    }
+}
+
 fn detail(reason: &str) -> String {
     let r = reason.trim().trim_end_matches('.');
     if r.is_empty() {
@@ -113,7 +184,7 @@ impl Problem {
                     reason
                 })
             }
-            _ if !opened => Problem::BridgeUnreachable,
+            _ if !opened => Problem::NotOpened,
             code::ABNORMAL | code::NORMAL if !reason.is_empty() && upstream.is_some() => {
                 Problem::ServerClosed(reason)
             }
@@ -122,11 +193,49 @@ impl Problem {
         }
     }
 
+    /// Why a WebSocket to the bridge at `bridge` failed before opening,
+    /// from what a probe of its `/healthz` found. "Origin refused" only
+    /// when the bridge withheld its answer from this page's origin
+    /// (`page_origin`); a healthy bridge that answers is not accused.
+    pub fn after_failed_open(bridge: &BridgeAddr, page_origin: &str, probe: &Probe) -> Problem {
+        let cross_origin = bridge.is_cross_origin(page_origin);
+        let name = bridge.origin().to_owned();
+        match probe {
+            Probe::NoAnswer => Problem::BridgeUnreachable(name),
+            Probe::AnsweredWithoutCors if cross_origin => Problem::OriginRefused {
+                origin: page_origin.trim_end_matches('/').to_owned(),
+                bridge: name,
+            },
+            // Same origin needs no CORS: this cannot be the origin check.
+            Probe::AnsweredWithoutCors => Problem::UpgradeFailed {
+                bridge: name,
+                cross_origin,
+            },
+            Probe::Health { status: 200, .. } => Problem::UpgradeFailed {
+                bridge: name,
+                cross_origin,
+            },
+            Probe::Health { status: 503, .. } => Problem::BridgeShuttingDown(name),
+            Probe::Health { status: 404, body } if body.trim() == "draining" => {
+                Problem::BridgeShuttingDown(name)
+            }
+            Probe::Health { status, .. } => Problem::NotABridge {
+                bridge: name,
+                status: *status,
+            },
+        }
+    }
+
     /// A few words for the status line (the full text is the `Display`).
     pub fn short(&self) -> &'static str {
         match self {
-            Problem::BridgeUnreachable => "bridge unreachable",
-            Problem::OriginRefused => "origin refused by the bridge",
+            Problem::NotOpened => "cannot connect to the bridge",
+            Problem::BridgeUnreachable(_) => "bridge unreachable",
+            Problem::BridgeShuttingDown(_) => "bridge shutting down",
+            Problem::NotABridge { .. } => "no bridge at that address",
+            Problem::OriginRefused { .. } => "origin refused by the bridge",
+            Problem::UpgradeFailed { .. } => "WebSocket handshake failed",
+            Problem::BadBridgeAddress(_) => "bad bridge address",
             Problem::ServerUnreachable(_) => "chat server unreachable",
             Problem::ServerClosed(_) => "chat server closed the connection",
             Problem::TlsRefused(_) => "TLS to the chat server refused",
@@ -147,7 +256,8 @@ impl Problem {
             self,
             Problem::UnknownServer(_)
                 | Problem::IncompatibleVersion { .. }
-                | Problem::OriginRefused
+                | Problem::OriginRefused { .. }
+                | Problem::BadBridgeAddress(_)
         )
     }
 }
@@ -183,7 +293,7 @@ mod tests {
         );
         assert_eq!(
             Problem::from_close(1006, "", false, None),
-            Problem::BridgeUnreachable
+            Problem::NotOpened
         );
         assert_eq!(
             Problem::from_close(1001, "", true, None),
@@ -227,6 +337,105 @@ mod tests {
         assert!(Problem::TlsRefused(String::new()).retryable());
         assert!(!Problem::UnknownServer(String::new()).retryable());
         assert!(!Problem::IncompatibleVersion { required: 1 }.retryable());
-        assert!(!Problem::OriginRefused.retryable());
+        assert!(
+            !Problem::OriginRefused {
+                origin: "http://a".into(),
+                bridge: "http://b".into()
+            }
+            .retryable()
+        );
+        assert!(!Problem::BadBridgeAddress("x".into()).retryable());
+        assert!(Problem::NotOpened.retryable());
+        assert!(Problem::BridgeUnreachable("http://b".into()).retryable());
+        assert!(Problem::BridgeShuttingDown("http://b".into()).retryable());
+        assert!(
+            Problem::UpgradeFailed {
+                bridge: "http://b".into(),
+                cross_origin: true
+            }
+            .retryable()
+        );
+    }
+
+    fn health(status: u16, body: &str) -> Probe {
+        Probe::Health {
+            status,
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_handshake_is_explained_by_the_probe_across_origins() {
+        // The development page on trunk's port, the bridge on its own.
+        let bridge =
+            BridgeAddr::locate("http:", "127.0.0.1:8081", Some("http://127.0.0.1:8080")).unwrap();
+        let page = "http://127.0.0.1:8081";
+        let p = Problem::after_failed_open(&bridge, page, &Probe::NoAnswer);
+        assert_eq!(
+            p,
+            Problem::BridgeUnreachable("http://127.0.0.1:8080".into())
+        );
+        assert_eq!(
+            p.to_string(),
+            "Cannot reach the chat bridge at http://127.0.0.1:8080: nothing answers there. Is the bridge running?"
+        );
+        // Answers, but not to this origin: the only case called "origin refused".
+        let p = Problem::after_failed_open(&bridge, page, &Probe::AnsweredWithoutCors);
+        assert_eq!(
+            p.to_string(),
+            "The chat bridge at http://127.0.0.1:8080 does not allow pages from http://127.0.0.1:8081: start it with --allowed-origin http://127.0.0.1:8081 (or open the chat from the bridge's own address)."
+        );
+        assert_eq!(p.short(), "origin refused by the bridge");
+        // Healthy and allowing this origin: not an origin problem.
+        let p = Problem::after_failed_open(&bridge, page, &health(200, "ok\n"));
+        assert_eq!(
+            p,
+            Problem::UpgradeFailed {
+                bridge: "http://127.0.0.1:8080".into(),
+                cross_origin: true
+            }
+        );
+        let text = p.to_string();
+        assert!(text.contains("allows this page's origin"), "{text}");
+        assert!(text.contains("subprotocol"), "{text}");
+        assert!(!text.contains("refused this page's origin"), "{text}");
+        assert_eq!(
+            Problem::after_failed_open(&bridge, page, &health(503, "shutting down\n")),
+            Problem::BridgeShuttingDown("http://127.0.0.1:8080".into())
+        );
+        assert_eq!(
+            Problem::after_failed_open(&bridge, page, &health(404, "draining\n")).to_string(),
+            "The chat bridge at http://127.0.0.1:8080 is shutting down."
+        );
+        assert_eq!(
+            Problem::after_failed_open(&bridge, page, &health(404, "Not Found")).to_string(),
+            "Something answers at http://127.0.0.1:8080, but not as a dumdum bridge (its /healthz answered HTTP 404)."
+        );
+    }
+
+    #[test]
+    fn a_failed_handshake_on_the_same_origin_never_blames_the_origin_alone() {
+        let bridge = BridgeAddr::locate("https:", "chat.example", None).unwrap();
+        let page = "https://chat.example";
+        let p = Problem::after_failed_open(&bridge, page, &health(200, "ok\n"));
+        assert_eq!(
+            p,
+            Problem::UpgradeFailed {
+                bridge: "https://chat.example".into(),
+                cross_origin: false
+            }
+        );
+        let text = p.to_string();
+        assert!(text.contains("reverse proxy"), "{text}");
+        assert!(text.contains("trusted_proxies"), "{text}");
+        // No CORS is involved on one origin: not evidence of a refused origin.
+        assert!(matches!(
+            Problem::after_failed_open(&bridge, page, &Probe::AnsweredWithoutCors),
+            Problem::UpgradeFailed { .. }
+        ));
+        assert_eq!(
+            Problem::after_failed_open(&bridge, page, &Probe::NoAnswer),
+            Problem::BridgeUnreachable("https://chat.example".into())
+        );
     }
 }

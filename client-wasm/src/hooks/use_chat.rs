@@ -27,8 +27,8 @@ use crate::backoff::Backoff;
 use crate::engine::{
     Engine, Memory, NICK_RETRY_DELAY_MS, Output, Persisted, Saved, SavedFrames, Write,
 };
-use crate::format::ws_url;
-use crate::problem::Problem;
+use crate::format::BridgeAddr;
+use crate::problem::{Probe, Problem};
 use crate::socket::{Socket, SocketEvent};
 use crate::state::{Action, ChatState, ServerInfo};
 use crate::storage::{self, NICK_KEY, SERVER_KEY, SESSION_FRAMES_KEY, SESSION_KEY, channel_key};
@@ -83,14 +83,85 @@ fn browser_online() -> bool {
     web_sys::window().is_none_or(|w| w.navigator().on_line())
 }
 
+/// The page's origin (`location.origin`).
+fn page_origin() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default()
+}
+
+/// The bridge of this page: its own origin, or the one its
+/// `<meta name="dumdum-bridge">` names (see [`BridgeAddr`]).
+fn locate_bridge() -> Result<BridgeAddr, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let loc = window.location();
+    let configured = window
+        .document()
+        .and_then(|d| {
+            d.query_selector(r#"meta[name="dumdum-bridge"]"#)
+                .ok()
+                .flatten()
+        })
+        .and_then(|m| m.get_attribute("content"));
+    BridgeAddr::locate(
+        &loc.protocol().unwrap_or_default(),
+        &loc.host().unwrap_or_default(),
+        configured.as_deref(),
+    )
+}
+
+/// GETs `url` (never from the cache) with `mode`; the response, or `None`
+/// when `fetch` fails (network error, or a CORS refusal).
+async fn get(url: &str, mode: web_sys::RequestMode) -> Option<web_sys::Response> {
+    let window = web_sys::window()?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    init.set_mode(mode);
+    init.set_cache(web_sys::RequestCache::NoStore);
+    let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .ok()?;
+    resp.dyn_into().ok()
+}
+
+/// Asks the bridge's `/healthz` what is wrong after a WebSocket failed
+/// before opening: first as this page (the bridge answers its own and its
+/// allowed origins), then, if that fails, without CORS, which tells a
+/// server that answers other origins only from no server at all.
+async fn probe(bridge: &BridgeAddr) -> Probe {
+    let url = bridge.url("/healthz");
+    if let Some(resp) = get(&url, web_sys::RequestMode::Cors).await {
+        let body = match resp.text() {
+            Ok(p) => JsFuture::from(p)
+                .await
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        return Probe::Health {
+            status: resp.status(),
+            body,
+        };
+    }
+    match get(&url, web_sys::RequestMode::NoCors).await {
+        Some(_) => Probe::AnsweredWithoutCors,
+        None => Probe::NoAnswer,
+    }
+}
+
 struct Driver {
     dispatch: UseReducerDispatcher<ChatState>,
+    /// Where the bridge is (or why its configured address is unusable).
+    bridge: Result<BridgeAddr, String>,
     me: Weak<RefCell<Driver>>,
     engine: Option<Engine>,
     socket: Option<Socket>,
     generation: u64,
     backoff: Backoff,
     retry: Option<Timeout>,
+    /// When `retry` fires (ms since the epoch).
+    retry_at_ms: Option<u64>,
     online: Option<EventListener>,
     pending: Vec<Action>,
     /// The session as last written to `sessionStorage`.
@@ -211,22 +282,22 @@ impl Driver {
     /// Opens a new WebSocket for the current engine.
     fn connect(&mut self) {
         self.retry = None;
+        self.retry_at_ms = None;
         self.socket = None;
+        let url = match &self.bridge {
+            Ok(bridge) => bridge.ws_url(),
+            Err(e) => {
+                let problem = Problem::BadBridgeAddress(e.clone());
+                self.plan_retry(problem);
+                return;
+            }
+        };
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
         engine.begin_connection();
         self.generation += 1;
         let generation = self.generation;
-        let url = web_sys::window()
-            .map(|w| {
-                let loc = w.location();
-                ws_url(
-                    &loc.protocol().unwrap_or_default(),
-                    &loc.host().unwrap_or_default(),
-                )
-            })
-            .unwrap_or_default();
         let me = self.me.clone();
         let opened = Socket::open(&url, SUBPROTOCOL, move |ev| {
             if let Some(rc) = me.upgrade() {
@@ -250,7 +321,7 @@ impl Driver {
         };
         let problem = engine.on_close(code, reason);
         self.backoff.disconnected(now_ms());
-        if problem == Problem::BridgeUnreachable {
+        if problem == Problem::NotOpened {
             self.probe_bridge();
         }
         self.plan_retry(problem);
@@ -258,6 +329,7 @@ impl Driver {
 
     fn plan_retry(&mut self, problem: Problem) {
         self.retry = None;
+        self.retry_at_ms = None;
         if !problem.retryable() {
             self.push(Action::Disconnected {
                 problem,
@@ -283,9 +355,11 @@ impl Driver {
                 }
             },
         ));
+        let at = now_ms() + delay;
+        self.retry_at_ms = Some(at);
         self.push(Action::Disconnected {
             problem,
-            retry_at_ms: Some(now_ms() + delay),
+            retry_at_ms: Some(at),
         });
     }
 
@@ -294,36 +368,37 @@ impl Driver {
         self.pending.push(a);
     }
 
-    /// After a WebSocket failed before opening: if the bridge answers plain
-    /// HTTP, it refused the upgrade (its origin check), and retrying is
-    /// pointless.
+    /// After a WebSocket failed before opening: finds out why from the
+    /// bridge's `/healthz` (see [`Problem::after_failed_open`]) and says
+    /// so while the retry waits; a hopeless problem cancels the retry.
     fn probe_bridge(&self) {
+        let Ok(bridge) = self.bridge.clone() else {
+            return;
+        };
         let me = self.me.clone();
         let generation = self.generation;
         wasm_bindgen_futures::spawn_local(async move {
-            let Some(window) = web_sys::window() else {
+            let found = probe(&bridge).await;
+            let problem = Problem::after_failed_open(&bridge, &page_origin(), &found);
+            crate::log(&format!("dumdum: probe of {}: {found:?}", bridge.origin()));
+            let Some(rc) = me.upgrade() else {
                 return;
             };
-            let Ok(resp) = JsFuture::from(window.fetch_with_str("/healthz")).await else {
-                return;
-            };
-            let Ok(resp) = resp.dyn_into::<web_sys::Response>() else {
-                return;
-            };
-            if !resp.ok() {
-                return;
-            }
-            if let Some(rc) = me.upgrade() {
-                with_driver(&rc, |d| {
-                    if d.generation == generation && d.socket.is_none() && d.retry.is_some() {
-                        d.retry = None;
-                        d.push(Action::Disconnected {
-                            problem: Problem::OriginRefused,
-                            retry_at_ms: None,
-                        });
-                    }
+            with_driver(&rc, |d| {
+                // Only while this attempt's retry is still waiting.
+                if d.generation != generation || d.socket.is_some() || d.retry.is_none() {
+                    return;
+                }
+                if !problem.retryable() {
+                    d.retry = None;
+                    d.retry_at_ms = None;
+                }
+                let retry_at_ms = d.retry_at_ms;
+                d.push(Action::Disconnected {
+                    problem,
+                    retry_at_ms,
                 });
-            }
+            });
         });
     }
 
@@ -431,12 +506,12 @@ fn on_socket(rc: &Shared, generation: u64, ev: SocketEvent) {
     });
 }
 
-async fn fetch_servers() -> Result<Vec<ServerInfo>, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let resp = JsFuture::from(window.fetch_with_str("/api/servers"))
+async fn fetch_servers(bridge: Result<BridgeAddr, String>) -> Result<Vec<ServerInfo>, String> {
+    let bridge = bridge?;
+    let url = bridge.url("/api/servers");
+    let resp = get(&url, web_sys::RequestMode::Cors)
         .await
-        .map_err(|_| "the bridge did not answer".to_owned())?;
-    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "not a response".to_owned())?;
+        .ok_or_else(|| format!("{url} did not answer this page"))?;
     if !resp.ok() {
         return Err(format!("HTTP {}", resp.status()));
     }
@@ -458,15 +533,21 @@ pub fn use_chat() -> ChatContext {
     {
         let driver = driver.clone();
         use_effect_with((), move |_| {
+            let bridge = locate_bridge();
+            if let Err(e) = &bridge {
+                crate::log(&format!("dumdum: unusable bridge address: {e}"));
+            }
             let shared: Shared = Rc::new_cyclic(|me| {
                 RefCell::new(Driver {
                     dispatch: dispatch.clone(),
+                    bridge: bridge.clone(),
                     me: me.clone(),
                     engine: None,
                     socket: None,
                     generation: 0,
                     backoff: Backoff::default(),
                     retry: None,
+                    retry_at_ms: None,
                     online: None,
                     pending: Vec::new(),
                     persisted: Persisted::default(),
@@ -488,7 +569,7 @@ pub fn use_chat() -> ChatContext {
             {
                 let dispatch = dispatch.clone();
                 wasm_bindgen_futures::spawn_local(async move {
-                    match fetch_servers().await {
+                    match fetch_servers(bridge).await {
                         Ok(list) => dispatch.dispatch(Action::ServersLoaded(list)),
                         Err(e) => dispatch.dispatch(Action::ServersFailed(e)),
                     }
