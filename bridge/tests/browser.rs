@@ -13,32 +13,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser_kit;
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use browser_kit::*;
 use common::Bridge;
 use dumdum_bridge::{Config, UpstreamConfig};
-use dumdum_testkit::{DumdumServer, PyPeer, TempDir, free_port, workspace_root};
-use fantoccini::{Client, ClientBuilder, Locator};
+use dumdum_testkit::{DumdumServer, PyPeer, workspace_root};
+use fantoccini::Client;
 use serde_json::{Value, json};
 
-/// The longest any single condition is waited for.
-const WAIT: Duration = Duration::from_secs(20);
 /// Messages posted before the page joins (more than one page of 100).
 const HISTORY: usize = 130;
 const XSS: &str = "<img src=x onerror=alert(1)>";
 const XSS_CONTENT: &str =
     "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss = 2\"> & <b>bold</b>";
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-}
 
 /// Builds the page once per test binary (`cargo xtask dist`).
 fn bundle() -> PathBuf {
@@ -72,221 +67,6 @@ fn bundle() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `chromedriver` on a free loopback port, killed on drop.
-struct ChromeDriver {
-    child: Child,
-    url: String,
-}
-
-impl ChromeDriver {
-    fn start() -> Self {
-        let bin =
-            std::env::var_os("CHROMEDRIVER").unwrap_or_else(|| "/usr/bin/chromedriver".into());
-        assert!(
-            Path::new(&bin).exists(),
-            "chromedriver not found at {}: install Debian's chromium and chromium-driver (`cargo xtask setup`)",
-            Path::new(&bin).display()
-        );
-        let port = free_port();
-        let mut child = Command::new(&bin)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chromedriver");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("chromedriver exited early with {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen within {WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        ChromeDriver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn browser(&self, profile: &TempDir) -> Client {
-        let chrome = std::env::var("CHROME").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chrome,
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--window-size=1200,800",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        tokio::time::timeout(
-            WAIT,
-            ClientBuilder::new(connector)
-                .capabilities(caps)
-                .connect(&self.url),
-        )
-        .await
-        .expect("chromedriver answers in time")
-        .expect("a Chromium session")
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `js` (a function body) until it returns something truthy; returns it.
-async fn wait_js(c: &Client, what: &str, js: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let last = match c.execute(js, vec![]).await {
-            Ok(v) => {
-                let truthy = match &v {
-                    Value::Null => false,
-                    Value::Bool(b) => *b,
-                    Value::Number(n) => n.as_f64() != Some(0.0),
-                    Value::String(s) => !s.is_empty(),
-                    _ => true,
-                };
-                if truthy {
-                    return v;
-                }
-                v
-            }
-            Err(e) => Value::String(format!("error: {e}")),
-        };
-        if Instant::now() > deadline {
-            let status = c
-                .execute(
-                    "return document.querySelector('#status')?.textContent ?? null",
-                    vec![],
-                )
-                .await
-                .unwrap_or(Value::Null);
-            panic!("browser: no {what} within {WAIT:?} (last: {last}; status line: {status})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn js(c: &Client, js: &str) -> Value {
-    c.execute(js, vec![]).await.expect("script runs")
-}
-
-/// Blocking peer calls off the async workers.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-async fn type_into(c: &Client, css: &str, text: &str) {
-    let el = c.find(Locator::Css(css)).await.expect(css);
-    el.send_keys(text).await.expect("typing");
-}
-
-async fn clear(c: &Client, css: &str) {
-    // Ctrl+A, release, Backspace: goes through the page's input handlers.
-    type_into(c, css, "\u{E009}a\u{E000}\u{E003}").await;
-}
-
-async fn screenshot(c: &Client, name: &str) -> PathBuf {
-    let png = c.screenshot().await.expect("screenshot");
-    let dir = target_dir().join("artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, png).unwrap();
-    path
-}
-
-const COUNT_MSGS: &str = "return document.querySelectorAll('#messages .msg').length";
-
-fn count_text(content: &str) -> String {
-    format!(
-        "return [...document.querySelectorAll('#messages .msg-text')].filter(e => e.textContent === {}).length",
-        json!(content)
-    )
-}
-
-/// Waits until the message `content` is shown exactly once.
-async fn wait_shown_once(c: &Client, what: &str, content: &str) -> Value {
-    wait_js(c, what, &format!("{} === 1", count_text(content))).await
-}
-
-/// Waits until the status line's text passes `test` (a JS string method
-/// call such as `includes('Connected')`); returns the text.
-async fn wait_status(c: &Client, what: &str, test: &str) -> Value {
-    let js = format!(
-        "const t = document.querySelector('#status')?.textContent; return t && t.{test} ? t : null"
-    );
-    wait_js(c, what, &js).await
-}
-
-/// Waits until `channel` is the one shown.
-async fn wait_channel_shown(c: &Client, what: &str, channel: &str) -> Value {
-    let js = format!(
-        "return document.querySelector('.channel[data-channel={channel}]')?.getAttribute('aria-current') === 'page'"
-    );
-    wait_js(c, what, &js).await
-}
-
-/// Waits for the connect screen (the nick field).
-async fn wait_connect_screen(c: &Client, what: &str) -> Value {
-    wait_js(c, what, "return !!document.querySelector('#nick')").await
-}
-
-/// Replaces the nick field's text with `nick` and presses Enter.
-async fn join_as(c: &Client, nick: &str) {
-    clear(c, "#nick").await;
-    type_into(c, "#nick", &format!("{nick}\u{E007}")).await;
-}
-
-/// Sends `content` from the page's composer; the Python peer receives it and
-/// the page shows it once.
-async fn post_from_page(c: &Client, py: &mut PyPeer, what: &str, content: &str) {
-    type_into(c, "#composer-input", &format!("{content}\u{E007}")).await;
-    blocking(|| py.expect_message(content));
-    wait_shown_once(c, what, content).await;
-}
-
-/// Clicks the element at `css`.
-async fn click(c: &Client, css: &str) -> Result<(), String> {
-    c.find(Locator::Css(css))
-        .await
-        .map_err(|e| e.to_string())?
-        .click()
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// Picks `value` in the `<select>` at `css`.
-async fn select(c: &Client, css: &str, value: &str) -> Result<(), String> {
-    c.find(Locator::Css(css))
-        .await
-        .map_err(|e| e.to_string())?
-        .select_by_value(value)
-        .await
-        .map_err(|e| e.to_string())
-}
-
 /// A bridge serving the page at `www`, with the one upstream "local" at `addr`.
 async fn local_bridge(addr: SocketAddr, www: PathBuf) -> Bridge {
     Bridge::start(Config {
@@ -295,32 +75,6 @@ async fn local_bridge(addr: SocketAddr, www: PathBuf) -> Bridge {
         ..Config::default()
     })
     .await
-}
-
-/// Headless Chromium under its own chromedriver, with a fresh profile.
-struct Browser {
-    driver: ChromeDriver,
-    profile: TempDir,
-    c: Client,
-}
-
-impl Browser {
-    async fn start(profile: &str) -> Browser {
-        let driver = ChromeDriver::start();
-        let profile = TempDir::new(profile);
-        let c = driver.browser(&profile).await;
-        Browser { driver, profile, c }
-    }
-
-    /// Saves `last_shot`, closes the browser and stops chromedriver; then
-    /// fails with the scenario's error, if any.
-    async fn finish(self, last_shot: &str, result: Result<(), String>) {
-        let _ = screenshot(&self.c, last_shot).await;
-        let _ = self.c.close().await;
-        drop(self.driver);
-        drop(self.profile);
-        result.unwrap_or_else(|e| panic!("{e}"));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -678,14 +432,6 @@ async fn tls_scenario(c: &Client, url: &str) -> Result<(), String> {
     assert!(peer.is_string(), "the certificate subject is shown: {peer}");
     let _ = screenshot(c, "tls.png").await;
     Ok(())
-}
-
-/// One sample of the bridge's `/metrics` (0 when the line is absent).
-async fn metric(bridge: &Bridge, series: &str) -> f64 {
-    let (_, _, body) = common::http_get(bridge.addr, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A chromedriver command the WebDriver standard lacks (here Chromium's
