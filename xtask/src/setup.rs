@@ -1,12 +1,17 @@
 //! Installs what a fresh machine lacks, and skips what is present, so that
 //! reruns are fast: the wasm target, Chromium and ChromeDriver, the Python
-//! venv with the reference server, and `wasm-bindgen-test-runner` at the
-//! exact version Cargo.lock pins.
+//! venv with the reference server, `wasm-bindgen-test-runner` (and
+//! `wasm-bindgen`) at the exact version Cargo.lock pins, and trunk at
+//! [`TRUNK_VERSION`] for the `trunk serve` development loop and its test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+/// The trunk release the development loop (`cd www && trunk serve`) is
+/// tested with; newer releases need a newer rustc.
+pub(crate) const TRUNK_VERSION: &str = "0.21.14";
 
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn root() -> PathBuf {
@@ -49,6 +54,7 @@ pub(crate) fn setup() -> Result<()> {
     chromium()?;
     venv()?;
     test_runner()?;
+    trunk()?;
     Ok(())
 }
 
@@ -139,4 +145,34 @@ fn test_runner() -> Result<()> {
         &format!("={version}"),
     ]))
     .context("installing wasm-bindgen-test-runner")
+}
+
+/// Whether `trunk --version` output names exactly `version`.
+fn trunk_version_is(output: &str, version: &str) -> bool {
+    // Prints "trunk 0.21.14".
+    let mut words = output.split_whitespace();
+    words.next() == Some("trunk") && words.next() == Some(version)
+}
+
+fn trunk() -> Result<()> {
+    let have = output(Command::new("trunk").arg("--version")).unwrap_or_default();
+    if trunk_version_is(&have, TRUNK_VERSION) {
+        return Ok(());
+    }
+    // Slow (about 10-18 minutes on 2 cores), once per machine.
+    run(Command::new("cargo").args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))
+        .context("installing trunk for the `trunk serve` development loop test")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trunk_version_is_matched_exactly() {
+        assert!(trunk_version_is("trunk 0.21.14\n", "0.21.14"));
+        assert!(!trunk_version_is("trunk 0.21.1\n", "0.21.14"));
+        assert!(!trunk_version_is("trunk 0.22.0", "0.21.14"));
+        assert!(!trunk_version_is("", "0.21.14"));
+    }
 }

@@ -88,11 +88,13 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
         .current_dir(root().join("protocol/fuzz")))?;
     crate::dist::dist(&[])?;
     let mut tally = Tally::default();
-    // The browser tests use the bundle just built.
+    // The browser tests use the bundle just built; the `trunk serve` test
+    // must run (setup installed trunk), not skip.
     run_tests(
         cargo()
             .args(["test", "--workspace"])
-            .env("DUMDUM_SKIP_DIST", "1"),
+            .env("DUMDUM_SKIP_DIST", "1")
+            .env("DUMDUM_REQUIRE_TRUNK", "1"),
         &mut tally,
     )?;
     run_tests(
