@@ -438,7 +438,10 @@ mod tests {
             "[[upstream]]\nname = \"home\"\naddress = \"127.0.0.1:6667\"\nfingerprint = \"{FP}\"\n"
         ))
         .unwrap();
-        assert_eq!(one.upstream[0].fingerprint, [FP.parse::<Fingerprint>().unwrap()]);
+        assert_eq!(
+            one.upstream[0].fingerprint,
+            [FP.parse::<Fingerprint>().unwrap()]
+        );
         let lower = FP.to_lowercase().replace(':', "").replace("sha256", "");
         let two = FileConfig::parse(&format!(
             "[[upstream]]\nname = \"home\"\naddress = \"127.0.0.1:6667\"\n\
@@ -446,7 +449,10 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(two.upstream[0].fingerprint.len(), 2);
-        assert_eq!(two.upstream[0].fingerprint[0], two.upstream[0].fingerprint[1]);
+        assert_eq!(
+            two.upstream[0].fingerprint[0],
+            two.upstream[0].fingerprint[1]
+        );
         let none = FileConfig::parse("[[upstream]]\nname = \"a\"\naddress = \"h:1\"\n").unwrap();
         assert!(none.upstream[0].fingerprint.is_empty());
     }

@@ -209,15 +209,20 @@ pub async fn run(
 use tls::TlsListener;
 
 /// The startup warning for an upstream whose TLS an on-path attacker can
-/// strip (a CA is configured, but a server answering HELLO(0) is accepted).
+/// strip (a CA or a pin is configured, but a server answering HELLO(0) is
+/// accepted).
 fn downgrade_warning(up: &UpstreamConfig) -> Option<String> {
-    (up.ca.is_some() && !up.require_tls).then(|| {
-        format!(
-            "upstream {:?} has a CA but not require_tls: it can be downgraded to clear text \
-             (anyone on the path can answer HELLO without TLS); set require_tls",
-            up.name
-        )
-    })
+    let what = match (up.ca.is_some(), up.fingerprint.is_empty()) {
+        _ if up.require_tls => return None,
+        (true, _) => "a CA",
+        (false, false) => "a pinned fingerprint",
+        (false, true) => return None,
+    };
+    Some(format!(
+        "upstream {:?} has {what} but not require_tls: it can be downgraded to clear text \
+         (anyone on the path can answer HELLO without TLS); set require_tls",
+        up.name
+    ))
 }
 
 /// Serves until the server ends, or until `stop` plus the shutdown timeout.
@@ -254,5 +259,15 @@ mod tests {
         );
         up.require_tls = true;
         assert_eq!(downgrade_warning(&up), None);
+
+        let mut pinned = UpstreamConfig::new("home", "chat.example.org:6667");
+        pinned.fingerprint = vec![tls::Fingerprint([7; 32])];
+        let w = downgrade_warning(&pinned).unwrap_or_default();
+        assert!(
+            w.contains("a pinned fingerprint but not require_tls"),
+            "{w}"
+        );
+        pinned.require_tls = true;
+        assert_eq!(downgrade_warning(&pinned), None);
     }
 }
