@@ -1,5 +1,5 @@
 //! Installs what a fresh machine lacks, and skips what is present, so that
-//! reruns are fast: the wasm target, Chromium and ChromeDriver, the Python
+//! reruns are fast: the wasm target, Chromium, ChromeDriver and openssl, the Python
 //! venv with the reference server, `wasm-bindgen-test-runner` (and
 //! `wasm-bindgen`) at the exact version Cargo.lock pins, and trunk at
 //! [`TRUNK_VERSION`] for the `trunk serve` development loop and its test.
@@ -51,7 +51,7 @@ fn describe(cmd: &Command) -> String {
 
 pub(crate) fn setup() -> Result<()> {
     wasm_target()?;
-    chromium()?;
+    apt_packages()?;
     venv()?;
     test_runner()?;
     trunk()?;
@@ -70,8 +70,30 @@ pub(crate) fn wasm_target() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
 }
 
-fn chromium() -> Result<()> {
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+/// Debian packages the tests run, each with a file that shows it is there.
+/// Chromium and its driver must come from one install to match.
+const APT_PACKAGES: [(&str, &str); 3] = [
+    ("chromium", "/usr/bin/chromium"),
+    ("chromium-driver", "/usr/bin/chromedriver"),
+    // The TLS tests make certificates as operators do, with the openssl CLI.
+    ("openssl", "/usr/bin/openssl"),
+];
+
+/// The packages of `wanted` whose file is missing.
+fn missing_packages<'a>(
+    wanted: &[(&'a str, &str)],
+    exists: impl Fn(&Path) -> bool,
+) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .filter(|(_, file)| !exists(Path::new(file)))
+        .map(|(package, _)| *package)
+        .collect()
+}
+
+fn apt_packages() -> Result<()> {
+    let missing = missing_packages(&APT_PACKAGES, Path::exists);
+    if missing.is_empty() {
         return Ok(());
     }
     let uid = output(Command::new("id").arg("-u")).unwrap_or_default();
@@ -85,9 +107,9 @@ fn chromium() -> Result<()> {
         run(&mut cmd)
     };
     apt(&["update", "-qq"])?;
-    // Chromium and its driver must come from one install to match.
-    apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])
-        .context("installing Debian's chromium and chromium-driver for the browser tests")
+    let mut args = vec!["install", "-y", "-qq"];
+    args.extend(&missing);
+    apt(&args).with_context(|| format!("installing Debian's {} for the tests", missing.join(", ")))
 }
 
 fn venv() -> Result<()> {
@@ -174,5 +196,15 @@ mod tests {
         assert!(!trunk_version_is("trunk 0.21.1\n", "0.21.14"));
         assert!(!trunk_version_is("trunk 0.22.0", "0.21.14"));
         assert!(!trunk_version_is("", "0.21.14"));
+    }
+
+    #[test]
+    fn only_missing_packages_are_installed() {
+        let present = |p: &Path| p == Path::new("/usr/bin/openssl");
+        assert_eq!(
+            missing_packages(&APT_PACKAGES, present),
+            ["chromium", "chromium-driver"]
+        );
+        assert!(missing_packages(&APT_PACKAGES, |_| true).is_empty());
     }
 }
