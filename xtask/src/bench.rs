@@ -57,6 +57,7 @@ const INNER_ENV: &str = "DUMDUM_XTASK_BENCH_INNER";
 
 pub(crate) const USAGE: &str = "\
 usage: cargo xtask bench [--rounds N] [--quick] [--rtt-posts N] [--client-threads N]
+                         [--server python|embedded] [--bridge PATH]
 
 End to end, on loopback: the Python dumdum-server (.venv) and the release
 dumdum-bridge (upstream `py` and its embedded server `local`); clients are
@@ -68,6 +69,9 @@ bridge/direct are printed (never asserted).
   --quick             a smoke run: 1 round, 1/5 of the posts
   --rtt-posts N       posts per one-client round trip round (default 2000)
   --client-threads N  tokio worker threads for the clients (default 1)
+  --server NAME       only this server: `python` or `embedded` (default both)
+  --bridge PATH       run this dumdum-bridge binary instead of building
+                      target/release/dumdum-bridge (to compare two builds)
   --help              this text";
 
 /// Command-line options.
@@ -77,6 +81,10 @@ struct Opts {
     quick: bool,
     rtt_posts: usize,
     client_threads: usize,
+    /// Only this server (`python` or `embedded`).
+    server: Option<String>,
+    /// A bridge binary to run instead of the release build.
+    bridge: Option<PathBuf>,
     help: bool,
 }
 
@@ -87,6 +95,8 @@ impl Default for Opts {
             quick: false,
             rtt_posts: 2000,
             client_threads: 1,
+            server: None,
+            bridge: None,
             help: false,
         }
     }
@@ -114,6 +124,18 @@ impl Opts {
                 "--rtt-posts" => rtt = Some(num("--rtt-posts")?),
                 "--client-threads" => o.client_threads = num("--client-threads")?,
                 "--quick" => o.quick = true,
+                "--bridge" => {
+                    let v = it.next().context("--bridge needs a path")?;
+                    o.bridge = Some(PathBuf::from(v));
+                }
+                "--server" => {
+                    let v = it.next().context("--server needs `python` or `embedded`")?;
+                    ensure!(
+                        v == "python" || v == "embedded",
+                        "--server {v}: expected `python` or `embedded`"
+                    );
+                    o.server = Some(v.clone());
+                }
                 "--help" | "-h" => o.help = true,
                 other => bail!("unknown option `{other}`\n\n{USAGE}"),
             }
@@ -146,13 +168,16 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     if !inner {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(&cargo);
-        build
-            .current_dir(&root)
-            .args(["build", "--release", "-p", "dumdum-bridge"]);
+        build.current_dir(&root).args(["build", "--release"]);
+        if opts.bridge.is_none() {
+            build.args(["-p", "dumdum-bridge"]);
+        }
         if cfg!(debug_assertions) {
             build.args(["-p", "xtask"]);
         }
-        crate::setup::run(&mut build).context("building the release bridge")?;
+        if opts.bridge.is_none() || cfg!(debug_assertions) {
+            crate::setup::run(&mut build).context("building the release bridge")?;
+        }
         if cfg!(debug_assertions) {
             // Re-run from the release build (see the module's docs).
             let exe = target.join("release/xtask");
@@ -166,10 +191,13 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             return Ok(());
         }
     }
-    let bridge_exe = target.join("release/dumdum-bridge");
+    let bridge_exe = match &opts.bridge {
+        Some(p) => std::path::absolute(p).with_context(|| format!("--bridge {}", p.display()))?,
+        None => target.join("release/dumdum-bridge"),
+    };
     ensure!(
         bridge_exe.exists(),
-        "{} is missing: `cargo build --release -p dumdum-bridge`",
+        "{} is missing (`cargo build --release -p dumdum-bridge`)",
         bridge_exe.display()
     );
     let venv = std::env::var_os("DUMDUM_VENV").map_or_else(|| root.join(".venv"), PathBuf::from);
@@ -235,6 +263,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         py: py_addr,
         http,
         embedded,
+        pids: [bridge.child.id(), server.child.id(), std::process::id()],
     };
     let mut header = String::new();
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
@@ -306,6 +335,9 @@ struct Env {
     py: SocketAddr,
     http: SocketAddr,
     embedded: SocketAddr,
+    /// Processes whose CPU time is measured: the bridge, the Python server,
+    /// this one (the clients).
+    pids: [u32; 3],
 }
 
 /// How a client reaches a server.
@@ -346,13 +378,18 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
             name: "local",
         },
     ];
+    let servers: Vec<Server> = servers
+        .into_iter()
+        .filter(|s| opts.server.as_deref().is_none_or(|only| only == s.label))
+        .collect();
     let mut ctx = Ctx {
         http: env.http,
         run: std::process::id() % 100_000,
         round: 0,
+        pids: env.pids,
     };
     // Warm-up (connections, allocators, caches), not reported.
-    for s in servers {
+    for &s in &servers {
         for p in [Route::Direct, Route::Bridge] {
             eprintln!("warm-up: {} via {}", s.label, p.name());
             fanout_round(&mut ctx, s, p, 10, 10).await?;
@@ -361,7 +398,7 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
     }
     let mut fan = Vec::new();
     let mut rtt = Vec::new();
-    for s in servers {
+    for &s in &servers {
         for (clients, posts) in opts.cases() {
             let mut rows = [Vec::new(), Vec::new()];
             for r in 0..opts.rounds {
@@ -402,6 +439,7 @@ struct Ctx {
     http: SocketAddr,
     run: u32,
     round: u32,
+    pids: [u32; 3],
 }
 
 impl Ctx {
@@ -410,6 +448,39 @@ impl Ctx {
         self.round += 1;
         format!("b{}r{}", self.run, self.round)
     }
+
+    /// CPU time so far of the bridge, the Python server and the clients.
+    fn cpu(&self) -> [Option<u64>; 3] {
+        self.pids.map(cpu_ns)
+    }
+}
+
+/// CPU time between two [`Ctx::cpu`] readings, in µs per `per` (a delivery
+/// or a post): the bridge, the Python server, the clients.
+fn cpu_per(before: [Option<u64>; 3], after: [Option<u64>; 3], per: usize) -> [Option<f64>; 3] {
+    std::array::from_fn(|i| match (before[i], after[i]) {
+        (Some(b), Some(a)) if per > 0 => Some(a.saturating_sub(b) as f64 / 1000.0 / per as f64),
+        _ => None,
+    })
+}
+
+/// On-CPU time of every thread of `pid` so far, in ns (Linux
+/// `/proc/PID/task/*/schedstat`); `None` where that is not available.
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut sum = 0u64;
+    for t in tasks.flatten() {
+        // A thread that just exited is skipped.
+        if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat"))
+            && let Some(ns) = s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            sum += ns;
+        }
+    }
+    Some(sum)
 }
 
 /// The bridge offers `py` and `local`.
@@ -431,6 +502,8 @@ struct FanRound {
     deliveries_per_s: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU µs per delivery: the bridge process, the Python server, the clients.
+    cpu: [Option<f64>; 3],
 }
 
 /// Figures of one round-trip round.
@@ -438,6 +511,8 @@ struct FanRound {
 struct RttRound {
     p50: Duration,
     p99: Duration,
+    /// CPU µs per post: the bridge process, the Python server, the clients.
+    cpu: [Option<f64>; 3],
 }
 
 async fn fanout_round(
@@ -468,6 +543,7 @@ async fn fanout_round(
         conns.push(c);
     }
     let total = clients * posts;
+    let cpu0 = ctx.cpu();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for (i, (conn, nick)) in conns.into_iter().enumerate() {
@@ -488,6 +564,7 @@ async fn fanout_round(
         conns.push(conn);
     }
     let wall = start.elapsed();
+    let cpu = cpu_per(cpu0, ctx.cpu(), total * clients);
     for c in conns {
         c.close().await;
     }
@@ -497,6 +574,7 @@ async fn fanout_round(
         deliveries_per_s: (total * clients) as f64 / wall.as_secs_f64(),
         p50: percentile(&lat, 50.0).unwrap_or_default(),
         p99: percentile(&lat, 99.0).unwrap_or_default(),
+        cpu,
     })
 }
 
@@ -571,6 +649,7 @@ async fn rtt_round(ctx: &mut Ctx, server: Server, path: Route, posts: usize) -> 
         .with_context(|| format!("{} via {}: login", server.label, path.name()))?;
     let me = format!("{tag}:0.");
     let mut lat = Vec::with_capacity(posts);
+    let cpu0 = ctx.cpu();
     for seq in 0..posts {
         let c = content(&me, seq);
         let t = Instant::now();
@@ -588,12 +667,14 @@ async fn rtt_round(ctx: &mut Ctx, server: Server, path: Route, posts: usize) -> 
         }
         lat.push(t.elapsed());
     }
+    let cpu = cpu_per(cpu0, ctx.cpu(), posts);
     conn.close().await;
     settle(ctx.http).await?;
     lat.sort_unstable();
     Ok(RttRound {
         p50: percentile(&lat, 50.0).unwrap_or_default(),
         p99: percentile(&lat, 99.0).unwrap_or_default(),
+        cpu,
     })
 }
 
@@ -908,7 +989,19 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// SIGTERM first (the bridge shuts down cleanly and a profiler wrapping
+    /// it can write its data), SIGKILL after 5 s.
     fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.exited().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -983,6 +1076,12 @@ fn expected_ratio(server: &str, clients: usize) -> &'static str {
     }
 }
 
+/// The median of each of the three CPU figures over rounds.
+fn median_cpu(rounds: impl Iterator<Item = [Option<f64>; 3]>) -> [Option<f64>; 3] {
+    let all: Vec<[Option<f64>; 3]> = rounds.collect();
+    std::array::from_fn(|i| median(&all.iter().filter_map(|c| c[i]).collect::<Vec<_>>()))
+}
+
 type FanRows = [Vec<FanRound>; 2];
 type RttRows = [Vec<RttRound>; 2];
 
@@ -1002,13 +1101,15 @@ fn report(
         o,
         "\nFan-out, closed loop: N clients in `{CHANNEL}`; each posts its next message when its own copy is back;\n\
          every client receives every message. deliveries/s = messages received by all clients / wall time;\n\
-         latency = post -> own copy back (all posts of a round). Medians over {} round(s), (min-max).\n",
+         latency = post -> own copy back (all posts of a round). Medians over {} round(s), (min-max).\n\
+         CPU = µs of CPU time per delivery used by the bridge process (which also runs the embedded\n\
+         server), the Python server and the clients (this process), from /proc/PID/task/*/schedstat.\n",
         opts.rounds
     );
     let _ = writeln!(
         o,
-        "{:<30} {:<7} {:>10} {:>19} {:>9} {:>9}",
-        "case", "path", "deliv./s", "(min-max)", "p50 ms", "p99 ms"
+        "{:<28} {:<7} {:>9} {:>17} {:>7} {:>7}   {:>6} {:>6} {:>7}",
+        "case", "path", "deliv./s", "(min-max)", "p50 ms", "p99 ms", "bridge", "python", "clients"
     );
     let mut summary = Vec::new();
     for (s, clients, posts, rows) in fan {
@@ -1021,19 +1122,23 @@ fn report(
             medians[i] = median(&rates);
             let span =
                 range(&rates).map_or_else(|| "-".into(), |(lo, hi)| format!("({lo:.0}-{hi:.0})"));
+            let cpu = median_cpu(rows[i].iter().map(|r| r.cpu));
             let _ = writeln!(
                 o,
-                "{:<30} {:<7} {:>10} {:>19} {:>9} {:>9}",
+                "{:<28} {:<7} {:>9} {:>17} {:>7} {:>7}   {:>6} {:>6} {:>7}",
                 if i == 0 { case.as_str() } else { "" },
                 path.name(),
                 fmt_opt(medians[i], 0),
                 span,
                 fmt_opt(median(&p50), 2),
                 fmt_opt(median(&p99), 2),
+                fmt_opt(cpu[0], 2),
+                fmt_opt(cpu[1], 2),
+                fmt_opt(cpu[2], 2),
             );
         }
         let r = ratio(medians[1], medians[0]);
-        let _ = writeln!(o, "{:<30} bridge/direct = {}", "", fmt_opt(r, 2));
+        let _ = writeln!(o, "{:<28} bridge/direct = {}", "", fmt_opt(r, 2));
         summary.push(format!(
             "  fan-out {case:<27} bridge/direct {:>5}   (issue 11 expects {})",
             fmt_opt(r, 2),
@@ -1042,13 +1147,14 @@ fn report(
     }
     let _ = writeln!(
         o,
-        "\nOne-client round trip: post -> own copy back, {} posts per round; medians over {} round(s).\n",
+        "\nOne-client round trip: post -> own copy back, {} posts per round; medians over {} round(s);\n\
+         CPU in µs per post.\n",
         opts.rtt_posts, opts.rounds
     );
     let _ = writeln!(
         o,
-        "{:<30} {:<7} {:>10} {:>19} {:>9}",
-        "server", "path", "p50 µs", "(min-max)", "p99 µs"
+        "{:<28} {:<7} {:>9} {:>17} {:>7}   {:>6} {:>6} {:>7}",
+        "server", "path", "p50 µs", "(min-max)", "p99 µs", "bridge", "python", "clients"
     );
     for (s, rows) in rtt {
         let mut p50s = [None, None];
@@ -1058,14 +1164,18 @@ fn report(
             p50s[i] = median(&p50);
             let span =
                 range(&p50).map_or_else(|| "-".into(), |(lo, hi)| format!("({lo:.0}-{hi:.0})"));
+            let cpu = median_cpu(rows[i].iter().map(|r| r.cpu));
             let _ = writeln!(
                 o,
-                "{:<30} {:<7} {:>10} {:>19} {:>9}",
+                "{:<28} {:<7} {:>9} {:>17} {:>7}   {:>6} {:>6} {:>7}",
                 if i == 0 { s.label } else { "" },
                 path.name(),
                 fmt_opt(p50s[i], 0),
                 span,
                 fmt_opt(median(&p99), 0),
+                fmt_opt(cpu[0], 1),
+                fmt_opt(cpu[1], 1),
+                fmt_opt(cpu[2], 1),
             );
         }
         let diff = match p50s {
@@ -1074,7 +1184,7 @@ fn report(
         };
         let _ = writeln!(
             o,
-            "{:<30} bridge - direct = {} µs (p50)",
+            "{:<28} bridge - direct = {} µs (p50)",
             "",
             fmt_opt(diff, 0)
         );
@@ -1135,6 +1245,19 @@ mod tests {
         assert_eq!(ratio(None, Some(1.0)), None);
         assert_eq!(fmt_opt(None, 2), "-");
         assert_eq!(fmt_opt(Some(0.894), 2), "0.89");
+        // 2 ms of CPU over 1000 deliveries = 2 µs each; a missing reading stays missing.
+        assert_eq!(
+            cpu_per(
+                [Some(0), None, Some(5)],
+                [Some(2_000_000), Some(9), Some(5)],
+                1000
+            ),
+            [Some(2.0), None, Some(0.0)]
+        );
+        assert_eq!(
+            median_cpu([[Some(1.0), None, None], [Some(3.0), None, None]].into_iter()),
+            [Some(2.0), None, None]
+        );
     }
 
     #[test]
@@ -1156,6 +1279,10 @@ mod tests {
         assert!(Opts::parse(&args(&["--rounds"])).is_err());
         assert!(Opts::parse(&args(&["--rounds", "0"])).is_err());
         assert!(Opts::parse(&args(&["--nope"])).is_err());
+        let o = Opts::parse(&args(&["--server", "python", "--bridge", "b"])).unwrap();
+        assert_eq!(o.server.as_deref(), Some("python"));
+        assert_eq!(o.bridge, Some(PathBuf::from("b")));
+        assert!(Opts::parse(&args(&["--server", "rust"])).is_err());
         let c = content("b1r2:3.", 17);
         assert_eq!(c.len(), CONTENT_LEN);
         assert!(c.starts_with("b1r2:3.17 "));
