@@ -11,7 +11,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use dumdum_protocol::session::{Content, Handshake, HandshakeState};
 use dumdum_protocol::{ClientMessage, Decode};
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::future::Either;
+use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -235,10 +236,27 @@ async fn pump(
     let done = CancellationToken::new();
     let id = side.id;
     let ctrl = side.ctrl.clone();
-    tokio::join!(
-        writer(sink, side, app.stop.clone(), done.clone()),
-        reader(stream, cmds, id, ctrl, done, app.config.max_frame_size),
-    );
+    // Both halves run in this task, each with its own waker: a join would
+    // poll the reader again at every batch the writer is woken for, and a
+    // WebSocket read that finds no data still zeroes tungstenite's read
+    // buffer (4 KiB) and re-registers its wakers. In a busy room the writer
+    // is woken for every broadcast, the reader only for the browser's posts.
+    let mut halves = FuturesUnordered::new();
+    halves.push(Either::Left(writer(
+        sink,
+        side,
+        app.stop.clone(),
+        done.clone(),
+    )));
+    halves.push(Either::Right(reader(
+        stream,
+        cmds,
+        id,
+        ctrl,
+        done,
+        app.config.max_frame_size,
+    )));
+    while halves.next().await.is_some() {}
 }
 
 async fn writer(
@@ -249,11 +267,18 @@ async fn writer(
 ) {
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Created once for the WebSocket's life, not per batch: each creation
+    // registers with (and each drop unregisters from) the token's waiter
+    // list, and `stop` is shared by every task of the bridge.
+    let ctrl = side.ctrl.clone();
+    let stopped = stop.cancelled();
+    let closed = ctrl.token.cancelled();
+    tokio::pin!(stopped, closed);
     let close = loop {
         let first = tokio::select! {
             biased;
-            () = stop.cancelled() => break Some((code::AWAY, "bridge shutting down".to_string())),
-            () = side.ctrl.token.cancelled() => break Some(side.ctrl.take()),
+            () = &mut stopped => break Some((code::AWAY, "bridge shutting down".to_string())),
+            () = &mut closed => break Some(ctrl.take()),
             m = side.rx.recv() => m,
             _ = ping.tick() => Some(Out::Ping),
         };
@@ -292,8 +317,8 @@ async fn writer(
         };
         tokio::select! {
             biased;
-            () = stop.cancelled() => break Some((code::AWAY, "bridge shutting down".to_string())),
-            () = side.ctrl.token.cancelled() => break Some(side.ctrl.take()),
+            () = &mut stopped => break Some((code::AWAY, "bridge shutting down".to_string())),
+            () = &mut closed => break Some(ctrl.take()),
             r = io => match r {
                 Ok(None) => {}
                 Ok(Some(close)) => break Some(close),
@@ -329,21 +354,35 @@ async fn reader(
     done: CancellationToken,
     max_frame: usize,
 ) {
-    let mut deadline: Option<Instant> = None;
     let too_big = format!("frame larger than {max_frame} bytes");
+    // One timer for the WebSocket's life, not one per frame: it is armed
+    // for the silence limit counted from the last frame handled, re-armed
+    // only when it fires early, and once the writer is done it bounds the
+    // wait for the close to finish.
+    let mut idle_since = Instant::now();
+    let mut closing = false;
+    let timer = tokio::time::sleep_until(idle_since + SILENCE_LIMIT);
+    let writer_done = done.cancelled();
+    tokio::pin!(timer, writer_done);
     let how = loop {
         let m = tokio::select! {
-            () = done.cancelled(), if deadline.is_none() => {
-                deadline = Some(Instant::now() + CLOSE_WAIT);
+            () = &mut writer_done, if !closing => {
+                closing = true;
+                timer.as_mut().reset(Instant::now() + CLOSE_WAIT);
                 continue;
             }
-            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                break Detach::Hold("the WebSocket did not finish closing".into());
+            () = &mut timer => {
+                if closing {
+                    break Detach::Hold("the WebSocket did not finish closing".into());
+                }
+                let due = idle_since + SILENCE_LIMIT;
+                if due > Instant::now() {
+                    timer.as_mut().reset(due);
+                    continue;
+                }
+                break Detach::Hold(format!("nothing heard for {} s", SILENCE_LIMIT.as_secs()));
             }
-            m = tokio::time::timeout(SILENCE_LIMIT, stream.next()) => match m {
-                Ok(m) => m,
-                Err(_) => break Detach::Hold(format!("nothing heard for {} s", SILENCE_LIMIT.as_secs())),
-            },
+            m = stream.next() => m,
         };
         if let Some(Ok(_)) = &m {
             // Any frame (a pong included) answers a pending probe.
@@ -387,6 +426,8 @@ async fn reader(
             },
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
         }
+        // Silence is counted from here (as a timeout around each wait would).
+        idle_since = Instant::now();
     };
     let _ = cmds.send(Cmd::Detach { att, how }).await;
 }
