@@ -72,7 +72,10 @@ bridge/direct are printed (never asserted).
   --server NAME       only this server: `python` or `embedded` (default both)
   --bridge PATH       run this dumdum-bridge binary instead of building
                       target/release/dumdum-bridge (to compare two builds)
-  --help              this text";
+  --help              this text
+
+The bridge runs with RUST_LOG=warn and inherits the rest of the environment
+(e.g. TOKIO_WORKER_THREADS=1 cargo xtask bench); logs go to target/bench/.";
 
 /// Command-line options.
 #[derive(Debug, Clone, PartialEq, Eq)]
