@@ -356,26 +356,34 @@ impl Drop for PyPeer {
 /// standard input, and returns its standard output. Panics, with its stderr,
 /// when it fails or runs longer than `timeout` (it is killed then).
 pub fn run_python(script: &str, stdin: &str, timeout: Duration) -> String {
+    let mut cmd = Command::new(python());
+    cmd.arg("-c").arg(script);
+    let out = run_bounded(cmd, stdin, timeout, "python script");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs `cmd` with `stdin` as its standard input and returns its standard
+/// output. Panics, with its stderr, when it cannot start, fails, or runs
+/// longer than `timeout` (it is killed then); `what` names it.
+pub fn run_bounded(mut cmd: Command, stdin: &str, timeout: Duration, what: &str) -> Vec<u8> {
     use std::io::Read;
-    let mut child = Command::new(python())
-        .arg("-c")
-        .arg(script)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn python");
-    let mut input = child.stdin.take().unwrap();
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let mut input = child.stdin.take().expect("piped stdin");
     let stdin = stdin.to_owned();
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(stdin.as_bytes());
     });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
     let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
     });
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -384,22 +392,19 @@ pub fn run_python(script: &str, stdin: &str, timeout: Duration) -> String {
     });
     let deadline = Instant::now() + timeout;
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("python script did not finish within {timeout:?}");
+            panic!("{what} did not finish within {timeout:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     };
     let _ = writer.join();
-    let stdout = reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    assert!(
-        status.success(),
-        "python script failed ({status}):\n{stderr}"
-    );
+    let stdout = reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    assert!(status.success(), "{what} failed ({status}):\n{stderr}");
     stdout
 }

@@ -5,10 +5,9 @@
 //! `dumdum.key`. Every command is bounded in time; a failure panics with
 //! openssl's own words.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{TempDir, TestCert};
 
@@ -17,53 +16,35 @@ const OPENSSL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `openssl args…` in `dir` with `stdin`; returns its standard output.
 pub fn run(dir: &Path, args: &[&str], stdin: &str) -> Vec<u8> {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `openssl` ({e}): these tests need the openssl command line")
-        });
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(stdin.as_bytes());
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + OPENSSL_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("openssl {args:?} did not finish within {OPENSSL_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = writer.join();
-    let stdout = reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    assert!(
-        status.success(),
-        "openssl {args:?} failed ({status}):\n{stderr}"
+    let mut cmd = Command::new("openssl");
+    cmd.args(args).current_dir(dir);
+    crate::run_bounded(
+        cmd,
+        stdin,
+        OPENSSL_TIMEOUT,
+        &format!("openssl {args:?} (these tests need the openssl command line)"),
+    )
+}
+
+/// A fresh RSA key (`dumdum.key`) and a request for `subject` (`dumdum.csr`).
+fn new_key_and_csr(dir: &Path, subject: &str) {
+    run(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-keyout",
+            "dumdum.key",
+            "-out",
+            "dumdum.csr",
+            "-subj",
+            subject,
+        ],
+        "",
     );
-    stdout
 }
 
 /// A time as openssl's `-startdate`/`-enddate` want it: `YYYYMMDDHHMMSSZ`.
@@ -188,23 +169,7 @@ impl TestCert {
         .unwrap();
         std::fs::write(dir.path().join("index.txt"), "").unwrap();
         std::fs::write(dir.path().join("serial"), "01\n").unwrap();
-        run(
-            dir.path(),
-            &[
-                "req",
-                "-new",
-                "-nodes",
-                "-newkey",
-                "rsa:2048",
-                "-keyout",
-                "dumdum.key",
-                "-out",
-                "dumdum.csr",
-                "-subj",
-                subject,
-            ],
-            "",
-        );
+        new_key_and_csr(dir.path(), subject);
         let (start, end) = (openssl_time(not_before), openssl_time(not_after));
         run(
             dir.path(),
@@ -251,23 +216,7 @@ impl TestCert {
             ext.push_str(&format!("subjectAltName = {san}\n"));
         }
         std::fs::write(dir.path().join("server.ext"), ext).unwrap();
-        run(
-            dir.path(),
-            &[
-                "req",
-                "-new",
-                "-nodes",
-                "-newkey",
-                "rsa:2048",
-                "-keyout",
-                "dumdum.key",
-                "-out",
-                "dumdum.csr",
-                "-subj",
-                subject,
-            ],
-            "",
-        );
+        new_key_and_csr(dir.path(), subject);
         run(
             dir.path(),
             &[
