@@ -6,9 +6,9 @@
 //! released upstream in order as the [`Client`] model of the upstream link
 //! allows (AUTHENTICATE waits for the server's HELLO and for TLS). Server
 //! bytes are split into messages by a [`Decoder`]; each message's exact
-//! bytes become one binary frame (no copy), are fed to the model, and are
-//! kept in a bounded ring so a client that reconnects can be replayed what
-//! it missed.
+//! bytes become one binary frame, are fed to the model, and are copied once
+//! into a bounded ring (the copy is what the WebSocket's writer sends) so a
+//! client that reconnects can be replayed what it missed.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use dumdum_protocol::session::{Content, Handshake, Notice};
 use dumdum_protocol::{
     Client, ClientConfig, ClientMessage, ClientState, DEFAULT_BUFFER_LIMIT, Decode, Decoder,
@@ -283,6 +283,13 @@ struct Probe {
 }
 
 /// Server frames kept for replay, numbered from the session's first.
+///
+/// The ring keeps copies in storage of its own (`arena`), never slices of
+/// the upstream read buffer: a kept frame would pin its whole read buffer
+/// (4 KiB or more for a frame of a few hundred bytes), so the ring's memory
+/// would be many times the bytes it accounts for. The copy is what the
+/// writer is given too, so each frame is copied once, and the read buffer is
+/// free for the next read as soon as its messages are handled.
 #[derive(Debug, Default)]
 struct Ring {
     /// Each frame with the byte offset of its end (counted over every frame
@@ -294,8 +301,18 @@ struct Ring {
     start: u64,
     /// Byte offset of the end of the last frame pushed.
     end: u64,
+    /// Room for the next copies; each frame is split off it, so held frames
+    /// share a few chunks filled by the ring alone.
+    arena: BytesMut,
     enabled: bool,
 }
+
+/// Smallest and largest chunk of the ring's arena (a larger frame gets a
+/// chunk of its own size). Between the two, a chunk is as large as what the
+/// ring holds: an idle session's few frames take little, and a full ring
+/// wastes at most a chunk at either end.
+const ARENA_MIN: usize = 1024;
+const ARENA_MAX: usize = 8 * 1024;
 
 impl Ring {
     fn total(&self) -> u64 {
@@ -307,31 +324,23 @@ impl Ring {
         usize::try_from(self.end - self.start).unwrap_or(usize::MAX)
     }
 
-    /// Keeps `frame` itself (shared with the writer's queue, no copy).
-    fn push(&mut self, frame: Bytes) {
-        if self.enabled {
-            self.end += frame.len() as u64;
-            self.frames.push_back((self.end, frame));
-        } else {
+    /// Keeps a copy of `frame` in the ring's own storage and returns it (to
+    /// be queued to the writer instead of `frame`); disabled, only counts it
+    /// and returns `frame`.
+    fn push(&mut self, frame: Bytes) -> Bytes {
+        if !self.enabled {
             self.first += 1;
+            return frame;
         }
-    }
-
-    /// Keeps a compact copy of `frame` (for a held session: a slice of a
-    /// read buffer held for long would pin that whole buffer).
-    fn push_copy(&mut self, frame: &[u8]) {
-        if self.enabled {
-            self.push(Bytes::copy_from_slice(frame));
-        } else {
-            self.first += 1;
+        if self.arena.capacity() < frame.len() {
+            let chunk = self.bytes().clamp(ARENA_MIN, ARENA_MAX).max(frame.len());
+            self.arena = BytesMut::with_capacity(chunk);
         }
-    }
-
-    /// Replaces every frame by a compact copy (see [`Ring::push_copy`]).
-    fn compact(&mut self) {
-        for (_, f) in &mut self.frames {
-            *f = Bytes::copy_from_slice(f);
-        }
+        self.arena.extend_from_slice(&frame);
+        let kept = self.arena.split().freeze();
+        self.end += kept.len() as u64;
+        self.frames.push_back((self.end, kept.clone()));
+        kept
     }
 
     fn pop_front(&mut self) -> Option<usize> {
@@ -702,17 +711,29 @@ impl Session {
         let mut decoder = Decoder::<ServerMessage>::new(DEFAULT_BUFFER_LIMIT);
         let mut up_off = 0usize;
         let mut need_flush = false;
-        let far = Instant::now() + Duration::from_secs(86400 * 365);
+        // Made once for the session's life, not once per pass: `stop` is
+        // shared by every task of the bridge, and each wait registers with it.
+        let stopped = self.app.stop.clone().cancelled_owned();
+        // The end of a grace period, re-armed only when it changes.
+        let grace = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(stopped, grace);
+        let mut grace_armed = None;
         loop {
             let writing = !self.up_out.is_empty();
             let up_out = &self.up_out;
             // Server bytes go straight into the decoder's buffer.
             decoder.buf_mut().reserve(READ_CHUNK);
             let held_until = self.held_until;
+            if let Some(t) = held_until
+                && grace_armed != Some(t)
+            {
+                grace.as_mut().reset(t);
+                grace_armed = Some(t);
+            }
             let probe = self.probe.as_ref().map(|p| (p.deadline, p.ctrl.clone()));
             tokio::select! {
                 biased;
-                () = self.app.stop.cancelled() => {
+                () = &mut stopped => {
                     return Err(End::close(code::AWAY, "bridge shutting down"));
                 }
                 r = rd.read_buf(decoder.buf_mut()) => {
@@ -727,7 +748,7 @@ impl Session {
                             return Err(End::upstream_closed(format!("read error: {e}")));
                         }
                     }
-                    if self.on_server_data(&mut decoder)? {
+                    if self.on_read(&mut decoder)? {
                         if decoder.buffered() > 0 || !self.up_out.is_empty() {
                             return Err(End::upstream_error(
                                 code::UPSTREAM_TLS,
@@ -794,7 +815,7 @@ impl Session {
                         None => std::future::pending().await,
                     }
                 }, if probe.is_some() => self.finish_probe()?,
-                () = tokio::time::sleep_until(held_until.unwrap_or(far)), if held_until.is_some() => {
+                () = &mut grace, if held_until.is_some() => {
                     self.app.metrics.expired_grace.increment(1);
                     return Err(End::quiet("resume grace period expired"));
                 }
@@ -819,6 +840,19 @@ impl Session {
             self.up_out.pop_front();
             *up_off = 0;
         }
+    }
+
+    /// [`Session::on_server_data`] after a read, counting the frames it
+    /// delivered in the metrics (once per read, not once per frame).
+    fn on_read(&mut self, decoder: &mut Decoder<ServerMessage>) -> Result<bool, End> {
+        let (frames, bytes) = (self.frames_down, self.bytes_down);
+        let r = self.on_server_data(decoder);
+        if self.frames_down > frames {
+            let m = &self.app.metrics;
+            m.frames_to_client.increment(self.frames_down - frames);
+            m.bytes_to_client.increment(self.bytes_down - bytes);
+        }
+        r
     }
 
     /// Handles every whole server message buffered; true when the server
@@ -878,17 +912,15 @@ impl Session {
 
     /// Sends one server frame to the client (or holds it for a resume).
     fn deliver(&mut self, raw: Bytes) -> Result<(), End> {
-        let len = raw.len();
+        // Counted in the metrics once per read (see `on_read`).
         self.frames_down += 1;
-        self.bytes_down += len as u64;
-        self.app.metrics.frames_to_client.increment(1);
-        self.app.metrics.bytes_to_client.increment(len as u64);
+        self.bytes_down += raw.len() as u64;
         let resume_buffer = self.app.config.resume_buffer;
+        // The ring's own copy from now on (shared with the writer's queue).
+        let frame = self.ring.push(raw);
         match self.att.as_mut() {
             Some(att) => {
-                // Shared with the writer's queue while attached.
-                self.ring.push(raw.clone());
-                if !att.push(Out::Binary(raw)) {
+                if !att.push(Out::Binary(frame)) {
                     self.app.metrics.slow_readers.increment(1);
                     att.ctrl.close(
                         code::POLICY,
@@ -900,7 +932,6 @@ impl Session {
                     .trim_attached(att.flushed_upto(), ATTACHED_RETAIN.min(resume_buffer));
             }
             None => {
-                self.ring.push_copy(&raw);
                 if !self.ring.trim(resume_buffer, self.sent_mark) {
                     self.app.metrics.expired_buffer.increment(1);
                     return Err(End::quiet("resume buffer full while the client was away"));
@@ -1025,8 +1056,6 @@ impl Session {
             Some(att) => att.flushed_upto().min(self.ring.total()),
             None => self.ring.total(),
         };
-        // Held for up to the grace period: stop pinning read buffers.
-        self.ring.compact();
         // Unforwarded frames are re-sent by the client after a resume.
         self.pending.clear();
         tracing::debug!(
@@ -1158,7 +1187,7 @@ mod tests {
     fn ring_numbers_and_trims() {
         let mut r = ring(true);
         for i in 0..10u8 {
-            r.push_copy(&[i; 10]);
+            r.push(Bytes::copy_from_slice(&[i; 10]));
         }
         assert_eq!(r.total(), 10);
         assert!(r.trim(50, 10));
@@ -1178,7 +1207,7 @@ mod tests {
         let mut r = ring(true);
         let big = Bytes::from(vec![1u8; 110_000]);
         r.push(Bytes::from_static(b"hello"));
-        r.push(big.clone());
+        let kept = r.push(big.clone());
         r.push(Bytes::from_static(b"after"));
         // Nothing flushed: everything is kept, however large.
         r.trim_attached(0, 64 * 1024);
@@ -1188,9 +1217,10 @@ mod tests {
         r.trim_attached(2, 64 * 1024);
         assert_eq!(r.first, 1, "only what lies beyond the allowance goes");
         let replay: Vec<&Bytes> = r.since(1).unwrap().collect();
+        assert_eq!(replay[0], &big);
         assert!(
-            std::ptr::eq(replay[0].as_ptr(), big.as_ptr()),
-            "shared, not copied"
+            std::ptr::eq(replay[0].as_ptr(), kept.as_ptr()),
+            "the replay shares the copy the writer was given"
         );
         // Everything flushed and more behind: the newest frame stays.
         for _ in 0..20 {
@@ -1202,6 +1232,50 @@ mod tests {
         assert_eq!(r.bytes(), 72 * 1024);
         r.trim_attached(r.total(), 0);
         assert_eq!(r.frames.len(), 1, "the newest frame is never dropped");
+    }
+
+    /// The ring's memory matches what it accounts for: a kept frame does not
+    /// pin the (much larger) read buffer it was sliced from, and small
+    /// frames share a few chunks of the ring's own.
+    #[test]
+    fn kept_frames_do_not_pin_their_read_buffers() {
+        let mut r = ring(true);
+        let mut reads = Vec::new();
+        for _ in 0..400 {
+            // One 200-byte message per 64 KiB read buffer.
+            let buf = Bytes::from(vec![7u8; 64 * 1024]);
+            let frame = buf.slice(..200);
+            drop(buf);
+            let sent = r.push(frame.clone());
+            assert_eq!(sent, frame, "the writer gets the same bytes");
+            assert!(
+                !frame.as_ptr_range().contains(&sent.as_ptr()),
+                "a copy, not a slice of the read buffer"
+            );
+            // The writer flushes it: the read buffer is no longer shared.
+            drop(sent);
+            r.trim_attached(r.total(), 64 * 1024);
+            reads.push(frame.try_into_mut().is_ok());
+        }
+        assert!(reads.iter().all(|&unique| unique), "no read buffer pinned");
+        // 64 KiB of flushed frames at least, plus the newest: 329 frames.
+        assert_eq!(r.bytes(), 329 * 200);
+        // The chunks they live in: contiguous copies, a few KiB of slack.
+        let mut chunks: Vec<(usize, usize)> = Vec::new();
+        for f in r.since(r.first).unwrap() {
+            let p = f.as_ptr() as usize;
+            match chunks.last_mut() {
+                Some((_, end)) if *end == p => *end = p + f.len(),
+                _ => chunks.push((p, p + f.len())),
+            }
+        }
+        let upper = r.bytes() / (ARENA_MAX - 200) + 2;
+        assert!(
+            chunks.len() <= upper,
+            "{} chunks for {} bytes",
+            chunks.len(),
+            r.bytes()
+        );
     }
 
     fn attachment(base_limit: usize, replay: usize) -> (Attachment, mpsc::UnboundedReceiver<Out>) {
@@ -1255,7 +1329,11 @@ mod tests {
     #[test]
     fn disabled_ring_counts_only() {
         let mut r = ring(false);
-        r.push_copy(b"x");
+        let x = Bytes::from_static(b"x");
+        assert!(
+            std::ptr::eq(r.push(x.clone()).as_ptr(), x.as_ptr()),
+            "nothing kept, nothing copied"
+        );
         r.push(Bytes::from_static(b"y"));
         assert_eq!(r.total(), 2);
         assert_eq!(r.bytes(), 0);
