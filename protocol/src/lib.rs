@@ -17,6 +17,7 @@
 //! Interoperability with the reference implementation (`dum-dum-irc` 0.5.0)
 //! is the requirement; its quirks are documented where they matter.
 
+pub mod calendar;
 pub mod client;
 pub mod decoder;
 pub mod error;
