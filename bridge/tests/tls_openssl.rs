@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Bridge, WAIT, WsClient, expect_notice, off_thread};
+use common::{Bridge, WAIT, WsClient, expect_secured, off_thread};
 use dumdum_bridge::tls::Fingerprint;
 use dumdum_bridge::{Config, FileConfig, UpstreamConfig};
 use dumdum_protocol::ClientMessage;
@@ -53,19 +53,7 @@ async fn chat(bridge: &Bridge, nick: &str) -> (WsClient, String, String) {
     let text = format!("hello from {nick}");
     a.say("general", &text).await;
     assert_eq!(a.expect_message(&text).await.nick, nick);
-    let secured = expect_notice(&mut a, "secured", |n| {
-        matches!(n, Notice::UpstreamSecured { .. })
-    })
-    .await;
-    let Notice::UpstreamSecured {
-        tls_version,
-        peer,
-        fingerprint,
-    } = secured
-    else {
-        unreachable!()
-    };
-    assert!(tls_version.starts_with("TLSv1."), "{tls_version}");
+    let (_, peer, fingerprint) = expect_secured(&mut a).await;
     (a, peer, fingerprint)
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Bridge, WAIT, expect_notice};
+use common::{Bridge, WAIT, expect_notice, expect_secured};
 use dumdum_bridge::{Config, UpstreamConfig};
 use dumdum_protocol::session::Notice;
 use dumdum_protocol::{ClientMessage, HistoryQuery, ServerMessage};
@@ -130,19 +130,7 @@ async fn tls_upstream_with_the_ca_configured() {
         a.expect_frame().await,
         ServerMessage::AcknowledgeAuthentication { success: true }
     );
-    let secured = expect_notice(&mut a, "secured", |n| {
-        matches!(n, Notice::UpstreamSecured { .. })
-    })
-    .await;
-    let Notice::UpstreamSecured {
-        tls_version,
-        peer,
-        fingerprint,
-    } = secured
-    else {
-        unreachable!()
-    };
-    assert!(tls_version.starts_with("TLSv1."), "{tls_version}");
+    let (_, peer, fingerprint) = expect_secured(&mut a).await;
     assert!(peer.contains("CN="), "{peer}");
     let expected = dumdum_bridge::tls::fingerprint(&cert.cert_der);
     assert_eq!(fingerprint, expected);

@@ -26,6 +26,21 @@ pub fn run(dir: &Path, args: &[&str], stdin: &str) -> Vec<u8> {
     )
 }
 
+/// The reference README's certificate command:
+/// `openssl req -new -x509 -days 365 -nodes -out dumdum.crt -keyout dumdum.key`.
+const README_REQ: [&str; 10] = [
+    "req",
+    "-new",
+    "-x509",
+    "-days",
+    "365",
+    "-nodes",
+    "-out",
+    "dumdum.crt",
+    "-keyout",
+    "dumdum.key",
+];
+
 /// A fresh RSA key (`dumdum.key`) and a request for `subject` (`dumdum.csr`).
 fn new_key_and_csr(dir: &Path, subject: &str) {
     run(
@@ -92,22 +107,7 @@ impl TestCert {
     /// client could check.
     pub fn openssl_readme() -> TestCert {
         let dir = TempDir::new("openssl");
-        run(
-            dir.path(),
-            &[
-                "req",
-                "-new",
-                "-x509",
-                "-days",
-                "365",
-                "-nodes",
-                "-out",
-                "dumdum.crt",
-                "-keyout",
-                "dumdum.key",
-            ],
-            &"\n".repeat(16),
-        );
+        run(dir.path(), &README_REQ, &"\n".repeat(16));
         TestCert::from_openssl(dir)
     }
 
@@ -116,18 +116,7 @@ impl TestCert {
     /// `["-subj", "/CN=chat.example.org", "-addext", "subjectAltName=DNS:chat.example.org"]`.
     pub fn openssl_req(extra: &[&str]) -> TestCert {
         let dir = TempDir::new("openssl");
-        let mut args = vec![
-            "req",
-            "-new",
-            "-x509",
-            "-days",
-            "365",
-            "-nodes",
-            "-out",
-            "dumdum.crt",
-            "-keyout",
-            "dumdum.key",
-        ];
+        let mut args = README_REQ.to_vec();
         args.extend_from_slice(extra);
         run(dir.path(), &args, "");
         TestCert::from_openssl(dir)

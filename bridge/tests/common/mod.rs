@@ -561,6 +561,25 @@ pub async fn expect_notice(c: &mut WsClient, what: &str, pred: impl Fn(&Notice) 
     }
 }
 
+/// Waits for the `upstream secured` notice: (tls_version, peer, fingerprint),
+/// the version checked to be a TLS 1.x one.
+pub async fn expect_secured(c: &mut WsClient) -> (String, String, String) {
+    let secured = expect_notice(c, "secured", |n| {
+        matches!(n, Notice::UpstreamSecured { .. })
+    })
+    .await;
+    let Notice::UpstreamSecured {
+        tls_version,
+        peer,
+        fingerprint,
+    } = secured
+    else {
+        unreachable!("the predicate matched UpstreamSecured")
+    };
+    assert!(tls_version.starts_with("TLSv1."), "{tls_version}");
+    (tls_version, peer, fingerprint)
+}
+
 /// A TCP proxy that can cut its connections abruptly (RST, no close frame)
 /// and records every byte sent from its clients to the target.
 pub struct Proxy {
