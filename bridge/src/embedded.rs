@@ -2,19 +2,24 @@
 //! per connection, with shared channels, nicks and history that behave like
 //! the reference server (nick uniqueness, N messages kept per channel, the
 //! inverted inclusive LIST_MESSAGES range with a 100-message cap, silent drop
-//! to unknown channels). Bridge sessions reach it through in-memory pipes;
-//! `--embedded-listen` also serves it over TCP (optionally TLS).
+//! to unknown channels). Bridge sessions reach it through a [`MemConn`],
+//! which runs the connection's state machine inside the session's own task
+//! (no pipe, no second task); `--embedded-listen` also serves it over TCP
+//! (optionally TLS).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dumdum_protocol::{
     ChatMessage, Server, ServerEvent, ServerMessage, ServerState, SnowflakeGenerator, history,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -27,8 +32,16 @@ use crate::link::Link;
 const CONN_QUEUE: usize = 4096;
 /// Read chunk size.
 const READ_CHUNK: usize = 4096;
-/// Capacity of the in-memory pipe to a bridge session.
-const PIPE_CAPACITY: usize = 64 * 1024;
+/// Why a connection whose queue overflowed ends.
+const TOO_SLOW: &str = "too slow: its send queue is full";
+
+/// What a connection must do after the events of a chunk.
+enum Next {
+    /// Read on.
+    Continue,
+    /// The client said HELLO: answer it (and upgrade, over TCP with TLS).
+    Hello,
+}
 
 struct Peer {
     tx: mpsc::Sender<Bytes>,
@@ -99,15 +112,19 @@ impl Embedded {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens an in-memory connection (for a bridge session).
-    pub fn connect(self: &Arc<Self>) -> DuplexStream {
-        let (ours, theirs) = tokio::io::duplex(PIPE_CAPACITY);
-        let me = self.clone();
-        self.tracker.spawn(async move {
-            me.serve(Link::Mem(theirs), "bridge session".into(), None, None)
-                .await;
-        });
-        ours
+    /// Opens an in-process connection (for a bridge session).
+    pub fn connect(self: &Arc<Self>) -> MemConn {
+        let (tx, rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
+        MemConn {
+            server: self.clone(),
+            machine: Server::default(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            nick: None,
+            tx,
+            rx,
+            kill: CancellationToken::new(),
+            pending: Bytes::new(),
+        }
     }
 
     /// Serves TCP connections on `listener` until shutdown; with `tls`, the
@@ -191,10 +208,13 @@ impl Embedded {
                     if let Err(e) = server.handle_data(&buf[..n]) {
                         break format!("protocol error: {e}");
                     }
-                    match self.process(&mut server, &mut io, (&tx, &mut rx), &kill, id, &mut nick, tls.as_ref()).await {
-                        Ok(false) => {}
-                        Ok(true) => {
-                            let Some(acceptor) = tls.as_ref() else { break "no TLS acceptor".into() };
+                    match self.process(&mut server, &tx, &kill, id, &mut nick) {
+                        Ok(Next::Continue) => {}
+                        Ok(Next::Hello) => {
+                            if let Err(e) = hello(&mut server, &mut io, &mut rx, tls.is_some()).await {
+                                break e;
+                            }
+                            let Some(acceptor) = tls.as_ref() else { continue };
                             io = match upgrade(io, acceptor).await {
                                 Ok(io) => io,
                                 Err(e) => break e,
@@ -213,50 +233,36 @@ impl Embedded {
                 }
             }
         };
-        {
-            let mut st = self.lock();
-            st.peers.remove(&id);
-            if let Some(n) = &nick {
-                st.nicks.remove(n);
-            }
-        }
+        self.forget(id, nick.as_deref());
         tracing::debug!(peer = %peer, nick = ?nick, "embedded server: connection ended: {why}");
     }
 
-    /// Answers every event of the last chunk, in order. Returns whether
-    /// the connection must now upgrade to TLS.
-    #[allow(clippy::too_many_arguments)]
-    async fn process(
+    /// A connection ended: it no longer receives broadcasts, and its nick
+    /// is free again.
+    fn forget(&self, id: u64, nick: Option<&str>) {
+        let mut st = self.lock();
+        st.peers.remove(&id);
+        if let Some(n) = nick {
+            st.nicks.remove(n);
+        }
+    }
+
+    /// Answers every event of the last chunk, in order, until a HELLO
+    /// (which the caller answers, as only it can write before a TLS
+    /// upgrade). Replies join the connection's queue.
+    fn process(
         &self,
         server: &mut Server,
-        io: &mut Link,
-        (tx, rx): (&mpsc::Sender<Bytes>, &mut mpsc::Receiver<Bytes>),
+        tx: &mpsc::Sender<Bytes>,
         kill: &CancellationToken,
         id: u64,
         nick: &mut Option<String>,
-        tls: Option<&TlsAcceptor>,
-    ) -> Result<bool, String> {
+    ) -> Result<Next, String> {
         while let Some(event) = server.poll_event() {
             if let ServerEvent::Hello = event {
-                // HELLO goes out directly: with TLS it must precede the
-                // handshake. What is queued (an INCOMPATIBLE_VERSION for an
-                // earlier HELLO of the same chunk) goes first.
-                while let Ok(queued) = rx.try_recv() {
-                    io.write_all(&queued)
-                        .await
-                        .map_err(|e| format!("write error: {e}"))?;
-                }
-                server
-                    .accept_hello(tls.is_some())
-                    .map_err(|e| e.to_string())?;
-                while let Some(out) = server.poll_transmit() {
-                    io.write_all(&out)
-                        .await
-                        .map_err(|e| format!("write error: {e}"))?;
-                }
                 // Nothing can follow HELLO in the same chunk (the state
-                // machine refuses it), so the upgrade happens right here.
-                return Ok(tls.is_some());
+                // machine refuses it).
+                return Ok(Next::Hello);
             }
             let mut st = self.lock();
             match event {
@@ -337,11 +343,173 @@ impl Embedded {
             // their order is the order in which things happened.
             while let Some(out) = server.poll_transmit() {
                 tx.try_send(Bytes::from(out))
-                    .map_err(|_| "too slow: its send queue is full".to_string())?;
+                    .map_err(|_| TOO_SLOW.to_string())?;
             }
             drop(st);
         }
-        Ok(false)
+        Ok(Next::Continue)
+    }
+}
+
+/// Answers HELLO on a TCP connection: what is queued first (an
+/// INCOMPATIBLE_VERSION for an earlier HELLO of the same chunk), then the
+/// HELLO, written directly since with TLS it must precede the handshake.
+async fn hello(
+    server: &mut Server,
+    io: &mut Link,
+    rx: &mut mpsc::Receiver<Bytes>,
+    tls: bool,
+) -> Result<(), String> {
+    let write_error = |e: io::Error| format!("write error: {e}");
+    while let Ok(queued) = rx.try_recv() {
+        io.write_all(&queued).await.map_err(write_error)?;
+    }
+    server.accept_hello(tls).map_err(|e| e.to_string())?;
+    while let Some(out) = server.poll_transmit() {
+        io.write_all(&out).await.map_err(write_error)?;
+    }
+    Ok(())
+}
+
+/// A bridge session's connection to the embedded server. Writing runs the
+/// server's state machine at once, in the writer's task; reading takes the
+/// frames queued for this connection (replies and broadcasts, in order)
+/// straight from its queue. So a message crosses no pipe and wakes no other
+/// task than the recipients' own sessions.
+pub struct MemConn {
+    server: Arc<Embedded>,
+    machine: Server,
+    id: u64,
+    nick: Option<String>,
+    tx: mpsc::Sender<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
+    /// Cancelled by a broadcaster that found the queue full.
+    kill: CancellationToken,
+    /// The rest of a frame that did not fit the last read.
+    pending: Bytes,
+}
+
+impl std::fmt::Debug for MemConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemConn")
+            .field("id", &self.id)
+            .field("nick", &self.nick)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemConn {
+    fn take(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = self.pending.len().min(buf.remaining());
+        buf.put_slice(&self.pending.split_to(n));
+    }
+
+    fn handle(&mut self, data: &[u8]) -> Result<(), String> {
+        self.machine
+            .handle_data(data)
+            .map_err(|e| format!("protocol error: {e}"))?;
+        let next = self.server.process(
+            &mut self.machine,
+            &self.tx,
+            &self.kill,
+            self.id,
+            &mut self.nick,
+        )?;
+        if let Next::Hello = next {
+            self.machine
+                .accept_hello(false)
+                .map_err(|e| e.to_string())?;
+            while let Some(out) = self.machine.poll_transmit() {
+                self.tx
+                    .try_send(Bytes::from(out))
+                    .map_err(|_| TOO_SLOW.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn killed(&self) -> io::Result<()> {
+        if self.kill.is_cancelled() {
+            return Err(io::Error::other(TOO_SLOW));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MemConn {
+    fn drop(&mut self) {
+        self.server.forget(self.id, self.nick.as_deref());
+    }
+}
+
+impl AsyncRead for MemConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        // A broadcaster kills the connection only when its queue is full,
+        // so a reader is never left waiting for this.
+        me.killed()?;
+        let start = buf.filled().len();
+        me.take(buf);
+        // Fill the read with what else is queued: one read, many frames.
+        while buf.remaining() > 0 {
+            match me.rx.poll_recv(cx) {
+                Poll::Ready(Some(frame)) => {
+                    me.pending = frame;
+                    me.take(buf);
+                }
+                // Never: the connection holds a sender itself.
+                Poll::Ready(None) => break,
+                Poll::Pending if buf.filled().len() == start => return Poll::Pending,
+                Poll::Pending => break,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for MemConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        me.killed()?;
+        me.handle(buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        me.killed()?;
+        let mut n = 0;
+        for b in bufs {
+            me.handle(b)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            n += b.len();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -377,4 +545,98 @@ async fn write_batch(
     }
     io.write_all(&batch).await?;
     io.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dumdum_protocol::{ClientMessage, Decoder, PROTOCOL_VERSION};
+
+    async fn next(conn: &mut MemConn, decoder: &mut Decoder<ServerMessage>) -> ServerMessage {
+        loop {
+            if let Some((m, _)) = decoder.next_message().expect("a valid server stream") {
+                return m;
+            }
+            decoder.buf_mut().reserve(READ_CHUNK);
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read_buf(decoder.buf_mut()))
+                .await
+                .expect("an answer within 5 s")
+                .expect("a read");
+            assert!(n > 0, "the connection ended");
+        }
+    }
+
+    async fn login(server: &Arc<Embedded>, nick: &str) -> (MemConn, Decoder<ServerMessage>, bool) {
+        let mut conn = server.connect();
+        let mut decoder = Decoder::<ServerMessage>::new(64 * 1024);
+        for m in [
+            ClientMessage::Hello {
+                version: PROTOCOL_VERSION,
+            },
+            ClientMessage::Authenticate { nick: nick.into() },
+        ] {
+            conn.write_all(&m.to_bytes().expect("encodable"))
+                .await
+                .expect("a write");
+            // HELLO is answered before the next message is written.
+            if matches!(m, ClientMessage::Hello { .. }) {
+                assert_eq!(
+                    next(&mut conn, &mut decoder).await,
+                    ServerMessage::Hello { tls: false }
+                );
+            }
+        }
+        let ok = match next(&mut conn, &mut decoder).await {
+            ServerMessage::AcknowledgeAuthentication { success } => success,
+            other => panic!("expected an ACK, got {other:?}"),
+        };
+        (conn, decoder, ok)
+    }
+
+    #[tokio::test]
+    async fn in_process_connections_chat_and_free_their_nick() {
+        let server = Embedded::new(
+            &["general".to_string()],
+            10,
+            CancellationToken::new(),
+            TaskTracker::new(),
+        );
+        let (mut alice, mut alice_rx, ok) = login(&server, "alice").await;
+        assert!(ok);
+        let (mut bob, mut bob_rx, ok) = login(&server, "bob").await;
+        assert!(ok);
+        let (_, _, taken) = login(&server, "alice").await;
+        assert!(!taken, "a nick in use is refused");
+
+        // Two posts in one write reach both, in order.
+        let mut two = Vec::new();
+        for text in ["one", "two"] {
+            two.extend(
+                ClientMessage::SendMessage {
+                    channel: "general".into(),
+                    content: text.into(),
+                }
+                .to_bytes()
+                .expect("encodable"),
+            );
+        }
+        bob.write_all(&two).await.expect("a write");
+        for (conn, rx) in [(&mut alice, &mut alice_rx), (&mut bob, &mut bob_rx)] {
+            for text in ["one", "two"] {
+                match next(conn, rx).await {
+                    ServerMessage::SendMessage(m) => {
+                        assert_eq!((m.nick.as_str(), m.content.as_str()), ("bob", text));
+                    }
+                    other => panic!("expected a message, got {other:?}"),
+                }
+            }
+        }
+
+        // A protocol error is a write error, not a panic.
+        assert!(alice.write_all(&[0xEE, 0, 0, 0]).await.is_err());
+
+        drop(alice);
+        let (_, _, ok) = login(&server, "alice").await;
+        assert!(ok, "a closed connection frees its nick");
+    }
 }

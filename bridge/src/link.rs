@@ -1,20 +1,22 @@
 //! A byte stream that may be upgraded to TLS in band: plain TCP, an
-//! in-memory pipe to the embedded server, or TLS over TCP.
+//! in-process connection to the embedded server, or TLS over TCP.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::embedded::MemConn;
 
 /// One dumdum connection's transport.
 #[derive(Debug)]
 pub enum Link {
     /// Plain TCP.
     Tcp(TcpStream),
-    /// In-process pipe (the embedded server).
-    Mem(DuplexStream),
+    /// In-process connection to the embedded server.
+    Mem(Box<MemConn>),
     /// TLS over TCP, client or server side.
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
@@ -27,7 +29,7 @@ macro_rules! delegate {
                 $e
             }
             Link::Mem($s) => {
-                let $s = Pin::new($s);
+                let $s = Pin::new($s.as_mut());
                 $e
             }
             Link::Tls($s) => {

@@ -620,7 +620,7 @@ impl Session {
 
     async fn connect(&mut self) -> Result<Link, End> {
         let address = match &self.upstream.target {
-            Target::Embedded(server) => return Ok(Link::Mem(server.connect())),
+            Target::Embedded(server) => return Ok(Link::Mem(Box::new(server.connect()))),
             Target::Tcp { address, .. } => address.clone(),
         };
         let timeout = self.app.config.connect_timeout;
