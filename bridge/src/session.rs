@@ -51,17 +51,8 @@ const MAX_IOV: usize = 64;
 /// networks leaves its old socket behind without a FIN).
 pub(crate) const PROBE_WAIT: Duration = Duration::from_millis(2500);
 
-/// Close codes of the spec.
-pub(crate) mod code {
-    pub const AWAY: u16 = 1001;
-    pub const INVALID: u16 = 1007;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    pub const UNREACHABLE: u16 = 4001;
-    pub const UPSTREAM_CLOSED: u16 = 4002;
-    pub const UPSTREAM_TLS: u16 = 4003;
-    pub const UNKNOWN_SERVER: u16 = 4004;
-}
+/// Close codes of the spec (defined once, in the protocol crate).
+pub(crate) use dumdum_protocol::session::close as code;
 
 /// Something for a WebSocket's writer.
 #[derive(Debug)]
@@ -626,7 +617,7 @@ impl Session {
         let timeout = self.app.config.connect_timeout;
         let name = self.upstream.name.clone();
         let result = tokio::select! {
-            () = self.app.stop.cancelled() => return Err(End::close(code::AWAY, "bridge shutting down")),
+            () = self.app.stop.cancelled() => return Err(End::close(code::GOING_AWAY, "bridge shutting down")),
             r = tokio::time::timeout(timeout, TcpStream::connect(address.as_str())) => r,
         };
         match result {
@@ -637,14 +628,14 @@ impl Session {
             Ok(Err(e)) => {
                 self.app.metrics.upstream_connect_errors.increment(1);
                 Err(End::upstream_error(
-                    code::UNREACHABLE,
+                    code::UPSTREAM_UNREACHABLE,
                     format!("cannot connect to {name}: {e}"),
                 ))
             }
             Err(_) => {
                 self.app.metrics.upstream_connect_errors.increment(1);
                 Err(End::upstream_error(
-                    code::UNREACHABLE,
+                    code::UPSTREAM_UNREACHABLE,
                     format!(
                         "connecting to {name} timed out after {} s",
                         timeout.as_secs_f32()
@@ -664,7 +655,7 @@ impl Session {
         let name = &self.upstream.name;
         let connect = tls.connector.connect(tls.server_name.clone(), tcp);
         let result = tokio::select! {
-            () = self.app.stop.cancelled() => return Err(End::close(code::AWAY, "bridge shutting down")),
+            () = self.app.stop.cancelled() => return Err(End::close(code::GOING_AWAY, "bridge shutting down")),
             r = tokio::time::timeout(self.app.config.connect_timeout, connect) => r,
         };
         match result {
@@ -734,7 +725,7 @@ impl Session {
             tokio::select! {
                 biased;
                 () = &mut stopped => {
-                    return Err(End::close(code::AWAY, "bridge shutting down"));
+                    return Err(End::close(code::GOING_AWAY, "bridge shutting down"));
                 }
                 r = rd.read_buf(decoder.buf_mut()) => {
                     match r {

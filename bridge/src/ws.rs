@@ -36,14 +36,7 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(70);
 
 /// Cuts a close reason to the 123 bytes a close frame can carry.
 pub(crate) fn clip_reason(reason: &str) -> String {
-    if reason.len() <= 123 {
-        return reason.to_string();
-    }
-    let mut end = 120;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &reason[..end])
+    dumdum_protocol::session::close::clip_reason(reason).into_owned()
 }
 
 async fn send_close(sink: &mut Sink, code: u16, reason: &str) {
@@ -109,7 +102,7 @@ pub(crate) async fn handle(
         .await;
     } else {
         let outcome = tokio::select! {
-            () = app.stop.cancelled() => Err(Some((code::AWAY, "bridge shutting down".to_string()))),
+            () = app.stop.cancelled() => Err(Some((code::GOING_AWAY, "bridge shutting down".to_string()))),
             r = tokio::time::timeout(
                 app.config.handshake_timeout,
                 handshake(&app, &mut sink, &mut stream, client),
@@ -277,7 +270,7 @@ async fn writer(
     let close = loop {
         let first = tokio::select! {
             biased;
-            () = &mut stopped => break Some((code::AWAY, "bridge shutting down".to_string())),
+            () = &mut stopped => break Some((code::GOING_AWAY, "bridge shutting down".to_string())),
             () = &mut closed => break Some(ctrl.take()),
             m = side.rx.recv() => m,
             _ = ping.tick() => Some(Out::Ping),
@@ -317,7 +310,7 @@ async fn writer(
         };
         tokio::select! {
             biased;
-            () = &mut stopped => break Some((code::AWAY, "bridge shutting down".to_string())),
+            () = &mut stopped => break Some((code::GOING_AWAY, "bridge shutting down".to_string())),
             () = &mut closed => break Some(ctrl.take()),
             r = io => match r {
                 Ok(None) => {}
@@ -398,7 +391,7 @@ async fn reader(
                 break Detach::Hold("connection error".into());
             }
             Some(Ok(Message::Close(frame))) => match frame.map(|f| f.code) {
-                Some(code::AWAY) => break Detach::Hold("client went away (1001)".into()),
+                Some(code::GOING_AWAY) => break Detach::Hold("client went away (1001)".into()),
                 Some(c) => break Detach::End(format!("client closed ({c})")),
                 None => break Detach::End("client closed".into()),
             },
@@ -412,7 +405,7 @@ async fn reader(
                 }
                 Err(e) => {
                     let reason = format!("malformed dumdum frame: {e}");
-                    ctrl.close(code::INVALID, reason.clone());
+                    ctrl.close(code::MALFORMED, reason.clone());
                     break Detach::End(reason);
                 }
             },

@@ -2,29 +2,9 @@
 
 use crate::format::BridgeAddr;
 
-/// Close codes of the bridge (see `bridge-ws.md`).
-pub mod code {
-    /// Normal close.
-    pub const NORMAL: u16 = 1000;
-    /// The bridge is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// No close frame: the connection was cut.
-    pub const ABNORMAL: u16 = 1006;
-    /// Malformed dumdum frame from the client.
-    pub const MALFORMED: u16 = 1007;
-    /// Policy violation.
-    pub const POLICY: u16 = 1008;
-    /// Frame too large.
-    pub const TOO_BIG: u16 = 1009;
-    /// Upstream unreachable.
-    pub const UPSTREAM_UNREACHABLE: u16 = 4001;
-    /// Upstream closed the connection.
-    pub const UPSTREAM_CLOSED: u16 = 4002;
-    /// Upstream TLS failed.
-    pub const UPSTREAM_TLS: u16 = 4003;
-    /// Unknown server name.
-    pub const UNKNOWN_SERVER: u16 = 4004;
-}
+/// Close codes of the bridge (see `bridge-ws.md`), defined once in the
+/// protocol crate.
+pub use dumdum_protocol::session::close as code;
 
 /// Something that ended or prevented the chat connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,6 +6,8 @@
 //! an `sn` counter. Readers accept `type` as a string or an integer; writers
 //! write a string. Unknown extra fields are ignored.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value, json};
 
 /// DIMP content type of a command (0x88).
@@ -22,6 +24,73 @@ pub const HELLO_TITLE: &str = "Hello world!";
 pub const AGAIN_TITLE: &str = "DIM?";
 /// The title of Success.
 pub const SUCCESS_TITLE: &str = "DIM!";
+
+/// WebSocket close codes of the contract, and what both sides must agree
+/// on about them. Defined here once: the bridge closes with them and the
+/// page explains them.
+pub mod close {
+    /// Normal close (the user left; the bridge ends the session).
+    pub const NORMAL: u16 = 1000;
+    /// The bridge is shutting down (or, from a client, the page went away:
+    /// the session is held for a resume).
+    pub const GOING_AWAY: u16 = 1001;
+    /// No close frame: the connection was cut (never sent, only observed).
+    pub const ABNORMAL: u16 = 1006;
+    /// A malformed dumdum frame from the client.
+    pub const MALFORMED: u16 = 1007;
+    /// Policy: a frame out of order, an invalid text frame, a client too
+    /// slow to read what it is sent.
+    pub const POLICY: u16 = 1008;
+    /// A frame larger than the limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Service restart: a drain deadline passed, or a drain refuses new
+    /// sessions; reconnect through the load balancer to another instance.
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// Try again later: a per-IP or global session cap is reached; back off
+    /// before reconnecting.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The upstream server is unreachable.
+    pub const UPSTREAM_UNREACHABLE: u16 = 4001;
+    /// The upstream server closed the connection.
+    pub const UPSTREAM_CLOSED: u16 = 4002;
+    /// TLS to the upstream server failed (certificate, handshake).
+    pub const UPSTREAM_TLS: u16 = 4003;
+    /// The handshake named a server the bridge does not know.
+    pub const UNKNOWN_SERVER: u16 = 4004;
+    /// The most bytes of UTF-8 a close reason can carry.
+    pub const MAX_REASON_LEN: usize = 123;
+
+    /// `reason` cut to fit [`MAX_REASON_LEN`] bytes at a character
+    /// boundary, ending in "..." when it was cut (the full text goes in a
+    /// notice or the log).
+    pub fn clip_reason(reason: &str) -> std::borrow::Cow<'_, str> {
+        if reason.len() <= MAX_REASON_LEN {
+            return reason.into();
+        }
+        let mut end = MAX_REASON_LEN - 3;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &reason[..end]).into()
+    }
+}
+
+/// Running acknowledgements (`session ack`): how often each side sends one.
+pub mod ack {
+    use super::Duration;
+
+    /// The bridge acknowledges at least every this many forwarded frames...
+    pub const BRIDGE_EVERY_FRAMES: u64 = 16;
+    /// ...or this long after a forwarded frame, whichever comes first.
+    pub const BRIDGE_AFTER: Duration = Duration::from_secs(1);
+    /// A client acknowledges at least every this many received frames...
+    pub const CLIENT_EVERY_FRAMES: u64 = 32;
+    /// ...or this long after a received frame, whichever comes first.
+    pub const CLIENT_AFTER: Duration = Duration::from_secs(2);
+}
+
+/// The query parameter naming the node that holds a session, on `/ws`.
+pub const NODE_PARAM: &str = "node";
 
 /// Where a handshake is, derived from `title` and `session` exactly as DIMP does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +122,9 @@ pub struct Handshake {
     pub received: Option<u64>,
     /// Success: whether an existing session was resumed.
     pub resumed: Option<bool>,
+    /// Again and Success: the bridge instance that holds the session, when
+    /// the operator named it (resumes go to `/ws?node=<node>`).
+    pub node: Option<String>,
 }
 
 impl std::fmt::Debug for Handshake {
@@ -76,6 +148,7 @@ impl std::fmt::Debug for Handshake {
             .field("server", &self.server)
             .field("received", &self.received)
             .field("resumed", &self.resumed)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -90,6 +163,7 @@ impl Handshake {
             server,
             received: None,
             resumed: None,
+            node: None,
         }
     }
 
@@ -102,6 +176,7 @@ impl Handshake {
             server: None,
             received: None,
             resumed: None,
+            node: None,
         }
     }
 
@@ -114,6 +189,7 @@ impl Handshake {
             server,
             received: Some(received),
             resumed: None,
+            node: None,
         }
     }
 
@@ -126,7 +202,15 @@ impl Handshake {
             server: None,
             received: Some(received),
             resumed: Some(resumed),
+            node: None,
         }
+    }
+
+    /// This handshake naming the node that holds the session.
+    #[must_use]
+    pub fn with_node(mut self, node: Option<String>) -> Self {
+        self.node = node;
+        self
     }
 
     /// The state, as DIMP derives it.
@@ -172,6 +256,19 @@ pub enum Notice {
     SessionResumed {
         /// Frames re-sent.
         replayed: u64,
+    },
+    /// A running acknowledgement: binary frames received in this session
+    /// (B->C: client frames forwarded upstream; C->B: server frames
+    /// received). Counts never go down.
+    SessionAck {
+        /// The count.
+        received: u64,
+    },
+    /// The bridge is being taken out of service: the session closes with
+    /// [`close::SERVICE_RESTART`] at the latest in `deadline_s` seconds.
+    SessionDraining {
+        /// Seconds until the deadline.
+        deadline_s: u64,
     },
     /// A notice this version does not know.
     Other {
@@ -275,6 +372,7 @@ impl Content {
                     server: opt_str(&obj, "server")?,
                     received: opt_u64(&obj, "received")?,
                     resumed,
+                    node: opt_str(&obj, "node")?,
                 }))
             }
             t if t == u64::from(APP_TYPE) => {
@@ -302,6 +400,14 @@ impl Content {
                     ("session", "resumed") => Notice::SessionResumed {
                         replayed: opt_u64(&obj, "replayed")?
                             .ok_or(SessionError::Field("replayed"))?,
+                    },
+                    ("session", "ack") => Notice::SessionAck {
+                        received: opt_u64(&obj, "received")?
+                            .ok_or(SessionError::Field("received"))?,
+                    },
+                    ("session", "draining") => Notice::SessionDraining {
+                        deadline_s: opt_u64(&obj, "deadline_s")?
+                            .ok_or(SessionError::Field("deadline_s"))?,
                     },
                     _ => Notice::Other { module, act },
                 };
@@ -335,6 +441,9 @@ impl Content {
                 if let Some(r) = h.received {
                     obj.insert("received".into(), r.into());
                 }
+                if let Some(n) = &h.node {
+                    obj.insert("node".into(), n.clone().into());
+                }
                 v
             }
             Content::Notice { sn, notice } => {
@@ -359,6 +468,12 @@ impl Content {
                     }
                     Notice::SessionResumed { replayed } => {
                         ("session", "resumed", json!({ "replayed": replayed }))
+                    }
+                    Notice::SessionAck { received } => {
+                        ("session", "ack", json!({ "received": received }))
+                    }
+                    Notice::SessionDraining { deadline_s } => {
+                        ("session", "draining", json!({ "deadline_s": deadline_s }))
                     }
                     Notice::Other { module, act } => (module.as_str(), act.as_str(), json!({})),
                 };
@@ -423,6 +538,18 @@ mod tests {
             Content::Handshake(Handshake::again(2, "a".repeat(64))),
             Content::Handshake(Handshake::restart(3, "b".repeat(64), 17, None)),
             Content::Handshake(Handshake::success(4, "c".repeat(64), true, 9)),
+            Content::Handshake(Handshake::again(5, "d".repeat(64)).with_node(Some("b1".into()))),
+            Content::Handshake(
+                Handshake::success(6, "e".repeat(64), false, 0).with_node(Some("b2".into())),
+            ),
+            Content::Notice {
+                sn: 7,
+                notice: Notice::SessionAck { received: 17 },
+            },
+            Content::Notice {
+                sn: 8,
+                notice: Notice::SessionDraining { deadline_s: 30 },
+            },
             Content::Notice {
                 sn: 5,
                 notice: Notice::UpstreamSecured {
@@ -444,6 +571,34 @@ mod tests {
             );
             assert_eq!(Content::parse(&text).unwrap(), c);
         }
+    }
+
+    #[test]
+    fn spec_ack_example_parses() {
+        let text = r#"{"type":"160","sn":9,"app":"dumdum.bridge","mod":"session","act":"ack","received":17}"#;
+        assert_eq!(
+            Content::parse(text),
+            Ok(Content::Notice {
+                sn: 9,
+                notice: Notice::SessionAck { received: 17 }
+            })
+        );
+        let again = r#"{"type":"136","sn":7,"command":"handshake","title":"DIM?","message":"DIM?","session":"ab","node":"b1"}"#;
+        let Ok(Content::Handshake(h)) = Content::parse(again) else {
+            panic!("not a handshake");
+        };
+        assert_eq!(h.node.as_deref(), Some("b1"));
+    }
+
+    #[test]
+    fn close_reasons_are_cut_at_a_character_boundary() {
+        assert_eq!(close::clip_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close::clip_reason(&long);
+        assert!(cut.len() <= close::MAX_REASON_LEN);
+        assert_eq!(cut.len(), 123);
+        assert!(cut.ends_with("..."));
+        assert!(long.starts_with(cut.trim_end_matches('.')));
     }
 
     #[test]
