@@ -1,19 +1,20 @@
 //! State shared by every connection of one running bridge.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use dumdum_protocol::TlsMode;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::embedded::Embedded;
 use crate::metrics::Metrics;
-use crate::session::Cmd;
+use crate::session::{Cmd, code};
 use crate::tls::UpstreamTls;
 
 /// Where an upstream is.
@@ -38,6 +39,32 @@ pub(crate) struct Upstream {
     pub tls_mode: TlsMode,
     /// What `/api/servers` says about TLS.
     pub advertised_tls: bool,
+}
+
+/// A client's address as the bridge counts and logs it: the TCP peer, or
+/// the address a trusted proxy forwarded (which has no port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(a: SocketAddr) -> Self {
+        Peer {
+            ip: a.ip(),
+            port: Some(a.port()),
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => SocketAddr::new(self.ip, port).fmt(f),
+            None => self.ip.fmt(f),
+        }
+    }
 }
 
 /// Sessions by key.
@@ -68,6 +95,11 @@ impl Registry {
     pub fn remove(&self, key: &str) {
         self.lock().remove(key);
     }
+
+    /// Sessions registered (attached or held).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
 }
 
 /// The running bridge.
@@ -78,6 +110,12 @@ pub(crate) struct App {
     pub metrics: Metrics,
     /// Cancelled when the bridge shuts down.
     pub stop: CancellationToken,
+    /// Cancelled when a drain starts (only with a drain timeout).
+    pub drain: CancellationToken,
+    /// When the drain ends.
+    drain_deadline: OnceLock<Instant>,
+    /// The drain deadline passed: what is left closes with 1012, not 1001.
+    drain_expired: AtomicBool,
     pub tracker: TaskTracker,
     pub https: bool,
     /// The bridge listens on a loopback address: WebSocket upgrades need a
@@ -105,6 +143,9 @@ impl App {
             registry: Registry::default(),
             metrics: Metrics::new(),
             stop,
+            drain: CancellationToken::new(),
+            drain_deadline: OnceLock::new(),
+            drain_expired: AtomicBool::new(false),
             tracker,
             https,
             loopback,
@@ -119,6 +160,46 @@ impl App {
         match name {
             None | Some("") => self.upstreams.first().cloned(),
             Some(n) => self.upstreams.iter().find(|u| u.name == n).cloned(),
+        }
+    }
+
+    /// Starts draining until `deadline`.
+    pub fn start_drain(&self, deadline: Instant) {
+        let _ = self.drain_deadline.set(deadline);
+        self.metrics.draining.set(1.0);
+        self.drain.cancel();
+    }
+
+    /// The drain deadline passed: sessions still open close with 1012.
+    pub fn expire_drain(&self) {
+        self.drain_expired.store(true, Ordering::Release);
+    }
+
+    /// While draining: whole seconds (rounded up) until the deadline.
+    pub fn drain_left_s(&self) -> Option<u64> {
+        if !self.drain.is_cancelled() {
+            return None;
+        }
+        let deadline = self.drain_deadline.get()?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        Some(
+            left.as_millis()
+                .div_ceil(1000)
+                .try_into()
+                .unwrap_or(u64::MAX),
+        )
+    }
+
+    /// The close frame for WebSockets still open when the bridge stops:
+    /// 1012 once a drain's deadline passed (reconnect elsewhere), else 1001.
+    pub fn closing(&self) -> (u16, String) {
+        if self.drain_expired.load(Ordering::Acquire) {
+            (
+                code::SERVICE_RESTART,
+                "the bridge is restarting: reconnect to another instance".into(),
+            )
+        } else {
+            (code::GOING_AWAY, "bridge shutting down".into())
         }
     }
 

@@ -1,7 +1,7 @@
 //! The bridge's settings: [`Config`] for the library, [`FileConfig`] for the
 //! TOML file that `--config` reads, and parsers for durations and sizes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -174,6 +174,16 @@ pub struct Config {
     pub resume_buffer: usize,
     /// How long shutdown waits for sessions to close.
     pub shutdown_timeout: Duration,
+    /// The name of this bridge instance, sent in Again and Success so a
+    /// load balancer can route resumes to it (`/ws?node=NAME`).
+    pub node: Option<String>,
+    /// Peers whose forwarding headers (`X-Forwarded-For`,
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host`) are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// On the first shutdown request: how long to drain (refuse new
+    /// sessions, serve resumes, then close the rest with 1012). Zero = shut
+    /// down at once with 1001.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Config {
@@ -198,6 +208,9 @@ impl Default for Config {
             resume_grace: Duration::from_secs(60),
             resume_buffer: 1 << 20,
             shutdown_timeout: Duration::from_secs(5),
+            node: None,
+            trusted_proxies: Vec::new(),
+            drain_timeout: Duration::ZERO,
         }
     }
 }
@@ -240,6 +253,21 @@ impl Config {
                 MAX_RESUME_GRACE.as_secs() / 3600
             )));
         }
+        if let Some(node) = &self.node
+            && !valid_node_name(node)
+        {
+            return Err(Error::Config(format!(
+                "node name {node:?}: use 1 to 64 letters, digits, '-', '_' or '.' \
+                 (it goes in Again and Success and in /ws?node=)"
+            )));
+        }
+        if self.drain_timeout > MAX_RESUME_GRACE {
+            return Err(Error::Config(format!(
+                "drain timeout {:?} is longer than the maximum of {} hours",
+                self.drain_timeout,
+                MAX_RESUME_GRACE.as_secs() / 3600
+            )));
+        }
         if self.embedded_channels.is_empty() {
             return Err(Error::Config(
                 "the embedded server needs at least one channel".into(),
@@ -251,6 +279,94 @@ impl Config {
     /// Whether the embedded server runs.
     pub fn embedded_enabled(&self) -> bool {
         self.upstreams.is_empty() || self.embedded_listen.is_some()
+    }
+
+    /// Whether forwarding headers from `peer` are believed.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(peer))
+    }
+}
+
+/// A node name: safe in a URL query and a log line without escaping.
+fn valid_node_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// An address range, `10.0.0.0/8` or `fd00::/8`; a bare address is the
+/// range of that address alone (/32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as
+    /// its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, unmap(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                ip.to_bits() & mask == net.to_bits() & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                ip.to_bits() & mask == net.to_bits() & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub(crate) fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let net = unmap(addr.parse::<IpAddr>().map_err(|_| {
+            format!("{s:?} is not an address or range (try 10.0.0.5, 10.0.0.0/8 or fd00::/8)")
+        })?);
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { net, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -301,6 +417,14 @@ pub struct FileConfig {
     /// `log_format = "json"` (or `"text"`)
     #[serde(default, alias = "log-format")]
     pub log_format: Option<crate::os::LogFormat>,
+    /// `node = "b1"`
+    pub node: Option<String>,
+    /// `trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]`
+    #[serde(default, alias = "trusted-proxies", alias = "trusted_proxy")]
+    pub trusted_proxies: Vec<Cidr>,
+    /// `drain_timeout = "30s"`
+    #[serde(default, alias = "drain-timeout")]
+    pub drain_timeout: Option<DurationValue>,
 }
 
 impl FileConfig {
@@ -488,6 +612,60 @@ mod tests {
         assert!(e.contains("resume grace"), "{e}");
         c.resume_grace = MAX_RESUME_GRACE + Duration::from_secs(1);
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn cidr_ranges_and_bare_addresses() {
+        let r: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(r.contains("10.1.200.3".parse().unwrap()));
+        assert!(!r.contains("10.2.0.1".parse().unwrap()));
+        assert!(
+            r.contains("::ffff:10.1.0.9".parse().unwrap()),
+            "IPv4-mapped IPv6"
+        );
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert_eq!(one.to_string(), "127.0.0.1/32");
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert_eq!("::1".parse::<Cidr>().unwrap().to_string(), "::1/128");
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "fd00::/129", "nope", "10.0.0.0/x", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scale_out_settings_in_toml() {
+        let f = FileConfig::parse(
+            r#"
+            node = "b1"
+            trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
+            drain_timeout = "30s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.node.as_deref(), Some("b1"));
+        assert_eq!(f.trusted_proxies.len(), 2);
+        assert_eq!(
+            f.drain_timeout,
+            Some(DurationValue(Duration::from_secs(30)))
+        );
+        let e = FileConfig::parse("trusted_proxies = [\"10.0.0.0/40\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("prefix length"), "{e}");
+        let mut c = Config {
+            node: Some("b1".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+        c.node = Some("no spaces".into());
+        assert!(c.validate().unwrap_err().to_string().contains("node name"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! HTTP: the web root, `/api/servers`, `/healthz`, `/metrics` and `/ws`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -17,7 +17,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 
-use crate::app::App;
+use crate::app::{App, Peer};
+use crate::config::unmap;
 use crate::tls::{LimitedListener, TlsListener};
 
 /// The client's address, for both plain and TLS listeners.
@@ -77,6 +78,10 @@ async fn servers(State(app): State<Arc<App>>) -> Response {
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     if app.stop.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if app.drain.is_cancelled() {
+        // 404, not 5xx: a load balancer (HAProxy's disable-on-404) stops
+        // sending new sessions but still routes resumes here.
+        (StatusCode::NOT_FOUND, "draining\n").into_response()
     } else {
         "ok\n".into_response()
     }
@@ -125,8 +130,43 @@ async fn cors_for_allowed_origins(
     resp
 }
 
-/// Whether a WebSocket upgrade with these headers may proceed.
-pub(crate) fn origin_allowed(headers: &HeaderMap, https: bool, allowed: &[String]) -> bool {
+/// The first value of a header (the first of a comma-separated list, as
+/// the first proxy wrote it), trimmed; `None` when absent or empty.
+fn first_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let v = headers.get(name)?.to_str().ok()?;
+    let first = v.split(',').next()?.trim();
+    (!first.is_empty()).then_some(first)
+}
+
+/// The bridge's own origin as the browser sees it (`scheme://host[:port]`,
+/// lower case, without a default port): from `Host` and the listener's
+/// scheme; behind a trusted proxy (`proxied`), from `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` (or `Host`) instead.
+pub(crate) fn own_origin(headers: &HeaderMap, https: bool, proxied: bool) -> Option<String> {
+    let mut scheme = if https { "https" } else { "http" };
+    let mut host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if proxied {
+        match first_value(headers, "x-forwarded-proto").map(str::to_ascii_lowercase) {
+            Some(p) if p == "https" => scheme = "https",
+            Some(p) if p == "http" => scheme = "http",
+            _ => {}
+        }
+        if let Some(h) = first_value(headers, "x-forwarded-host") {
+            host = Some(h);
+        }
+    }
+    let host = host?.trim().to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let host = host.strip_suffix(default_port).unwrap_or(&host);
+    if host.is_empty() {
+        return None;
+    }
+    Some(format!("{scheme}://{host}"))
+}
+
+/// Whether a WebSocket upgrade with these headers may proceed, given the
+/// bridge's own origin (see [`own_origin`]).
+pub(crate) fn origin_allowed(headers: &HeaderMap, own: Option<&str>, allowed: &[String]) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true; // not a browser
     };
@@ -140,11 +180,54 @@ pub(crate) fn origin_allowed(headers: &HeaderMap, https: bool, allowed: &[String
     {
         return true;
     }
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    let scheme = if https { "https" } else { "http" };
-    origin == format!("{scheme}://{}", host.to_ascii_lowercase())
+    own.is_some_and(|own| origin == own)
+}
+
+/// One `X-Forwarded-For` entry: an address, maybe with a port
+/// (`192.0.2.1:5000`, `[2001:db8::1]:5000`) or in brackets.
+fn xff_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(unmap(ip));
+    }
+    if let Ok(sa) = entry.parse::<SocketAddr>() {
+        return Some(unmap(sa.ip()));
+    }
+    let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
+    inner.parse::<IpAddr>().ok().map(unmap)
+}
+
+/// The client address a trusted proxy forwarded: the rightmost entry of
+/// `X-Forwarded-For` (all such headers, in order) that is not itself a
+/// trusted proxy, or the leftmost when all are. `None` without the header
+/// or when any entry is malformed (then the TCP peer is the client).
+pub(crate) fn forwarded_client(
+    headers: &HeaderMap,
+    is_trusted: impl Fn(IpAddr) -> bool,
+) -> Option<IpAddr> {
+    let mut entries = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        for entry in value.to_str().ok()?.split(',') {
+            entries.push(xff_entry(entry)?);
+        }
+    }
+    entries
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(**ip))
+        .or_else(|| entries.first())
+        .copied()
+}
+
+/// Who a request comes from: the forwarded client when the TCP peer is a
+/// trusted proxy that says, else the peer; and whether it was proxied.
+pub(crate) fn client_of(app: &App, peer: SocketAddr, headers: &HeaderMap) -> (Peer, bool) {
+    if !app.config.is_trusted_proxy(peer.ip()) {
+        return (peer.into(), false);
+    }
+    let client = forwarded_client(headers, |ip| app.config.is_trusted_proxy(ip))
+        .map_or_else(|| peer.into(), |ip| Peer { ip, port: None });
+    (client, true)
 }
 
 /// The host part of a `Host` header or an origin's authority (brackets of
@@ -186,11 +269,14 @@ pub(crate) fn loopback_host_allowed(headers: &HeaderMap, allowed: &[String]) -> 
 
 async fn ws(
     State(app): State<Arc<App>>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if app.loopback && !loopback_host_allowed(&headers, &app.config.allowed_origins) {
+    // `/ws?node=NAME` is for the load balancer; the bridge ignores it.
+    let (client, proxied) = client_of(&app, peer, &headers);
+    // Behind a trusted proxy, the proxy decides which names reach the bridge.
+    if app.loopback && !proxied && !loopback_host_allowed(&headers, &app.config.allowed_origins) {
         app.metrics.origin_refused.increment(1);
         tracing::info!(
             client = %client,
@@ -199,15 +285,21 @@ async fn ws(
         );
         return (StatusCode::FORBIDDEN, "host not allowed\n").into_response();
     }
-    if !origin_allowed(&headers, app.https, &app.config.allowed_origins) {
+    let own = own_origin(&headers, app.https, proxied);
+    if !origin_allowed(&headers, own.as_deref(), &app.config.allowed_origins) {
         app.metrics.origin_refused.increment(1);
-        tracing::info!(client = %client, origin = ?headers.get(header::ORIGIN), "WebSocket refused: origin not allowed");
+        tracing::info!(
+            client = %client,
+            origin = ?headers.get(header::ORIGIN),
+            own = ?own,
+            "WebSocket refused: origin not allowed"
+        );
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
     if app.stop.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    let guard = app.ip_guard(client.ip());
+    let guard = app.ip_guard(client.ip);
     let max = app.config.max_frame_size;
     let tracker = app.tracker.clone();
     upgrade
@@ -324,34 +416,144 @@ mod tests {
         );
     }
 
+    /// `origin_allowed` with the own origin worked out as `ws` does.
+    fn allowed(h: &HeaderMap, https: bool, proxied: bool, extra: &[String]) -> bool {
+        origin_allowed(h, own_origin(h, https, proxied).as_deref(), extra)
+    }
+
     #[test]
     fn origin_policy() {
         let none: &[String] = &[];
-        assert!(origin_allowed(
+        assert!(allowed(
             &headers(None, "127.0.0.1:8080"),
             false,
+            false,
             none
         ));
-        assert!(origin_allowed(
+        assert!(allowed(
             &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
             false,
-            none
-        ));
-        assert!(!origin_allowed(
-            &headers(Some("https://127.0.0.1:8080"), "127.0.0.1:8080"),
             false,
             none
         ));
-        assert!(!origin_allowed(
+        assert!(!allowed(
+            &headers(Some("https://127.0.0.1:8080"), "127.0.0.1:8080"),
+            false,
+            false,
+            none
+        ));
+        assert!(!allowed(
             &headers(Some("http://evil.example"), "127.0.0.1:8080"),
+            false,
             false,
             none
         ));
         let extra = vec!["http://evil.example".to_string()];
-        assert!(origin_allowed(
+        assert!(allowed(
             &headers(Some("http://evil.example"), "127.0.0.1:8080"),
+            false,
             false,
             &extra
         ));
+    }
+
+    fn with(mut h: HeaderMap, name: &'static str, value: &'static str) -> HeaderMap {
+        h.append(name, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn own_origin_behind_a_tls_terminating_proxy() {
+        let h = with(
+            headers(Some("https://chat.example.org"), "127.0.0.1:8080"),
+            "x-forwarded-proto",
+            "https",
+        );
+        let h = with(h, "x-forwarded-host", "chat.example.org");
+        assert_eq!(
+            own_origin(&h, false, true).as_deref(),
+            Some("https://chat.example.org")
+        );
+        assert!(allowed(&h, false, true, &[]), "its own https page");
+        // The same headers from a peer that is not a trusted proxy.
+        assert_eq!(
+            own_origin(&h, false, false).as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert!(!allowed(&h, false, false, &[]));
+        // No X-Forwarded-Host: the Host the proxy passed on; a default
+        // port is not part of an origin.
+        let h = with(
+            headers(Some("https://chat.example.org"), "Chat.Example.org:443"),
+            "x-forwarded-proto",
+            "HTTPS, http",
+        );
+        assert!(allowed(&h, false, true, &[]));
+        // A scheme other than http(s) is not believed.
+        let h = with(
+            headers(Some("http://chat.example.org"), "chat.example.org"),
+            "x-forwarded-proto",
+            "gopher",
+        );
+        assert_eq!(
+            own_origin(&h, false, true).as_deref(),
+            Some("http://chat.example.org")
+        );
+        assert_eq!(own_origin(&HeaderMap::new(), false, true), None);
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_rightmost_untrusted_address() {
+        let trusted = |ip: IpAddr| {
+            ["10.0.0.1", "10.0.0.2"]
+                .iter()
+                .any(|t| t.parse::<IpAddr>().ok() == Some(ip))
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        let xff = |v: &'static str| with(HeaderMap::new(), "x-forwarded-for", v);
+        assert_eq!(
+            forwarded_client(&xff("198.51.100.9, 203.0.113.7, 10.0.0.2"), trusted),
+            ip("203.0.113.7"),
+            "a client cannot choose its address by prepending one"
+        );
+        assert_eq!(
+            forwarded_client(&xff("203.0.113.7"), trusted),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            forwarded_client(&xff("10.0.0.1, 10.0.0.2"), trusted),
+            ip("10.0.0.1"),
+            "all trusted: the leftmost"
+        );
+        // Ports, brackets, IPv4-mapped IPv6, several headers in order.
+        assert_eq!(
+            forwarded_client(&xff("[2001:db8::7]:4711"), trusted),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            forwarded_client(&xff("192.0.2.5:5000"), trusted),
+            ip("192.0.2.5")
+        );
+        assert_eq!(
+            forwarded_client(&xff("[2001:db8::8]"), trusted),
+            ip("2001:db8::8")
+        );
+        assert_eq!(
+            forwarded_client(&xff("::ffff:192.0.2.6"), trusted),
+            ip("192.0.2.6")
+        );
+        let two = with(xff("192.0.2.1"), "x-forwarded-for", "192.0.2.2, 10.0.0.1");
+        assert_eq!(forwarded_client(&two, trusted), ip("192.0.2.2"));
+        // Malformed or absent: None (the TCP peer is the client).
+        for bad in [
+            "unknown",
+            "192.0.2.1, , 10.0.0.1",
+            "",
+            "192.0.2.1 10.0.0.1",
+            "_hidden",
+        ] {
+            assert_eq!(forwarded_client(&xff(bad), trusted), None, "{bad:?}");
+        }
+        assert_eq!(forwarded_client(&HeaderMap::new(), trusted), None);
     }
 }

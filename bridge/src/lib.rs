@@ -30,7 +30,7 @@ mod session;
 pub mod tls;
 mod ws;
 
-pub use config::{Config, EMBEDDED_NAME, FileConfig, UpstreamConfig};
+pub use config::{Cidr, Config, EMBEDDED_NAME, FileConfig, UpstreamConfig};
 
 use app::{App, Target, Upstream};
 
@@ -69,17 +69,45 @@ pub enum Error {
     Serve(#[source] std::io::Error),
 }
 
-/// Runs the bridge on `listener` until `shutdown` is cancelled, then closes
-/// every WebSocket with 1001, closes the upstreams and returns (within
-/// `config.shutdown_timeout` plus a little).
+/// How the bridge is asked to stop: `drain` starts a drain (with
+/// [`Config::drain_timeout`]; without one it stops at once), `now` stops at
+/// once (every WebSocket closes with 1001). A process maps its first
+/// SIGTERM/SIGINT to `drain` and the second to `now`.
+///
+/// A plain [`CancellationToken`] converts into a `Shutdown` that stops at
+/// once when cancelled (the bridge before drains existed).
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Cancel to start draining.
+    pub drain: CancellationToken,
+    /// Cancel to stop at once.
+    pub now: CancellationToken,
+}
+
+impl From<CancellationToken> for Shutdown {
+    fn from(now: CancellationToken) -> Self {
+        Shutdown {
+            drain: CancellationToken::new(),
+            now,
+        }
+    }
+}
+
+/// Runs the bridge on `listener` until it is asked to stop (see
+/// [`Shutdown`]; a [`CancellationToken`] works too), then closes every
+/// WebSocket, closes the upstreams and returns (within
+/// `config.shutdown_timeout` plus a little). With a drain timeout, a drain
+/// ends by itself at its deadline: the sessions left close with 1012 and
+/// `run` returns.
 pub async fn run(
     config: Config,
     listener: TcpListener,
-    shutdown: CancellationToken,
+    shutdown: impl Into<Shutdown>,
 ) -> Result<(), Error> {
+    let shutdown = shutdown.into();
     config.validate()?;
     let _ = metrics::install();
-    let stop = shutdown.child_token();
+    let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
 
     let server_tls = match (&config.tls_cert, &config.tls_key) {
@@ -159,6 +187,7 @@ pub async fn run(
         https,
         loopback,
     ));
+    tokio::spawn(control(app.clone(), shutdown));
     let router = http::router(app.clone());
     let make = router.into_make_service_with_connect_info::<http::ClientAddr>();
     let signal = stop.clone().cancelled_owned();
@@ -207,6 +236,57 @@ pub async fn run(
 }
 
 use tls::TlsListener;
+
+/// Turns shutdown requests into the bridge's state: a drain (notice,
+/// deadline, then 1012) or an immediate stop (1001).
+async fn control(app: Arc<App>, shutdown: Shutdown) {
+    let stop = app.stop.clone();
+    tokio::select! {
+        () = stop.cancelled() => return,
+        () = shutdown.now.cancelled() => {}
+        () = shutdown.drain.cancelled() => {
+            let timeout = app.config.drain_timeout;
+            if !timeout.is_zero() {
+                drain(&app, &shutdown, timeout).await;
+            }
+        }
+    }
+    stop.cancel();
+}
+
+/// Drains for `timeout` (or until `now`): refuses new sessions, tells the
+/// attached ones, then lets what is left close with 1012.
+async fn drain(app: &App, shutdown: &Shutdown, timeout: std::time::Duration) {
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    app.start_drain(deadline);
+    let sessions = app.registry.len();
+    tracing::info!(
+        deadline_s = timeout.as_secs(),
+        sessions,
+        node = app.config.node.as_deref().unwrap_or(""),
+        "drain started: new sessions refused (1012), resumes still served"
+    );
+    tokio::select! {
+        () = app.stop.cancelled() => {}
+        () = shutdown.now.cancelled() => {
+            tracing::info!(
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                sessions = app.registry.len(),
+                "drain interrupted: shutting down at once"
+            );
+        }
+        () = tokio::time::sleep_until(deadline) => {
+            app.expire_drain();
+            tracing::info!(
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                sessions_left = app.registry.len(),
+                "drain ended: closing the sessions left with 1012"
+            );
+        }
+    }
+    app.metrics.draining.set(0.0);
+}
 
 /// The startup warning for an upstream whose TLS an on-path attacker can
 /// strip (a CA or a pin is configured, but a server answering HELLO(0) is

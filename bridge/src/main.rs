@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use dumdum_bridge::config::Cidr;
 use dumdum_bridge::config::{parse_duration, parse_size};
 use dumdum_bridge::os::LogFormat;
-use dumdum_bridge::{Config, FileConfig, UpstreamConfig};
-use tokio_util::sync::CancellationToken;
+use dumdum_bridge::{Config, FileConfig, Shutdown, UpstreamConfig};
 
 /// WebSocket bridge for dumdum chat: serves the web page and relays browsers
 /// to dumdum servers over TCP/TLS. With no --upstream it runs an embedded
@@ -92,6 +92,26 @@ struct Cli {
     /// filters either [default: text]
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+
+    /// The name of this bridge instance (letters, digits, '-', '_', '.'):
+    /// sent to clients in Again and Success, so a load balancer can route
+    /// their resumes to /ws?node=NAME
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+
+    /// A reverse proxy or load balancer whose X-Forwarded-For,
+    /// X-Forwarded-Proto and X-Forwarded-Host are believed: an address or a
+    /// CIDR range, e.g. 127.0.0.1 or 10.0.0.0/8 (repeatable; adds to the
+    /// config file's list)
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<Cidr>,
+
+    /// On SIGTERM or SIGINT, drain for this long before stopping: /healthz
+    /// answers 404, new sessions are refused (1012), resumes are still
+    /// served, then the rest close with 1012. A second signal stops at once.
+    /// 0 stops at once (1001) [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    drain_timeout: Option<Duration>,
 }
 
 fn parse_upstream(s: &str) -> Result<UpstreamConfig, String> {
@@ -158,17 +178,38 @@ fn build(cli: Cli) -> anyhow::Result<(Config, Process)> {
     if let Some(d) = cli.connect_timeout.or(file.connect_timeout.map(|d| d.0)) {
         config.connect_timeout = d;
     }
+    config.node = cli.node.or(file.node);
+    config.trusted_proxies = file.trusted_proxies;
+    config.trusted_proxies.extend(cli.trusted_proxies);
+    if let Some(d) = cli.drain_timeout.or(file.drain_timeout.map(|d| d.0)) {
+        config.drain_timeout = d;
+    }
     config.validate()?;
     let log_format = cli.log_format.or(file.log_format).unwrap_or_default();
     Ok((config, Process { listen, log_format }))
 }
 
-async fn signalled() -> anyhow::Result<()> {
+/// Turns SIGTERM and SIGINT into shutdown requests: the first drains (or
+/// stops at once without a drain timeout), the second stops at once.
+async fn on_signals(shutdown: Shutdown) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    for first in [true, false] {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        if first {
+            tracing::info!(
+                signal = name,
+                "signal received: shutting down (draining if configured)"
+            );
+            shutdown.drain.cancel();
+        } else {
+            tracing::info!(signal = name, "second signal: shutting down at once");
+            shutdown.now.cancel();
+        }
     }
     Ok(())
 }
@@ -223,14 +264,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let shutdown = CancellationToken::new();
+    let shutdown = Shutdown::default();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        match signalled().await {
-            Ok(()) => tracing::info!("signal received: shutting down"),
-            Err(e) => tracing::error!("{e:#}"),
+        if let Err(e) = on_signals(trigger.clone()).await {
+            tracing::error!("{e:#}");
+            trigger.now.cancel();
         }
-        trigger.cancel();
     });
     dumdum_bridge::run(config, listener, shutdown)
         .await
@@ -301,6 +341,8 @@ mod tests {
         );
         assert_eq!(config.resume_grace, Duration::from_secs(120));
         assert_eq!(config.resume_buffer, 64 * 1024);
+        assert_eq!(config.node, None);
+        assert_eq!(config.drain_timeout, Duration::ZERO);
 
         // --upstream replaces the file's list; the first is the default.
         let (config, _) = build(cli(&[
@@ -315,6 +357,27 @@ mod tests {
         let names: Vec<_> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn scale_out_flags() {
+        let (config, _) = build(cli(&[
+            "--node",
+            "b2",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--drain-timeout",
+            "30s",
+        ]))
+        .unwrap();
+        assert_eq!(config.node.as_deref(), Some("b2"));
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(config.is_trusted_proxy("10.9.8.7".parse().unwrap()));
+        assert!(!config.is_trusted_proxy("192.0.2.1".parse().unwrap()));
+        assert_eq!(config.drain_timeout, Duration::from_secs(30));
+        assert!(Cli::try_parse_from(["dumdum-bridge", "--trusted-proxy", "10.0.0.0/99"]).is_err());
     }
 
     #[test]

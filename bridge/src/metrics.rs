@@ -69,6 +69,18 @@ pub struct Metrics {
     pub slow_readers: Counter,
     /// WebSocket upgrades refused for their Origin.
     pub origin_refused: Counter,
+    /// 1 while the bridge drains, else 0.
+    pub draining: Gauge,
+    /// New sessions refused (1012) because the bridge drains.
+    pub drain_refused: Counter,
+    /// Sessions refused (1013) at the per-address cap.
+    pub capacity_per_ip: Counter,
+    /// Sessions refused (1013) at the bridge's session cap.
+    pub capacity_global: Counter,
+    /// Running acknowledgements sent to clients.
+    pub acks_sent: Counter,
+    /// Running acknowledgements received from clients.
+    pub acks_received: Counter,
 }
 
 impl Metrics {
@@ -93,6 +105,12 @@ impl Metrics {
             expired_buffer: counter!("dumdum_bridge_held_sessions_ended_total", "reason" => "buffer"),
             slow_readers: counter!("dumdum_bridge_slow_readers_total"),
             origin_refused: counter!("dumdum_bridge_origin_refused_total"),
+            draining: gauge!("dumdum_bridge_draining"),
+            drain_refused: counter!("dumdum_bridge_drain_refused_total"),
+            capacity_per_ip: counter!("dumdum_bridge_capacity_refused_total", "cap" => "per_ip"),
+            capacity_global: counter!("dumdum_bridge_capacity_refused_total", "cap" => "global"),
+            acks_sent: counter!("dumdum_bridge_acks_total", "direction" => "to_client"),
+            acks_received: counter!("dumdum_bridge_acks_total", "direction" => "from_client"),
         }
     }
 }

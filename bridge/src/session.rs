@@ -12,7 +12,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, IpGuard, Target, Upstream, key_prefix};
+use crate::app::{App, IpGuard, Peer, Target, Upstream, key_prefix};
 use crate::link::Link;
 use crate::tls;
 
@@ -152,7 +151,7 @@ pub(crate) struct AttachOut {
     pub flushed: Arc<AtomicU64>,
     pub ctrl: Arc<WsCtrl>,
     pub sn: u32,
-    pub client: SocketAddr,
+    pub client: Peer,
 }
 
 /// Why a WebSocket left its session.
@@ -193,6 +192,8 @@ pub(crate) enum Cmd {
     },
     /// The WebSocket is gone.
     Detach { att: u64, how: Detach },
+    /// A running acknowledgement from the client: server frames received.
+    Ack { att: u64, received: u64 },
     /// A Restart with this session's key.
     Attach {
         received: u64,
@@ -341,6 +342,12 @@ impl Ring {
         Some(f.len())
     }
 
+    /// Drops every frame numbered below `n` (the client confirmed them).
+    fn drop_below(&mut self, n: u64) {
+        while self.first < n && self.pop_front().is_some() {}
+        self.shrink();
+    }
+
     fn shrink(&mut self) {
         if self.frames.is_empty() && self.frames.capacity() > 16 {
             self.frames = VecDeque::new();
@@ -431,6 +438,12 @@ impl End {
         }))
     }
 
+    /// The bridge stops: 1001, or 1012 once a drain's deadline passed.
+    fn stopping(app: &App) -> Self {
+        let (code, reason) = app.closing();
+        End::close(code, reason)
+    }
+
     fn quiet(reason: impl Into<String>) -> Self {
         End::new(reason.into(), None, None)
     }
@@ -508,6 +521,10 @@ pub(crate) fn spawn(
         bytes_down: 0,
         frames_down: 0,
         resumes: 0,
+        acked_to_client: 0,
+        ack_due: None,
+        client_acked: None,
+        drain_noticed: false,
     };
     app.tracker.spawn(session.run());
     Some(tx)
@@ -519,7 +536,7 @@ struct Session {
     app: Arc<App>,
     key: String,
     upstream: Arc<Upstream>,
-    client: SocketAddr,
+    client: Peer,
     started: Instant,
     cmds: mpsc::Receiver<Cmd>,
     att: Option<Attachment>,
@@ -542,6 +559,16 @@ struct Session {
     bytes_down: u64,
     frames_down: u64,
     resumes: u32,
+    /// `forwarded` as last told to the client (Success or `session ack`).
+    acked_to_client: u64,
+    /// When a `session ack` is due (a frame was forwarded since the last).
+    ack_due: Option<Instant>,
+    /// Server frames the client confirmed with `session ack`; `None` for a
+    /// client that never acknowledges (the ring then keeps a margin of
+    /// flushed frames).
+    client_acked: Option<u64>,
+    /// The `session draining` notice was handled (sent, or none attached).
+    drain_noticed: bool,
 }
 
 impl Session {
@@ -555,7 +582,8 @@ impl Session {
             session = %key_prefix(&self.key),
             "session started"
         );
-        let success = Handshake::success(0, self.key.clone(), false, 0);
+        let success = Handshake::success(0, self.key.clone(), false, 0)
+            .with_node(self.app.config.node.clone());
         self.send_handshake(success);
 
         let end = match self.relay().await {
@@ -617,7 +645,7 @@ impl Session {
         let timeout = self.app.config.connect_timeout;
         let name = self.upstream.name.clone();
         let result = tokio::select! {
-            () = self.app.stop.cancelled() => return Err(End::close(code::GOING_AWAY, "bridge shutting down")),
+            () = self.app.stop.cancelled() => return Err(End::stopping(&self.app)),
             r = tokio::time::timeout(timeout, TcpStream::connect(address.as_str())) => r,
         };
         match result {
@@ -655,7 +683,7 @@ impl Session {
         let name = &self.upstream.name;
         let connect = tls.connector.connect(tls.server_name.clone(), tcp);
         let result = tokio::select! {
-            () = self.app.stop.cancelled() => return Err(End::close(code::GOING_AWAY, "bridge shutting down")),
+            () = self.app.stop.cancelled() => return Err(End::stopping(&self.app)),
             r = tokio::time::timeout(self.app.config.connect_timeout, connect) => r,
         };
         match result {
@@ -705,10 +733,14 @@ impl Session {
         // Made once for the session's life, not once per pass: `stop` is
         // shared by every task of the bridge, and each wait registers with it.
         let stopped = self.app.stop.clone().cancelled_owned();
+        let draining = self.app.drain.clone().cancelled_owned();
         // The end of a grace period, re-armed only when it changes.
         let grace = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(stopped, grace);
+        // When a `session ack` is due, likewise.
+        let ack_timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(stopped, draining, grace, ack_timer);
         let mut grace_armed = None;
+        let mut ack_armed = None;
         loop {
             let writing = !self.up_out.is_empty();
             let up_out = &self.up_out;
@@ -721,11 +753,23 @@ impl Session {
                 grace.as_mut().reset(t);
                 grace_armed = Some(t);
             }
+            let ack_due = self.ack_due;
+            if let Some(t) = ack_due
+                && ack_armed != Some(t)
+            {
+                ack_timer.as_mut().reset(t);
+                ack_armed = Some(t);
+            }
+            let drain_noticed = self.drain_noticed;
             let probe = self.probe.as_ref().map(|p| (p.deadline, p.ctrl.clone()));
             tokio::select! {
                 biased;
                 () = &mut stopped => {
-                    return Err(End::close(code::GOING_AWAY, "bridge shutting down"));
+                    return Err(End::stopping(&self.app));
+                }
+                () = &mut draining, if !drain_noticed => {
+                    self.drain_noticed = true;
+                    self.notice_drain();
                 }
                 r = rd.read_buf(decoder.buf_mut()) => {
                     match r {
@@ -810,6 +854,7 @@ impl Session {
                     self.app.metrics.expired_grace.increment(1);
                     return Err(End::quiet("resume grace period expired"));
                 }
+                () = &mut ack_timer, if ack_due.is_some() => self.send_ack(),
             }
         }
     }
@@ -919,8 +964,17 @@ impl Session {
                     );
                     return Err(End::quiet("too slow: send queue over its limit"));
                 }
-                self.ring
-                    .trim_attached(att.flushed_upto(), ATTACHED_RETAIN.min(resume_buffer));
+                // A client that acknowledges: keep exactly what it has not
+                // confirmed (bounded by the resume buffer). Otherwise, what
+                // the writer has not flushed plus a margin of flushed frames.
+                let exact = self.client_acked.is_some_and(|acked| {
+                    self.ring.drop_below(acked);
+                    self.ring.bytes() <= resume_buffer
+                });
+                if !exact {
+                    self.ring
+                        .trim_attached(att.flushed_upto(), ATTACHED_RETAIN.min(resume_buffer));
+                }
             }
             None => {
                 if !self.ring.trim(resume_buffer, self.sent_mark) {
@@ -932,8 +986,52 @@ impl Session {
         Ok(())
     }
 
+    /// Sends a `session ack` with the client frames forwarded so far, if
+    /// there is news and a WebSocket to tell.
+    fn send_ack(&mut self) {
+        self.ack_due = None;
+        if self.att.is_none() || self.forwarded <= self.acked_to_client {
+            return;
+        }
+        self.acked_to_client = self.forwarded;
+        self.app.metrics.acks_sent.increment(1);
+        self.send_notice(Notice::SessionAck {
+            received: self.forwarded,
+        });
+    }
+
+    /// After client frames were forwarded: an ack now every
+    /// [`ack::BRIDGE_EVERY_FRAMES`], else within [`ack::BRIDGE_AFTER`].
+    fn ack_forwarded(&mut self) {
+        use dumdum_protocol::session::ack;
+        if self.forwarded <= self.acked_to_client || self.att.is_none() {
+            return;
+        }
+        if self.forwarded - self.acked_to_client >= ack::BRIDGE_EVERY_FRAMES {
+            self.send_ack();
+        } else if self.ack_due.is_none() {
+            self.ack_due = Some(Instant::now() + ack::BRIDGE_AFTER);
+        }
+    }
+
+    /// The bridge started draining: tells the attached client the deadline.
+    fn notice_drain(&mut self) {
+        if let Some(deadline_s) = self.app.drain_left_s() {
+            self.send_notice(Notice::SessionDraining { deadline_s });
+        }
+    }
+
     /// Forwards held client frames as far as the upstream state allows.
     fn release(&mut self) -> Result<(), End> {
+        let before = self.forwarded;
+        let r = self.forward_ready();
+        if self.forwarded > before {
+            self.ack_forwarded();
+        }
+        r
+    }
+
+    fn forward_ready(&mut self) -> Result<(), End> {
         if !self.linked {
             return Ok(());
         }
@@ -983,6 +1081,20 @@ impl Session {
                 }
                 self.pending.push_back((msg, raw));
                 self.release()
+            }
+            Cmd::Ack { att, received } => {
+                if !self.is_current(att) {
+                    return Ok(());
+                }
+                self.app.metrics.acks_received.increment(1);
+                // Counts never go down; a count beyond what was sent is
+                // taken as everything sent.
+                let acked = received
+                    .min(self.ring.total())
+                    .max(self.client_acked.unwrap_or(0));
+                self.client_acked = Some(acked);
+                self.ring.drop_below(acked);
+                Ok(())
             }
             Cmd::Detach { att, how } => {
                 if !self.is_current(att) {
@@ -1049,6 +1161,8 @@ impl Session {
         };
         // Unforwarded frames are re-sent by the client after a resume.
         self.pending.clear();
+        // Success tells the next WebSocket the count.
+        self.ack_due = None;
         tracing::debug!(
             session = %key_prefix(&self.key),
             "held for resumption: {reason}"
@@ -1117,7 +1231,8 @@ impl Session {
             replay_bytes,
             received,
         );
-        let success = Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded);
+        let success = Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded)
+            .with_node(self.app.config.node.clone());
         att.push(Out::Text(Content::Handshake(success).to_json()));
         let replayed = replay.len() as u64;
         for frame in replay {
@@ -1131,6 +1246,17 @@ impl Session {
             }
             .to_json(),
         ));
+        if let Some(deadline_s) = self.app.drain_left_s() {
+            self.drain_noticed = true;
+            let sn = att.next_sn();
+            att.push(Out::Text(
+                Content::Notice {
+                    sn,
+                    notice: Notice::SessionDraining { deadline_s },
+                }
+                .to_json(),
+            ));
+        }
         att.replay_queued = true;
         let held_until = self.held_until.take();
         self.att = Some(att);
@@ -1150,6 +1276,10 @@ impl Session {
         self.app.metrics.resumes.increment(1);
         self.resumes += 1;
         self.client = client;
+        // Success told the client the count; frames it says it received
+        // are confirmed.
+        self.acked_to_client = self.forwarded;
+        self.ring.drop_below(received);
         tracing::info!(
             client = %self.client,
             server = %self.upstream.name,
@@ -1278,7 +1408,7 @@ mod tests {
             flushed: Arc::new(AtomicU64::new(0)),
             ctrl: Arc::new(WsCtrl::default()),
             sn: 1,
-            client: SocketAddr::from(([127, 0, 0, 1], 1)),
+            client: std::net::SocketAddr::from(([127, 0, 0, 1], 1)).into(),
         };
         (Attachment::new(out, base_limit, replay, 0), rx)
     }

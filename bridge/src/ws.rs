@@ -2,14 +2,13 @@
 //! validated, to the session) and a writer (the session's queue to the
 //! browser) in one task.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
-use dumdum_protocol::session::{Content, Handshake, HandshakeState};
+use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice};
 use dumdum_protocol::{ClientMessage, Decode};
 use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
@@ -18,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, IpGuard, key_prefix, new_session_key};
+use crate::app::{App, IpGuard, Peer, key_prefix, new_session_key};
 use crate::session::{self, AttachOut, Cmd, Detach, Out, WsCtrl, code};
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -57,7 +56,7 @@ struct WriterSide {
     id: u64,
 }
 
-fn new_attachment(app: &App, client: SocketAddr, sn: u32) -> (AttachOut, WriterSide) {
+fn new_attachment(app: &App, client: Peer, sn: u32) -> (AttachOut, WriterSide) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let flushed = Arc::new(AtomicU64::new(0));
@@ -84,25 +83,21 @@ fn new_attachment(app: &App, client: SocketAddr, sn: u32) -> (AttachOut, WriterS
 }
 
 /// Serves one upgraded WebSocket.
-pub(crate) async fn handle(
-    socket: WebSocket,
-    app: Arc<App>,
-    client: SocketAddr,
-    guard: Option<IpGuard>,
-) {
+pub(crate) async fn handle(socket: WebSocket, app: Arc<App>, client: Peer, guard: Option<IpGuard>) {
     app.metrics.websockets_active.increment(1.0);
     let (mut sink, mut stream) = socket.split();
     if guard.is_none() {
+        app.metrics.capacity_per_ip.increment(1);
         tracing::info!(client = %client, "refused: too many sessions from this address");
         send_close(
             &mut sink,
-            code::POLICY,
-            "too many sessions from your address",
+            code::TRY_AGAIN_LATER,
+            "too many sessions from your address: try again later",
         )
         .await;
     } else {
         let outcome = tokio::select! {
-            () = app.stop.cancelled() => Err(Some((code::GOING_AWAY, "bridge shutting down".to_string()))),
+            () = app.stop.cancelled() => Err(Some(app.closing())),
             r = tokio::time::timeout(
                 app.config.handshake_timeout,
                 handshake(&app, &mut sink, &mut stream, client),
@@ -125,12 +120,7 @@ type HsResult = Result<(mpsc::Sender<Cmd>, WriterSide), Option<(u16, String)>>;
 
 /// Runs the DIMP handshake: Start -> Again -> Restart -> Success, or a
 /// Restart that resumes a held session.
-async fn handshake(
-    app: &Arc<App>,
-    sink: &mut Sink,
-    stream: &mut Stream,
-    client: SocketAddr,
-) -> HsResult {
+async fn handshake(app: &Arc<App>, sink: &mut Sink, stream: &mut Stream, client: Peer) -> HsResult {
     let policy = |r: String| Some((code::POLICY, r));
     let mut issued: Option<(String, Arc<crate::app::Upstream>)> = None;
     let mut sn: u32 = 1;
@@ -157,13 +147,26 @@ async fn handshake(
                 if let Some((issued_key, upstream)) = &issued
                     && *issued_key == key
                 {
-                    let Some(slot) = app.session_guard(client.ip()) else {
-                        return Err(policy("too many sessions from your address".into()));
+                    if app.drain.is_cancelled() {
+                        return Err(drain_refusal(app));
+                    }
+                    let Some(slot) = app.session_guard(client.ip) else {
+                        app.metrics.capacity_per_ip.increment(1);
+                        return Err(Some((
+                            code::TRY_AGAIN_LATER,
+                            "too many sessions from your address: try again later".into(),
+                        )));
                     };
                     let (out, side) = new_attachment(app, client, sn);
                     return match session::spawn(app, key, upstream.clone(), out, slot) {
                         Some(cmds) => Ok((cmds, side)),
-                        None => Err(policy("the bridge has no room for another session".into())),
+                        None => {
+                            app.metrics.capacity_global.increment(1);
+                            Err(Some((
+                                code::TRY_AGAIN_LATER,
+                                "the bridge is full: try again later".into(),
+                            )))
+                        }
                     };
                 }
                 if let Some(cmds) = app.registry.get(&key) {
@@ -194,7 +197,11 @@ async fn handshake(
                 ));
             }
         }
-        // Start, or a Restart that cannot resume: a new key.
+        // Start, or a Restart that cannot resume: a new key, unless the
+        // bridge drains (the client reconnects to another instance).
+        if app.drain.is_cancelled() {
+            return Err(drain_refusal(app));
+        }
         let Some(upstream) = app.upstream(server_name.as_deref()) else {
             let name = server_name.unwrap_or_default();
             return Err(Some((
@@ -209,13 +216,23 @@ async fn handshake(
         let Some(key) = new_session_key() else {
             return Err(Some((1011, "no randomness for a session key".into())));
         };
-        let again = Content::Handshake(Handshake::again(sn, key.clone())).to_json();
+        let again = Handshake::again(sn, key.clone()).with_node(app.config.node.clone());
+        let again = Content::Handshake(again).to_json();
         sn = sn.wrapping_add(1);
         if sink.send(Message::Text(again.into())).await.is_err() {
             return Err(None);
         }
         issued = Some((key, upstream));
     }
+}
+
+/// The close for a new session asked of a draining bridge.
+fn drain_refusal(app: &App) -> Option<(u16, String)> {
+    app.metrics.drain_refused.increment(1);
+    Some((
+        code::SERVICE_RESTART,
+        "this bridge is being taken out of service: reconnect for another instance".into(),
+    ))
 }
 
 /// Relays between an attached WebSocket and its session until either ends.
@@ -235,12 +252,7 @@ async fn pump(
     // buffer (4 KiB) and re-registers its wakers. In a busy room the writer
     // is woken for every broadcast, the reader only for the browser's posts.
     let mut halves = FuturesUnordered::new();
-    halves.push(Either::Left(writer(
-        sink,
-        side,
-        app.stop.clone(),
-        done.clone(),
-    )));
+    halves.push(Either::Left(writer(sink, side, app, done.clone())));
     halves.push(Either::Right(reader(
         stream,
         cmds,
@@ -252,25 +264,20 @@ async fn pump(
     while halves.next().await.is_some() {}
 }
 
-async fn writer(
-    mut sink: Sink,
-    mut side: WriterSide,
-    stop: CancellationToken,
-    done: CancellationToken,
-) {
+async fn writer(mut sink: Sink, mut side: WriterSide, app: &App, done: CancellationToken) {
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Created once for the WebSocket's life, not per batch: each creation
     // registers with (and each drop unregisters from) the token's waiter
     // list, and `stop` is shared by every task of the bridge.
     let ctrl = side.ctrl.clone();
-    let stopped = stop.cancelled();
+    let stopped = app.stop.cancelled();
     let closed = ctrl.token.cancelled();
     tokio::pin!(stopped, closed);
     let close = loop {
         let first = tokio::select! {
             biased;
-            () = &mut stopped => break Some((code::GOING_AWAY, "bridge shutting down".to_string())),
+            () = &mut stopped => break Some(app.closing()),
             () = &mut closed => break Some(ctrl.take()),
             m = side.rx.recv() => m,
             _ = ping.tick() => Some(Out::Ping),
@@ -310,7 +317,7 @@ async fn writer(
         };
         tokio::select! {
             biased;
-            () = &mut stopped => break Some((code::GOING_AWAY, "bridge shutting down".to_string())),
+            () = &mut stopped => break Some(app.closing()),
             () = &mut closed => break Some(ctrl.take()),
             r = io => match r {
                 Ok(None) => {}
@@ -410,6 +417,14 @@ async fn reader(
                 }
             },
             Some(Ok(Message::Text(text))) => match Content::parse(text.as_str()) {
+                Ok(Content::Notice {
+                    notice: Notice::SessionAck { received },
+                    ..
+                }) => {
+                    if cmds.send(Cmd::Ack { att, received }).await.is_err() {
+                        break Detach::End("session ended".into());
+                    }
+                }
                 Ok(c) => tracing::debug!("ignoring a text frame after the handshake: {c:?}"),
                 Err(e) => {
                     let reason = format!("invalid command: {e}");

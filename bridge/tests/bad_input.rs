@@ -243,7 +243,7 @@ async fn handshake_timeout_closes_1008() {
 }
 
 #[tokio::test]
-async fn per_ip_session_cap_closes_1008() {
+async fn per_ip_session_cap_closes_1013() {
     let bridge = Bridge::start(Config {
         max_sessions_per_ip: 2,
         ..Config::default()
@@ -252,7 +252,7 @@ async fn per_ip_session_cap_closes_1008() {
     let _a = bridge.session(None).await;
     let _b = bridge.session(None).await;
     let mut c = bridge.connect().await;
-    assert_closed(&mut c, 1008, "too many sessions").await;
+    assert_closed(&mut c, 1013, "too many sessions").await;
     drop(_a);
     // The slot frees when a WebSocket ends.
     let deadline = tokio::time::Instant::now() + common::WAIT;
@@ -263,7 +263,7 @@ async fn per_ip_session_cap_closes_1008() {
             .await;
         match d.next().await {
             common::Got::Text(_) => break,
-            common::Got::Close(1008, _) => {}
+            common::Got::Close(1013, _) => {}
             other => panic!("{other:?}"),
         }
         assert!(tokio::time::Instant::now() < deadline);
@@ -295,5 +295,5 @@ async fn held_sessions_count_against_the_per_ip_cap() {
         None,
     )))
     .await;
-    assert_closed(&mut c, 1008, "too many sessions").await;
+    assert_closed(&mut c, 1013, "too many sessions").await;
 }
