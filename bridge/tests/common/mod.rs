@@ -37,7 +37,10 @@ pub fn init_tracing() {
 /// A bridge running in this process.
 pub struct Bridge {
     pub addr: SocketAddr,
+    /// Stops the bridge at once (1001).
     pub shutdown: CancellationToken,
+    /// Starts a drain (`Config::drain_timeout`), as a first SIGTERM does.
+    pub drain: CancellationToken,
     task: Option<JoinHandle<Result<(), dumdum_bridge::Error>>>,
 }
 
@@ -48,9 +51,17 @@ impl Bridge {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
+        let drain = CancellationToken::new();
         let https = config.tls_cert.is_some();
         let embedded = config.embedded_listen;
-        let task = tokio::spawn(dumdum_bridge::run(config, listener, shutdown.clone()));
+        let task = tokio::spawn(dumdum_bridge::run(
+            config,
+            listener,
+            dumdum_bridge::Shutdown {
+                drain: drain.clone(),
+                now: shutdown.clone(),
+            },
+        ));
         // Serving HTTP means everything else (the embedded listener) is up;
         // over HTTPS, wait for the embedded listener itself.
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -69,6 +80,7 @@ impl Bridge {
         Bridge {
             addr,
             shutdown,
+            drain,
             task: Some(task),
         }
     }
@@ -124,6 +136,43 @@ impl Bridge {
                 .expect("bridge run result");
         }
         t.elapsed()
+    }
+}
+
+impl Bridge {
+    /// Waits (bounded by `t`) for `run` to return by itself, without
+    /// asking it to stop; true if it returned (successfully).
+    pub async fn exited_within(&mut self, t: Duration) -> bool {
+        let Some(task) = self.task.as_mut() else {
+            return true;
+        };
+        match tokio::time::timeout(t, task).await {
+            Ok(r) => {
+                r.expect("bridge task").expect("bridge run result");
+                self.task = None;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A WebSocket to `path` (e.g. `/ws?node=b1`) from the local address
+    /// `source` (any of 127.0.0.0/8 stands for a different user), with
+    /// extra request headers; the HTTP status on refusal.
+    pub async fn ws_from(
+        &self,
+        source: std::net::Ipv4Addr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, u16> {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::from((source, 0))).unwrap();
+        let tcp = tokio::time::timeout(WAIT, sock.connect(self.addr))
+            .await
+            .expect("connect in time")
+            .unwrap();
+        let url = format!("ws://{}{path}", self.addr);
+        WsClient::over_with(Box::new(tcp), &url, headers).await
     }
 }
 
