@@ -30,6 +30,31 @@ pub fn backoff_delay_ms(attempt: u32, random: f64) -> u64 {
     jittered.clamp(MIN_DELAY_MS, MAX_DELAY_MS)
 }
 
+/// The first delay after the bridge said it is busy (1013).
+pub const BUSY_MIN_DELAY_MS: u64 = 5_000;
+/// Jitter of the busy delays: ±50% of the nominal value. Wider than after
+/// a lost connection: a full bridge refuses many pages at once, and they
+/// should not come back together.
+const BUSY_JITTER: f64 = 0.5;
+
+/// The delay before reconnect attempt `attempt` after a busy bridge (close
+/// 1013): the nominal delay doubles from [`BUSY_MIN_DELAY_MS`] up to
+/// [`MAX_DELAY_MS`], spread by ±50% with `random` (uniform in `[0, 1)`),
+/// and never below half the first delay or above a minute.
+pub fn busy_delay_ms(attempt: u32, random: f64) -> u64 {
+    let nominal = BUSY_MIN_DELAY_MS
+        .saturating_mul(1u64 << attempt.min(16))
+        .min(MAX_DELAY_MS);
+    let r = if random.is_finite() {
+        random.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    let factor = 1.0 - BUSY_JITTER + 2.0 * BUSY_JITTER * r;
+    let jittered = (nominal as f64 * factor).round() as u64;
+    jittered.clamp(BUSY_MIN_DELAY_MS / 2, MAX_DELAY_MS)
+}
+
 /// Reconnect bookkeeping for one chat session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Backoff {
@@ -61,6 +86,14 @@ impl Backoff {
     /// The delay before the next attempt; advances the schedule.
     pub fn next_delay_ms(&mut self, random: f64) -> u64 {
         let d = backoff_delay_ms(self.attempt, random);
+        self.attempt = self.attempt.saturating_add(1);
+        d
+    }
+
+    /// The delay before the next attempt after a busy bridge (see
+    /// [`busy_delay_ms`]); advances the same schedule.
+    pub fn next_busy_delay_ms(&mut self, random: f64) -> u64 {
+        let d = busy_delay_ms(self.attempt, random);
         self.attempt = self.attempt.saturating_add(1);
         d
     }
@@ -100,6 +133,29 @@ mod tests {
             }
         }
         assert_ne!(backoff_delay_ms(2, 0.1), backoff_delay_ms(2, 0.9));
+    }
+
+    #[test]
+    fn a_busy_bridge_is_left_alone_longer_and_with_wider_jitter() {
+        let nominal: Vec<u64> = (0..6).map(|a| busy_delay_ms(a, 0.5)).collect();
+        assert_eq!(nominal, [5_000, 10_000, 20_000, 40_000, 60_000, 60_000]);
+        assert_eq!(busy_delay_ms(0, 0.0), 2_500);
+        assert_eq!(busy_delay_ms(1, 0.0), 5_000);
+        assert_eq!(busy_delay_ms(1, 0.999_999), 15_000);
+        for a in 0..20 {
+            for r in [0.0, 0.3, 0.999, -1.0, 9.0, f64::NAN] {
+                let d = busy_delay_ms(a, r);
+                assert!((2_500..=MAX_DELAY_MS).contains(&d), "{a} {r} {d}");
+            }
+        }
+        // The same schedule as other retries: a busy answer after a lost
+        // connection waits longer, and a stable connection resets both.
+        let mut b = Backoff::default();
+        assert_eq!(b.next_delay_ms(0.5), 1_000);
+        assert_eq!(b.next_busy_delay_ms(0.5), 10_000);
+        assert_eq!(b.attempt(), 2);
+        b.reset();
+        assert_eq!(b.next_busy_delay_ms(0.5), 5_000);
     }
 
     #[test]

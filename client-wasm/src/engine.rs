@@ -14,10 +14,23 @@
 //! AUTHENTICATE) while the bridge replays what it missed. On Again it starts
 //! a fresh session and catches up with LIST_MESSAGES. [`Engine::saved`] and
 //! [`Engine::restore`] carry a session across a page reload.
+//!
+//! Several bridges behind a load balancer (`bridge-ws.md`, `node`): the
+//! bridge names the instance that holds the session in Again and Success;
+//! the engine remembers it with the key and a reconnect that resumes opens
+//! `/ws?node=NAME` ([`Engine::ws_node`]); a fresh session opens plain `/ws`.
+//! When a bridge is taken out of service (close 1012, or the `session
+//! draining` notice followed by a quiet moment) or is gone (Again from
+//! another node after a Restart), the engine starts a fresh session at once
+//! through plain `/ws`, signs in with the same nick and catches up every
+//! channel from the newest message it had: "Moved to another server".
+//! Running acknowledgements (`session ack`) go both ways: the engine tells
+//! the bridge how many frames it received ([`Output::AckAfter`],
+//! [`Engine::ack_due`]) and trims its unconfirmed frames on the bridge's.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice};
+use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice, ack};
 use dumdum_protocol::{
     Client, ClientConfig, ClientMessage, ClientState, Decode, Event, HistoryQuery, ServerMessage,
     Snowflake, TlsMode,
@@ -47,8 +60,11 @@ pub const UNACKED_MAX_BYTES: usize = 64 * 1024;
 /// Outgoing binary frames the bridge has not confirmed, numbered from the
 /// session's first (frame `n` is the `n+1`-th sent).
 ///
-/// The bridge confirms only when a session resumes (its `received`), so
-/// while connected the buffer keeps the newest frames up to
+/// The bridge confirms them with its running acknowledgements (`session
+/// ack`, at least every 16 frames or 1 s) and when a session resumes (its
+/// `received`); [`Unacked::ack`] drops what it confirmed. A bridge that
+/// never acknowledges (an older one) confirms only on a resume, so the
+/// buffer is bounded anyway: it keeps the newest frames up to
 /// [`UNACKED_MAX_FRAMES`] and [`UNACKED_MAX_BYTES`]; older ones are dropped
 /// (the bridge forwards frames as soon as the server's state allows, so they
 /// are long gone upstream). If a resume ever needs a dropped frame, the
@@ -224,6 +240,11 @@ pub struct Saved {
     pub security: Option<Security>,
     /// The last `sn` used in a text frame.
     pub sn: u32,
+    /// The bridge instance that holds the session (`node` of Again and
+    /// Success): a resume opens `/ws?node=NAME`. Absent in sessions stored
+    /// by older pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The outgoing frames of a session the bridge has not confirmed, as kept
@@ -364,6 +385,20 @@ pub enum Output {
     },
     /// Something worth a line in the browser console.
     Log(String),
+    /// Call [`Engine::ack_due`] after this many milliseconds (unless the
+    /// connection ended meanwhile): a frame arrived that the bridge has not
+    /// been told about.
+    AckAfter {
+        /// The delay.
+        ms: u64,
+    },
+    /// The bridge is being taken out of service: this connection ends with
+    /// 1012 within `deadline_s` seconds. The glue shows it and may call
+    /// [`Engine::move_if_quiet`] before then (see there).
+    Draining {
+        /// Seconds until the deadline.
+        deadline_s: u64,
+    },
 }
 
 /// A preference to keep across visits.
@@ -441,6 +476,31 @@ pub struct Engine {
     newest: HashMap<String, Snowflake>,
     requested: HashSet<String>,
     out: Vec<Output>,
+    /// The bridge instance that holds the session, as Again or Success
+    /// named it (`None`: not named, or no session).
+    node: Option<String>,
+    /// This connection was opened at `/ws?node=…`.
+    via_node: bool,
+    /// A WebSocket to the session's node failed before opening: the node
+    /// is gone (or the load balancer has no route to it), so the next
+    /// attempt opens plain `/ws`, where another instance answers the
+    /// Restart with Again.
+    node_unreachable: bool,
+    /// The session is moving to another bridge (1012, a proactive move, or
+    /// Again from another node after a Restart): the next sign-in says
+    /// "Moved to another server".
+    moving: bool,
+    /// Reconnect without waiting ([`Engine::reconnect_now`]).
+    reconnect_now: bool,
+    /// [`Engine::move_if_quiet`] closed this connection to move.
+    move_started: bool,
+    /// The bridge said it is draining (this connection).
+    draining: bool,
+    /// Frames received that the bridge was told about (`session ack`, or
+    /// `received` in Restart).
+    acked_in: u64,
+    /// An [`Output::AckAfter`] is pending.
+    ack_armed: bool,
 }
 
 fn new_client() -> Client {
@@ -522,7 +582,44 @@ impl Engine {
             newest: HashMap::new(),
             requested: HashSet::new(),
             out: Vec::new(),
+            node: None,
+            via_node: false,
+            node_unreachable: false,
+            moving: false,
+            reconnect_now: false,
+            move_started: false,
+            draining: false,
+            acked_in: 0,
+            ack_armed: false,
         }
+    }
+
+    /// The bridge instance that holds the session, if the bridge named it.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// The node to put in the URL of the connection being opened
+    /// (`/ws?node=NAME`, after [`Engine::begin_connection`]): the session's
+    /// node when this connection resumes; `None` (plain `/ws`) for a fresh
+    /// session, a session told no node, or when a WebSocket to that node
+    /// failed to open. The session key never goes in a URL.
+    pub fn ws_node(&self) -> Option<&str> {
+        if self.via_node {
+            self.node.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// Whether the next connection should open without the usual backoff:
+    /// the bridge that held a working session is going away (1012) or the
+    /// page left it to move ([`Engine::move_if_quiet`]), and another bridge
+    /// behind the load balancer can take the session now. A 1012 that ends
+    /// a connection which never got Success (a draining bridge refusing a
+    /// Start) backs off as usual, so a lone draining bridge is not hammered.
+    pub fn reconnect_now(&self) -> bool {
+        self.reconnect_now
     }
 
     /// The server name asked for.
@@ -595,6 +692,7 @@ impl Engine {
             upstream: self.upstream_name.clone(),
             security: self.security.clone(),
             sn: self.sn,
+            node: self.node.clone(),
         })
     }
 
@@ -682,6 +780,7 @@ impl Engine {
         e.upstream_name = saved.upstream;
         e.security = saved.security;
         e.sn = saved.sn;
+        e.node = saved.node;
         e.view_empty = true;
         if let Some(note) = note {
             e.out.push(Output::Log(note.into()));
@@ -714,6 +813,11 @@ impl Engine {
         self.ready = false;
         self.fatal = None;
         self.upstream_note = None;
+        self.reconnect_now = false;
+        self.move_started = false;
+        self.draining = false;
+        self.ack_armed = false;
+        self.via_node = self.session_key.is_some() && self.node.is_some() && !self.node_unreachable;
         self.out.push(Output::Act(Action::Connecting));
     }
 
@@ -727,6 +831,9 @@ impl Engine {
         self.upstream_name = None;
         self.security = None;
         self.view_empty = false;
+        self.node = None;
+        self.node_unreachable = false;
+        self.acked_in = 0;
     }
 
     /// Closes with 1000, which ends the bridge session at once: its key is
@@ -799,14 +906,27 @@ impl Engine {
                     return;
                 };
                 if self.resuming {
-                    // The old session is gone (expired, or its frames are no
-                    // longer held): start a fresh one.
+                    // The old session is gone (expired, its frames are no
+                    // longer held, or its bridge is gone and another
+                    // instance answered): start a fresh one. This
+                    // connection already reached a bridge that can hold it
+                    // (the load balancer chose it, as it would for plain
+                    // `/ws`), so the fresh session starts here instead of
+                    // on another connection. Another node than the one
+                    // that held the session: the page moved.
                     self.resuming = false;
-                    self.out.push(Output::Log(
-                        "the session could not be resumed; starting a new one".into(),
-                    ));
+                    if self.node != h.node {
+                        self.moving = true;
+                    }
+                    self.out.push(Output::Log(match &h.node {
+                        Some(n) if self.moving => {
+                            format!("the session could not be resumed; starting a new one on {n}")
+                        }
+                        _ => "the session could not be resumed; starting a new one".into(),
+                    }));
                     self.forget_session();
                 }
+                self.node = h.node;
                 self.session_key = Some(key.clone());
                 let sn = self.next_sn();
                 let restart = Handshake::restart(sn, key, self.frames_in, self.server.clone());
@@ -830,18 +950,24 @@ impl Engine {
                     });
                     return;
                 }
+                self.node_unreachable = false;
                 if resumed {
+                    // A session told no node now resumes through plain `/ws`.
+                    self.node = h.node;
                     self.session_key = key;
                     self.resuming = false;
+                    self.acked_in = self.frames_in;
                     self.on_resumed(h.received.unwrap_or(0));
                     return;
                 }
                 // Fresh session: whatever is left of an earlier one goes
                 // first (that also drops its key), then this session's key
                 // is kept, and the dumdum exchange starts with HELLO.
+                let node = h.node.or_else(|| self.node.take());
                 if *self.client.state() != ClientState::Start {
                     self.forget_session();
                 }
+                self.node = node;
                 self.session_key = key;
                 if let Err(e) = self.client.hello() {
                     self.protocol_failure(e.to_string());
@@ -872,6 +998,7 @@ impl Engine {
             self.close_session("cannot resume exactly");
             return;
         }
+        self.moving = false;
         let resent: Vec<Vec<u8>> = self.unacked.frames().map(<[u8]>::to_vec).collect();
         let resent_count = resent.len() as u64;
         for frame in resent {
@@ -953,6 +1080,28 @@ impl Engine {
                 self.out
                     .push(Output::Act(Action::Replayed { frames: replayed }));
             }
+            Notice::SessionAck { received } => {
+                if self.handshake != Handshaking::Done {
+                    self.out.push(Output::Log(
+                        "ignored an acknowledgement before the handshake".into(),
+                    ));
+                } else if received > self.unacked.end() {
+                    self.out.push(Output::Log(format!(
+                        "ignored an acknowledgement of {received} frames: this page sent {}",
+                        self.unacked.end()
+                    )));
+                } else if received > self.unacked.first() {
+                    // Older (or repeated) counts confirm nothing new.
+                    self.unacked.ack(received);
+                }
+            }
+            Notice::SessionDraining { deadline_s } => {
+                self.draining = true;
+                self.out.push(Output::Log(format!(
+                    "the bridge is draining: this connection ends within {deadline_s} s"
+                )));
+                self.out.push(Output::Draining { deadline_s });
+            }
             other => self
                 .out
                 .push(Output::Log(format!("bridge notice: {other:?}"))),
@@ -978,11 +1127,107 @@ impl Engine {
             return;
         }
         self.pump();
+        // Running acknowledgement: at once every CLIENT_EVERY_FRAMES
+        // frames, else at most CLIENT_AFTER after this frame.
+        if self.frames_in.saturating_sub(self.acked_in) >= ack::CLIENT_EVERY_FRAMES {
+            self.send_ack();
+        } else if !self.ack_armed {
+            self.ack_armed = true;
+            self.out.push(Output::AckAfter {
+                ms: u64::try_from(ack::CLIENT_AFTER.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+    }
+
+    /// Tells the bridge how many frames this page received (`session ack`).
+    fn send_ack(&mut self) {
+        self.acked_in = self.frames_in;
+        let sn = self.next_sn();
+        self.out.push(Output::Text(
+            Content::Notice {
+                sn,
+                notice: Notice::SessionAck {
+                    received: self.frames_in,
+                },
+            }
+            .to_json(),
+        ));
+    }
+
+    /// The delay of an [`Output::AckAfter`] passed: acknowledges what
+    /// arrived since the last acknowledgement, if anything did.
+    pub fn ack_due(&mut self) {
+        self.ack_armed = false;
+        if self.handshake == Handshaking::Done && self.frames_in > self.acked_in {
+            self.send_ack();
+        }
+    }
+
+    /// After the `session draining` notice: leaves the draining bridge now
+    /// if this is a quiet moment, so that its sessions do not all move at
+    /// the deadline at once. Returns whether it did.
+    ///
+    /// The choice: the page moves early only when
+    /// - the session has a node name: the operator runs several bridges
+    ///   behind a load balancer, so plain `/ws` reaches another one (a lone
+    ///   draining bridge would refuse the new session; then the page keeps
+    ///   its session until the deadline);
+    /// - it is signed in and no history reply is on its way (a catch-up
+    ///   would have to start over);
+    /// - the bridge has confirmed every frame this page sent (running
+    ///   acknowledgements): nothing typed can be lost by leaving. A bridge
+    ///   that never acknowledges is never left early.
+    ///
+    /// The glue calls this at a random moment in the first half of the
+    /// deadline, then every second until it returns true or the
+    /// connection ends. Moving closes with 1000 (the bridge ends the
+    /// session, and its nick upstream, at once), then reconnects at once
+    /// through plain `/ws` and catches up, as after 1012.
+    pub fn move_if_quiet(&mut self) -> bool {
+        let quiet = self.draining
+            && self.node.is_some()
+            && self.handshake == Handshaking::Done
+            && self.ready
+            && self.history_in_flight.is_empty()
+            && self.unacked.frames().next().is_none();
+        if !quiet {
+            return false;
+        }
+        self.out.push(Output::Log(
+            "the bridge is draining: moving to another one now, at a quiet moment".into(),
+        ));
+        self.move_started = true;
+        self.moving = true;
+        self.fatal = Some(Problem::ServiceRestart);
+        self.close_session("moving to another server");
+        true
     }
 
     /// The WebSocket closed (or failed to open). Returns why, in terms the
     /// user understands.
     pub fn on_close(&mut self, close_code: u16, reason: &str) -> Problem {
+        if !self.opened && self.via_node {
+            self.node_unreachable = true;
+            self.out.push(Output::Log(
+                "the WebSocket to the session's node failed; the next attempt goes through plain /ws"
+                    .into(),
+            ));
+        }
+        let moved_out = std::mem::take(&mut self.move_started);
+        if close_code == code::SERVICE_RESTART && self.opened {
+            // The bridge is being taken out of service: it ends the session
+            // (and its upstream connection). Start a fresh one through
+            // plain `/ws`, at once if this one was working.
+            self.out.push(Output::Log(
+                "the bridge is restarting; moving to another one".into(),
+            ));
+            self.session_key = None;
+            self.moving = true;
+            self.reconnect_now = self.handshake == Handshaking::Done;
+        } else {
+            self.reconnect_now = moved_out;
+        }
+        self.ack_armed = false;
         let problem = self.fatal.take().unwrap_or_else(|| {
             Problem::from_close(
                 close_code,
@@ -1149,6 +1394,9 @@ impl Engine {
                 self.nick_retries = 0;
                 self.out
                     .push(Output::Act(Action::Authenticated { nick: nick.clone() }));
+                if std::mem::take(&mut self.moving) {
+                    self.out.push(Output::Act(Action::Moved));
+                }
                 self.out.push(Output::Remember(Memory::Nick(nick)));
                 if let Err(e) = self.client.list_channels() {
                     self.out
@@ -2311,5 +2559,504 @@ mod tests {
         assert!(acts(&out).contains(&Action::NickInUseElsewhere {
             nick: "alice".into()
         }));
+    }
+
+    /// Opens a connection the bridge answers with a fresh session: Again
+    /// with `key` from `node`, then Success from it; runs up to the
+    /// server's HELLO. Returns the page's first handshake, the node the
+    /// connection's URL named, and the outputs after HELLO.
+    fn connect_at(
+        e: &mut Engine,
+        key: &str,
+        node: Option<&str>,
+    ) -> (Handshake, Option<String>, Vec<Output>) {
+        e.begin_connection();
+        let url_node = e.ws_node().map(str::to_owned);
+        e.on_open();
+        let first = handshake_sent(&e.drain());
+        let n = node.map(str::to_owned);
+        e.on_text(
+            &Content::Handshake(Handshake::again(7, key.into()).with_node(n.clone())).to_json(),
+        );
+        let restart = handshake_sent(&e.drain());
+        assert_eq!(restart.state(), HandshakeState::Restart);
+        assert_eq!(restart.session.as_deref(), Some(key));
+        e.on_text(
+            &Content::Handshake(Handshake::success(8, key.into(), false, 0).with_node(n)).to_json(),
+        );
+        let out = e.drain();
+        assert_eq!(sent(&out), [ClientMessage::Hello { version: 2 }], "{out:?}");
+        e.on_binary(&server_frame(ServerMessage::Hello { tls: false }));
+        (first, url_node, e.drain())
+    }
+
+    /// A reconnect that presents the held key and is resumed by the bridge
+    /// (which forwarded all our frames). Returns the node the URL named.
+    fn resume_at(e: &mut Engine, node: Option<&str>) -> Option<String> {
+        e.begin_connection();
+        let url_node = e.ws_node().map(str::to_owned);
+        e.on_open();
+        let h = handshake_sent(&e.drain());
+        assert_eq!(h.state(), HandshakeState::Restart);
+        let key = h.session.clone().unwrap();
+        let sent_count = e.frame_counts().1;
+        e.on_text(
+            &Content::Handshake(
+                Handshake::success(3, key, true, sent_count).with_node(node.map(str::to_owned)),
+            )
+            .to_json(),
+        );
+        e.drain();
+        url_node
+    }
+
+    fn notice(e: &mut Engine, notice: Notice) {
+        e.on_text(&Content::Notice { sn: 50, notice }.to_json());
+    }
+
+    fn acks_sent(out: &[Output]) -> Vec<u64> {
+        texts(out)
+            .into_iter()
+            .filter_map(|c| match c {
+                Content::Notice {
+                    notice: Notice::SessionAck { received },
+                    ..
+                } => Some(received),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn apply_all(state: &mut crate::state::ChatState, out: &[Output]) {
+        for a in acts(out) {
+            state.apply(a);
+        }
+    }
+
+    /// Answers every LIST_MESSAGES in `out`, and those its answers lead
+    /// to, from `all`, channel by channel as the reference server does.
+    /// Returns `out` and every output that followed.
+    fn serve(e: &mut Engine, out: Vec<Output>, all: &[ChatMessage]) -> Vec<Output> {
+        let mut every = out.clone();
+        let mut pending = out;
+        for _ in 0..100 {
+            let mut next = Vec::new();
+            for m in sent(&pending) {
+                if let ClientMessage::ListMessages {
+                    channel,
+                    before,
+                    after,
+                } = m
+                {
+                    let mine: Vec<ChatMessage> = all
+                        .iter()
+                        .filter(|x| x.channel == channel)
+                        .cloned()
+                        .collect();
+                    let page = history::select(&mine, before, after, history::PAGE_SIZE).to_vec();
+                    e.on_binary(&server_frame(ServerMessage::ListMessages(page)));
+                    next.extend(e.drain());
+                }
+            }
+            if next.is_empty() {
+                return every;
+            }
+            every.extend(next.clone());
+            pending = next;
+        }
+        panic!("history requests never ended");
+    }
+
+    fn posted(ids: std::ops::RangeInclusive<u64>) -> Vec<ChatMessage> {
+        ids.map(|i| chat(i, if i % 2 == 0 { "general" } else { "random" }, "py"))
+            .collect()
+    }
+
+    /// Signed in on a fresh session from `node`, showing `general` and
+    /// having fetched `random` too, both from `all`. Returns the view.
+    fn in_both_at(
+        e: &mut Engine,
+        node: Option<&str>,
+        all: &[ChatMessage],
+    ) -> crate::state::ChatState {
+        let mut state = crate::state::ChatState::default();
+        let (_, _, out) = connect_at(e, KEY, node);
+        apply_all(&mut state, &out);
+        auth_ack(e, true);
+        let out = e.drain();
+        apply_all(&mut state, &out);
+        channels_listed(e, &["general", "random"]);
+        let out = e.drain();
+        apply_all(&mut state, &serve(e, out, all));
+        e.select("random");
+        let out = e.drain();
+        apply_all(&mut state, &serve(e, out, all));
+        e.select("general");
+        let out = e.drain();
+        assert!(sent(&out).is_empty(), "fetched once: {out:?}");
+        apply_all(&mut state, &out);
+        state
+    }
+
+    fn shown(state: &crate::state::ChatState, channel: &str) -> Vec<ChatMessage> {
+        state
+            .channel(channel)
+            .map(|c| c.messages.iter().map(|m| (**m).clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn of(all: &[ChatMessage], channel: &str) -> Vec<ChatMessage> {
+        all.iter()
+            .filter(|m| m.channel == channel)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn the_node_is_remembered_with_the_session_and_resumes_go_to_it() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        let (first, url_node, _) = connect_at(&mut e, KEY, Some("b1"));
+        assert_eq!(first.state(), HandshakeState::Start);
+        assert_eq!(url_node, None, "a fresh session opens plain /ws");
+        assert_eq!(e.node(), Some("b1"));
+        auth_ack(&mut e, true);
+        e.drain();
+        // Kept like the key, across a reload too.
+        assert_eq!(e.saved().and_then(|s| s.node).as_deref(), Some("b1"));
+        let mut r = reload(&e);
+        assert_eq!(r.node(), Some("b1"));
+        // A resume opens /ws?node=b1; the key goes only in the Restart.
+        r.on_close(1006, "");
+        assert_eq!(resume_at(&mut r, Some("b1")).as_deref(), Some("b1"));
+        assert!(r.is_ready());
+        // A resumed session told no node resumes through plain /ws later.
+        r.on_close(1006, "");
+        assert_eq!(resume_at(&mut r, None).as_deref(), Some("b1"));
+        assert_eq!(r.node(), None);
+        r.on_close(1006, "");
+        assert_eq!(resume_at(&mut r, None), None);
+        // A session stored by an older page (no `node`) still loads.
+        let mut json: serde_json::Value = serde_json::to_value(e.saved().unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("node");
+        let old: Saved = serde_json::from_value(json).unwrap();
+        assert_eq!(old.node, None);
+        // A bridge that names no node: plain /ws throughout.
+        let mut n = Engine::new(Some("local".into()), "bob".into(), None);
+        connect_at(&mut n, KEY, None);
+        auth_ack(&mut n, true);
+        n.on_close(1006, "");
+        assert_eq!(resume_at(&mut n, None), None);
+    }
+
+    #[test]
+    fn a_node_that_cannot_be_reached_is_left_for_plain_ws() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        connect_at(&mut e, KEY, Some("b1"));
+        auth_ack(&mut e, true);
+        e.drain();
+        e.on_close(1006, "");
+        // The load balancer has no route to b1 any more: the WebSocket
+        // fails before opening.
+        e.begin_connection();
+        assert_eq!(e.ws_node(), Some("b1"));
+        assert_eq!(e.on_close(1006, ""), Problem::NotOpened);
+        // The next attempt goes through plain /ws, still presenting the
+        // key: another node answers Again, and the page moves.
+        let (first, url_node, out) = connect_at(&mut e, KEY2, Some("b2"));
+        assert_eq!(url_node, None);
+        assert_eq!(first.state(), HandshakeState::Restart);
+        assert_eq!(first.session.as_deref(), Some(KEY));
+        assert_eq!(
+            sent(&out),
+            [ClientMessage::Authenticate {
+                nick: "alice".into()
+            }]
+        );
+        auth_ack(&mut e, true);
+        let out = e.drain();
+        assert!(acts(&out).contains(&Action::Moved), "{out:?}");
+        assert_eq!(e.node(), Some("b2"));
+        // Resumes go to the new node.
+        e.on_close(1006, "");
+        assert_eq!(resume_at(&mut e, Some("b2")).as_deref(), Some("b2"));
+    }
+
+    #[test]
+    fn a_service_restart_moves_to_a_fresh_session_and_catches_up_every_channel_once() {
+        let mut all = posted(1..=30);
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        let mut state = in_both_at(&mut e, Some("b1"), &all);
+        assert_eq!(shown(&state, "general"), of(&all, "general"));
+        assert_eq!(shown(&state, "random"), of(&all, "random"));
+        // A live message, then the drain deadline passes.
+        all.push(chat(31, "random", "py"));
+        e.on_binary(&server_frame(ServerMessage::SendMessage(chat(
+            31, "random", "py",
+        ))));
+        apply_all(&mut state, &e.drain());
+        let p = e.on_close(code::SERVICE_RESTART, "the bridge is restarting");
+        assert_eq!(p, Problem::ServiceRestart);
+        assert!(e.reconnect_now(), "at once, not after a backoff");
+        state.apply(Action::Disconnected {
+            problem: p,
+            retry_at_ms: Some(0),
+        });
+        // More than a page per channel is posted meanwhile.
+        all.extend(posted(32..=300));
+        let (first, url_node, out) = connect_at(&mut e, KEY2, Some("b2"));
+        assert_eq!(first.state(), HandshakeState::Start, "a fresh session");
+        assert_eq!(first.session, None, "the old key is not offered");
+        assert_eq!(url_node, None, "through plain /ws");
+        assert!(!e.reconnect_now());
+        assert_eq!(
+            sent(&out),
+            [ClientMessage::Authenticate {
+                nick: "alice".into()
+            }],
+            "the same nick"
+        );
+        apply_all(&mut state, &out);
+        auth_ack(&mut e, true);
+        let out = e.drain();
+        assert_eq!(
+            sent(&out),
+            [
+                ClientMessage::ListChannels,
+                HistoryQuery::NewerThan(Snowflake(30)).request("general"),
+                HistoryQuery::NewerThan(Snowflake(31)).request("random"),
+            ],
+            "every channel from the newest message it had"
+        );
+        let every = serve(&mut e, out, &all);
+        apply_all(&mut state, &every);
+        // No message fetched twice, none missing.
+        let mut caught: Vec<u64> = acts(&every)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::History {
+                    messages,
+                    kind: HistoryKind::CatchUp,
+                    ..
+                } => Some(messages),
+                _ => None,
+            })
+            .flatten()
+            .map(|m| m.id.0)
+            .collect();
+        let n = caught.len();
+        caught.sort_unstable();
+        caught.dedup();
+        assert_eq!(n, caught.len(), "a message was fetched twice");
+        assert_eq!(caught, (32..=300).collect::<Vec<_>>());
+        channels_listed(&mut e, &["general", "random"]);
+        let out = e.drain();
+        assert!(sent(&out).is_empty(), "no second newest page: {out:?}");
+        apply_all(&mut state, &out);
+        assert_eq!(shown(&state, "general"), of(&all, "general"));
+        assert_eq!(shown(&state, "random"), of(&all, "random"));
+        assert_eq!(state.rejoin, Some(crate::state::Rejoin::Moved));
+        assert!(state.ready);
+        assert_eq!(e.node(), Some("b2"));
+    }
+
+    #[test]
+    fn a_draining_bridge_refusing_a_new_session_is_not_hammered() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        e.begin_connection();
+        e.on_open();
+        e.drain();
+        // A Start on a draining bridge is closed with 1012.
+        assert_eq!(
+            e.on_close(code::SERVICE_RESTART, "draining"),
+            Problem::ServiceRestart
+        );
+        assert!(!e.reconnect_now(), "no session was working: back off");
+    }
+
+    #[test]
+    fn again_from_another_node_after_a_restart_is_a_move() {
+        let all = posted(1..=10);
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        let mut state = in_both_at(&mut e, Some("b1"), &all);
+        // b1 crashed: its users' Restart reaches b2, which answers Again.
+        e.on_close(1006, "");
+        assert!(!e.reconnect_now());
+        let (first, url_node, out) = connect_at(&mut e, KEY2, Some("b2"));
+        assert_eq!(url_node.as_deref(), Some("b1"), "the resume went to b1");
+        assert_eq!(first.state(), HandshakeState::Restart);
+        apply_all(&mut state, &out);
+        auth_ack(&mut e, true);
+        let out = e.drain();
+        assert!(acts(&out).contains(&Action::Moved), "{out:?}");
+        apply_all(&mut state, &serve(&mut e, out, &all));
+        assert_eq!(state.rejoin, Some(crate::state::Rejoin::Moved));
+        // An expired session on the same node is a plain reconnect.
+        e.on_close(1006, "");
+        let (_, url_node, _) = connect_at(&mut e, KEY, Some("b2"));
+        assert_eq!(url_node.as_deref(), Some("b2"));
+        auth_ack(&mut e, true);
+        let out = e.drain();
+        assert!(!acts(&out).contains(&Action::Moved), "{out:?}");
+        apply_all(&mut state, &out);
+        assert_eq!(state.rejoin, Some(crate::state::Rejoin::Reconnected));
+    }
+
+    #[test]
+    fn a_busy_bridge_keeps_the_session_for_later() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        connect_at(&mut e, KEY, Some("b1"));
+        auth_ack(&mut e, true);
+        e.drain();
+        e.on_close(1006, "");
+        e.begin_connection();
+        e.on_open();
+        e.drain();
+        let p = e.on_close(code::TRY_AGAIN_LATER, "too many sessions from your address");
+        assert_eq!(p, Problem::Busy);
+        assert!(!e.reconnect_now(), "backs off");
+        // The held session may still resume later, on its node.
+        assert_eq!(resume_at(&mut e, Some("b1")).as_deref(), Some("b1"));
+        assert!(e.is_ready());
+    }
+
+    #[test]
+    fn the_page_acknowledges_what_it_received() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        let (_, _, out) = connect_at(&mut e, KEY, None);
+        // The first frame (HELLO) arms the timer once.
+        assert!(out.contains(&Output::AckAfter { ms: 2_000 }), "{out:?}");
+        auth_ack(&mut e, true);
+        let out = e.drain();
+        assert!(!out.iter().any(|o| matches!(o, Output::AckAfter { .. })));
+        assert!(acks_sent(&out).is_empty());
+        // The timer fires: the count so far.
+        e.ack_due();
+        assert_eq!(acks_sent(&e.drain()), [2]);
+        // Nothing new: nothing sent.
+        e.ack_due();
+        assert!(e.drain().is_empty());
+        // A burst: an acknowledgement every 32 frames without waiting.
+        let mut acks = Vec::new();
+        let mut timers = 0;
+        for id in 1..=70 {
+            e.on_binary(&server_frame(ServerMessage::SendMessage(chat(
+                id, "general", "bob",
+            ))));
+            let out = e.drain();
+            acks.extend(acks_sent(&out));
+            timers += out
+                .iter()
+                .filter(|o| matches!(o, Output::AckAfter { .. }))
+                .count();
+        }
+        assert_eq!(acks, [34, 66]);
+        assert_eq!(timers, 1, "one timer at a time");
+        e.ack_due();
+        assert_eq!(acks_sent(&e.drain()), [72]);
+        // A resume counts on from the Restart's `received`.
+        e.on_close(1006, "");
+        resume_at(&mut e, None);
+        e.on_binary(&server_frame(ServerMessage::SendMessage(chat(
+            99, "general", "bob",
+        ))));
+        e.drain();
+        e.ack_due();
+        assert_eq!(acks_sent(&e.drain()), [73]);
+        // Not before the handshake.
+        e.on_close(1006, "");
+        e.begin_connection();
+        e.on_open();
+        e.drain();
+        e.ack_due();
+        assert!(acks_sent(&e.drain()).is_empty());
+    }
+
+    #[test]
+    fn the_bridges_acknowledgements_trim_the_unconfirmed_frames() {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &[]);
+        for i in 0..5 {
+            e.send_message("general", &format!("m{i}")).unwrap();
+        }
+        e.drain();
+        assert_eq!((e.unacked().first(), e.unacked().end()), (0, 9));
+        notice(&mut e, Notice::SessionAck { received: 6 });
+        assert_eq!((e.unacked().first(), e.unacked().end()), (6, 9));
+        // Stale and impossible counts change nothing.
+        notice(&mut e, Notice::SessionAck { received: 2 });
+        notice(&mut e, Notice::SessionAck { received: 99 });
+        assert_eq!((e.unacked().first(), e.unacked().end()), (6, 9));
+        notice(&mut e, Notice::SessionAck { received: 9 });
+        assert_eq!(e.unacked().frames().count(), 0);
+        // A resume after that re-sends nothing.
+        e.on_close(1006, "");
+        resume_at(&mut e, None);
+        assert!(e.is_ready());
+        // A bridge that never acknowledges: the page still works, its
+        // buffer stays bounded and a resume re-sends what is missing.
+        let mut old = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut old, &[]);
+        for i in 0..UNACKED_MAX_FRAMES + 5 {
+            old.send_message("general", &format!("m{i}")).unwrap();
+        }
+        old.drain();
+        assert_eq!(old.unacked().frames().count(), UNACKED_MAX_FRAMES);
+        let last = old.frame_counts().1 - 1;
+        let out = resume(&mut old, last);
+        assert_eq!(sent(&out).len(), 1, "{out:?}");
+        assert!(old.is_ready());
+    }
+
+    #[test]
+    fn a_draining_bridge_is_shown_and_left_at_a_quiet_moment() {
+        let all = posted(1..=4);
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        let mut state = in_both_at(&mut e, Some("b1"), &all);
+        assert!(!e.move_if_quiet(), "not draining");
+        notice(&mut e, Notice::SessionDraining { deadline_s: 30 });
+        let out = e.drain();
+        assert!(
+            out.contains(&Output::Draining { deadline_s: 30 }),
+            "{out:?}"
+        );
+        // Not quiet: frames the bridge has not confirmed.
+        assert!(!e.move_if_quiet());
+        assert_eq!(e.frame_counts().1, 5);
+        notice(&mut e, Notice::SessionAck { received: 5 });
+        // Not quiet: a history reply on its way.
+        e.load_older("general", None);
+        let pending = e.drain();
+        notice(&mut e, Notice::SessionAck { received: 6 });
+        assert!(!e.move_if_quiet());
+        apply_all(&mut state, &serve(&mut e, pending, &all));
+        // Quiet now.
+        assert!(e.move_if_quiet());
+        let out = e.drain();
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Close { code: 1000, .. })),
+            "ends the session at the bridge at once: {out:?}"
+        );
+        let p = e.on_close(1000, "moving to another server");
+        assert_eq!(p, Problem::ServiceRestart);
+        assert!(e.reconnect_now());
+        let (first, url_node, _) = connect_at(&mut e, KEY2, Some("b2"));
+        assert_eq!((first.state(), url_node), (HandshakeState::Start, None));
+        auth_ack(&mut e, true);
+        let out = e.drain();
+        assert!(acts(&out).contains(&Action::Moved));
+        // A bridge without node names is a lone bridge: the page waits for
+        // the deadline instead.
+        let mut lone = Engine::new(Some("local".into()), "bob".into(), None);
+        in_both_at(&mut lone, None, &all);
+        notice(&mut lone, Notice::SessionDraining { deadline_s: 30 });
+        let sent_count = lone.frame_counts().1;
+        notice(
+            &mut lone,
+            Notice::SessionAck {
+                received: sent_count,
+            },
+        );
+        assert!(!lone.move_if_quiet());
     }
 }

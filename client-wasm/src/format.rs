@@ -241,6 +241,20 @@ pub fn format_wait(ms: u64) -> String {
     }
 }
 
+/// `s` with every byte but the unreserved characters of RFC 3986
+/// (`A-Z a-z 0-9 - . _ ~`) percent-encoded, for a query value.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Where the page finds its bridge: the origin (`http://host:port` or
 /// `https://host:port`) that serves `/ws`, `/api/servers` and `/healthz`.
 ///
@@ -311,6 +325,22 @@ impl BridgeAddr {
         match self.origin.strip_prefix("https://") {
             Some(authority) => format!("wss://{authority}/ws"),
             None => format!("ws://{}/ws", self.origin.trim_start_matches("http://")),
+        }
+    }
+
+    /// The WebSocket URL for a connection that resumes a session held by
+    /// bridge instance `node` (`/ws?node=NAME`, so a load balancer routes
+    /// it there), or plain `/ws` without one. Only the node's name goes in
+    /// the URL, percent-encoded; never the session key.
+    pub fn ws_url_at(&self, node: Option<&str>) -> String {
+        let url = self.ws_url();
+        match node {
+            Some(n) if !n.is_empty() => format!(
+                "{url}?{}={}",
+                dumdum_protocol::session::NODE_PARAM,
+                percent_encode(n)
+            ),
+            _ => url,
         }
     }
 
@@ -467,6 +497,13 @@ mod tests {
         }
         let b = BridgeAddr::locate("https:", "Chat.Example", None).unwrap();
         assert_eq!(b.ws_url(), "wss://chat.example/ws");
+        assert_eq!(b.ws_url_at(None), "wss://chat.example/ws");
+        assert_eq!(b.ws_url_at(Some("")), "wss://chat.example/ws");
+        assert_eq!(b.ws_url_at(Some("b1")), "wss://chat.example/ws?node=b1");
+        assert_eq!(
+            b.ws_url_at(Some("eu west&x=1/é")),
+            "wss://chat.example/ws?node=eu%20west%26x%3D1%2F%C3%A9"
+        );
         assert!(!b.is_cross_origin("https://chat.example"));
         assert!(b.is_cross_origin("http://chat.example"));
     }

@@ -91,6 +91,16 @@ pub enum Problem {
     /// 1001 from the bridge.
     #[error("The bridge is restarting.")]
     BridgeRestarting,
+    /// 1012 from the bridge (its drain deadline passed, or a draining
+    /// bridge refused a new session), or the page left a draining bridge
+    /// at a quiet moment: a fresh session starts through the load
+    /// balancer, on another instance.
+    #[error("This server is restarting; moving you to another server.")]
+    ServiceRestart,
+    /// 1013 from the bridge: a per-address or global session cap is
+    /// reached. The page backs off (with jitter) before trying again.
+    #[error("The server is busy: it has as many sessions as it takes. Retrying later.")]
+    Busy,
     /// A protocol violation on either side (1007, 1008, 1009, or a frame
     /// this page could not read).
     #[error("Protocol error: {0}.")]
@@ -157,6 +167,8 @@ impl Problem {
             code::UPSTREAM_TLS => Problem::TlsRefused(reason),
             code::UNKNOWN_SERVER => Problem::UnknownServer(reason),
             code::GOING_AWAY => Problem::BridgeRestarting,
+            code::SERVICE_RESTART => Problem::ServiceRestart,
+            code::TRY_AGAIN_LATER => Problem::Busy,
             code::MALFORMED | code::POLICY | code::TOO_BIG => {
                 Problem::Protocol(if reason.is_empty() {
                     format!("the bridge closed the connection with code {code}")
@@ -225,6 +237,8 @@ impl Problem {
             Problem::NickInUse(_) => "nickname still in use",
             Problem::ResumeFailed(_) => "session could not be resumed",
             Problem::BridgeRestarting => "bridge restarting",
+            Problem::ServiceRestart => "moving to another server",
+            Problem::Busy => "server busy",
             Problem::Protocol(_) => "protocol error",
             Problem::Other { .. } => "connection closed",
         }
@@ -291,6 +305,30 @@ mod tests {
             Problem::IncompatibleVersion { required: 3 }.to_string(),
             "Incompatible version: the server requires protocol version 3, this page speaks version 2."
         );
+    }
+
+    #[test]
+    fn capacity_and_restart_closes_are_not_policy_errors() {
+        let busy = Problem::from_close(code::TRY_AGAIN_LATER, "too many sessions", true, None);
+        assert_eq!(busy, Problem::Busy);
+        assert!(busy.retryable());
+        assert_eq!(busy.short(), "server busy");
+        assert!(!busy.to_string().contains("Protocol"), "{busy}");
+        assert!(busy.to_string().starts_with("The server is busy"), "{busy}");
+        let moving = Problem::from_close(code::SERVICE_RESTART, "draining", true, None);
+        assert_eq!(moving, Problem::ServiceRestart);
+        assert!(moving.retryable());
+        assert_eq!(
+            moving.to_string(),
+            "This server is restarting; moving you to another server."
+        );
+        // The codes are the contract's (defined once, in the protocol crate).
+        assert_eq!((code::SERVICE_RESTART, code::TRY_AGAIN_LATER), (1012, 1013));
+        // A policy close is still one.
+        assert!(matches!(
+            Problem::from_close(code::POLICY, "too many sessions", true, None),
+            Problem::Protocol(_)
+        ));
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub enum Rejoin {
     },
     /// A fresh session: HELLO, AUTHENTICATE and a catch-up.
     Reconnected,
+    /// A fresh session on another bridge, because the one that held the
+    /// session was taken out of service or is gone: signed in again with
+    /// the same nick, every channel caught up.
+    Moved,
 }
 
 /// History paging state of a channel.
@@ -253,6 +257,16 @@ pub enum Action {
         /// Our frames sent again.
         resent: u64,
     },
+    /// The session moved to another bridge (after 1012, a proactive move
+    /// or Again from another node): comes right after its
+    /// [`Action::Authenticated`].
+    Moved,
+    /// The bridge is being taken out of service: the session moves before
+    /// `until_ms` (ms since the epoch).
+    Draining {
+        /// The bridge's deadline.
+        until_ms: u64,
+    },
     /// The bridge replayed this many frames after a resume.
     Replayed {
         /// How many.
@@ -341,6 +355,9 @@ pub struct ChatState {
     pub active: Option<String>,
     /// How the current connection came back, if it is not the first.
     pub rejoin: Option<Rejoin>,
+    /// The bridge of this connection is draining: the session moves to
+    /// another by then (ms since the epoch).
+    pub draining_until_ms: Option<u64>,
 }
 
 impl ChatState {
@@ -416,7 +433,10 @@ impl ChatState {
                 self.link = Link::Connecting;
                 self.security = None;
                 self.ready = false;
+                self.draining_until_ms = None;
             }
+            Action::Moved => self.rejoin = Some(Rejoin::Moved),
+            Action::Draining { until_ms } => self.draining_until_ms = Some(until_ms),
             Action::UpstreamConnected { server } => self.link = Link::Connected { server },
             Action::Secured(s) => self.security = Some(s),
             Action::Authenticating { nick } => {
@@ -531,6 +551,7 @@ impl ChatState {
                 retry_at_ms,
             } => {
                 self.ready = false;
+                self.draining_until_ms = None;
                 self.joining = self.joining && retry_at_ms.is_some();
                 self.pending_nick = None;
                 self.security = None;
@@ -546,6 +567,7 @@ impl ChatState {
             }
             Action::Offline => {
                 self.ready = false;
+                self.draining_until_ms = None;
                 self.security = None;
                 self.link = Link::Offline;
             }
@@ -888,6 +910,28 @@ mod tests {
         assert_eq!(s.rejoin, Some(Rejoin::Reconnected));
         // The first sign-in is neither.
         assert_eq!(joined().rejoin, None);
+    }
+
+    #[test]
+    fn a_draining_bridge_and_a_move_show_in_the_state() {
+        let mut s = joined();
+        s.apply(Action::Draining { until_ms: 30_000 });
+        assert_eq!(s.draining_until_ms, Some(30_000));
+        assert!(s.ready, "the session goes on while the bridge drains");
+        s.apply(Action::Disconnected {
+            problem: Problem::ServiceRestart,
+            retry_at_ms: Some(1),
+        });
+        assert_eq!(s.draining_until_ms, None);
+        s.apply(Action::Connecting);
+        s.apply(Action::Authenticated { nick: "me".into() });
+        s.apply(Action::Moved);
+        assert_eq!(s.rejoin, Some(Rejoin::Moved));
+        assert!(s.ready && !s.needs_nick());
+        // A later plain reconnect says so instead.
+        s.apply(Action::Connecting);
+        s.apply(Action::Authenticated { nick: "me".into() });
+        assert_eq!(s.rejoin, Some(Rejoin::Reconnected));
     }
 
     fn general_with(n: u64) -> ChatState {

@@ -7,6 +7,7 @@ use yew::prelude::*;
 use super::{now_ms, use_chat_context};
 use crate::format::format_wait;
 use crate::hooks::Command;
+use crate::problem::Problem;
 use crate::state::{Link, Rejoin};
 
 /// Properties of [`StatusBar`].
@@ -28,11 +29,13 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
         Link::Disconnected { retry_at_ms, .. } => *retry_at_ms,
         _ => None,
     };
+    // A countdown runs while a retry waits or the bridge drains.
+    let countdown = retry_at.or(state.draining_until_ms);
     {
         let tick = tick.clone();
-        use_effect_with(retry_at, move |retry_at| {
+        use_effect_with(countdown, move |countdown| {
             let interval =
-                retry_at.map(|_| Interval::new(1000, move || tick.set((*tick).wrapping_add(1))));
+                countdown.map(|_| Interval::new(1000, move || tick.set((*tick).wrapping_add(1))));
             move || drop(interval)
         });
     }
@@ -46,9 +49,33 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
         Link::Idle => ("idle", "Not connected".into(), None),
         Link::Connecting if state.signed_in => ("connecting", "Reconnecting…".into(), None),
         Link::Connecting => ("connecting", "Connecting…".into(), None),
+        Link::Connected { server } if state.ready && state.draining_until_ms.is_some() => {
+            let left = state
+                .draining_until_ms
+                .unwrap_or_default()
+                .saturating_sub(now_ms())
+                .max(1);
+            (
+                "connected",
+                format!(
+                    "This server is restarting; moving you within {}",
+                    format_wait(left)
+                ),
+                Some(format!(
+                    "Connected to {server}. Its bridge is being taken out of service: the chat moves to another one without losing a message."
+                )),
+            )
+        }
         Link::Connected { server } if state.ready => {
             let (prefix, how) = match state.rejoin {
                 None => ("", None),
+                Some(Rejoin::Moved) => (
+                    "Moved to another server · ",
+                    Some(
+                        "The previous server was restarting or gone: signed in again here and caught up every channel."
+                            .to_owned(),
+                    ),
+                ),
                 Some(Rejoin::Reconnected) => (
                     "Reconnected · ",
                     Some(
@@ -95,6 +122,25 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
             ),
             None => ("connecting", format!("Joining {server}…"), None),
         },
+        Link::Disconnected {
+            problem: Problem::Busy,
+            retry_at_ms: Some(at),
+        } => (
+            "disconnected",
+            format!(
+                "The server is busy; retrying in {}",
+                format_wait(at.saturating_sub(now_ms()).max(1))
+            ),
+            Some(Problem::Busy.to_string()),
+        ),
+        Link::Disconnected {
+            problem: Problem::ServiceRestart,
+            retry_at_ms: Some(at),
+        } if at.saturating_sub(now_ms()) < 1000 => (
+            "connecting",
+            "Moving to another server…".into(),
+            Some(Problem::ServiceRestart.to_string()),
+        ),
         Link::Disconnected {
             problem,
             retry_at_ms,

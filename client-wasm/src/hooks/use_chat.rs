@@ -163,6 +163,10 @@ struct Driver {
     /// When `retry` fires (ms since the epoch).
     retry_at_ms: Option<u64>,
     online: Option<EventListener>,
+    /// The running acknowledgement's timer ([`Output::AckAfter`]).
+    ack_timer: Option<Timeout>,
+    /// The next look for a quiet moment to leave a draining bridge.
+    move_timer: Option<Timeout>,
     pending: Vec<Action>,
     /// The session as last written to `sessionStorage`.
     persisted: Persisted,
@@ -221,6 +225,35 @@ impl Driver {
                     storage::save(&channel_key(server.as_deref()), &channel);
                 }
                 Output::Log(l) => crate::log(&format!("dumdum: {l}")),
+                Output::AckAfter { ms } => {
+                    let me = self.me.clone();
+                    let generation = self.generation;
+                    self.ack_timer = Some(Timeout::new(
+                        u32::try_from(ms).unwrap_or(u32::MAX),
+                        move || {
+                            if let Some(rc) = me.upgrade() {
+                                with_driver(&rc, |d| {
+                                    if d.generation == generation
+                                        && let Some(e) = d.engine.as_mut()
+                                    {
+                                        e.ack_due();
+                                    }
+                                });
+                            }
+                        },
+                    ));
+                }
+                Output::Draining { deadline_s } => {
+                    let deadline_ms = deadline_s.saturating_mul(1000);
+                    acts.push(Action::Draining {
+                        until_ms: now_ms().saturating_add(deadline_ms),
+                    });
+                    // A random moment in the first half of the deadline:
+                    // the sessions of a draining bridge do not all move at
+                    // once (see `Engine::move_if_quiet`).
+                    let first = (js_sys::Math::random() * (deadline_ms / 2) as f64) as u64;
+                    self.plan_move_check(first);
+                }
                 Output::Act(a) => {
                     if matches!(a, Action::Authenticated { .. } | Action::Resumed { .. }) {
                         self.backoff.connected(now_ms());
@@ -231,6 +264,29 @@ impl Driver {
         }
         acts.append(&mut self.pending);
         acts
+    }
+
+    /// In `delay_ms`, leaves a draining bridge if the moment is quiet, else
+    /// looks again a second later, while this connection lasts.
+    fn plan_move_check(&mut self, delay_ms: u64) {
+        let me = self.me.clone();
+        let generation = self.generation;
+        self.move_timer = Some(Timeout::new(
+            u32::try_from(delay_ms).unwrap_or(u32::MAX),
+            move || {
+                if let Some(rc) = me.upgrade() {
+                    with_driver(&rc, |d| {
+                        if d.generation != generation || d.socket.is_none() {
+                            return;
+                        }
+                        let moved = d.engine.as_mut().is_some_and(Engine::move_if_quiet);
+                        if !moved {
+                            d.plan_move_check(1_000);
+                        }
+                    });
+                }
+            },
+        ));
     }
 
     /// Keeps the session in `sessionStorage` (or forgets it): what changed
@@ -284,11 +340,13 @@ impl Driver {
         self.retry = None;
         self.retry_at_ms = None;
         self.socket = None;
-        let url = match &self.bridge {
-            Ok(bridge) => bridge.ws_url(),
+        self.ack_timer = None;
+        self.move_timer = None;
+        let bridge = match &self.bridge {
+            Ok(bridge) => bridge,
             Err(e) => {
                 let problem = Problem::BadBridgeAddress(e.clone());
-                self.plan_retry(problem);
+                self.plan_retry(problem, false);
                 return;
             }
         };
@@ -296,6 +354,8 @@ impl Driver {
             return;
         };
         engine.begin_connection();
+        // `/ws?node=NAME` when resuming a session on a named node.
+        let url = bridge.ws_url_at(engine.ws_node());
         self.generation += 1;
         let generation = self.generation;
         let me = self.me.clone();
@@ -316,18 +376,23 @@ impl Driver {
     /// The socket ended: explain why and plan the next attempt.
     fn closed(&mut self, code: u16, reason: &str) {
         self.socket = None;
+        self.ack_timer = None;
+        self.move_timer = None;
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
         let problem = engine.on_close(code, reason);
+        let at_once = engine.reconnect_now();
         self.backoff.disconnected(now_ms());
         if problem == Problem::NotOpened {
             self.probe_bridge();
         }
-        self.plan_retry(problem);
+        self.plan_retry(problem, at_once);
     }
 
-    fn plan_retry(&mut self, problem: Problem) {
+    /// Schedules the next attempt after `problem`: `at_once` when the
+    /// session moves to another bridge (see [`Engine::reconnect_now`]).
+    fn plan_retry(&mut self, problem: Problem, at_once: bool) {
         self.retry = None;
         self.retry_at_ms = None;
         if !problem.retryable() {
@@ -342,8 +407,11 @@ impl Driver {
             return;
         }
         let delay = match problem {
+            _ if at_once => 0,
             // A few quick retries: the old session may be ending.
             Problem::NickInUse(_) => NICK_RETRY_DELAY_MS,
+            // A full bridge: longer, more spread out.
+            Problem::Busy => self.backoff.next_busy_delay_ms(js_sys::Math::random()),
             _ => self.backoff.next_delay_ms(js_sys::Math::random()),
         };
         let me = self.me.clone();
@@ -454,6 +522,8 @@ impl Driver {
             }
             Command::SignOut => {
                 self.retry = None;
+                self.ack_timer = None;
+                self.move_timer = None;
                 self.generation += 1;
                 if let Some(s) = self.socket.take() {
                     s.close(1000, "signed out");
@@ -475,6 +545,8 @@ impl Driver {
 
     fn shutdown(&mut self) {
         self.retry = None;
+        self.ack_timer = None;
+        self.move_timer = None;
         self.online = None;
         self.generation += 1;
         if let Some(s) = self.socket.take() {
@@ -549,6 +621,8 @@ pub fn use_chat() -> ChatContext {
                     retry: None,
                     retry_at_ms: None,
                     online: None,
+                    ack_timer: None,
+                    move_timer: None,
                     pending: Vec::new(),
                     persisted: Persisted::default(),
                 })
