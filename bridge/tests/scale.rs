@@ -440,3 +440,184 @@ async fn a_client_ack_trims_the_replay_buffer_and_a_silent_client_keeps_the_marg
     .await;
     assert_eq!(replayed, Notice::SessionResumed { replayed: 2 });
 }
+
+/// The real binary, for what only the process does: signals, the log.
+mod process {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// The bridge binary with JSON logs, killed on drop if still running.
+    pub struct Running {
+        child: Child,
+        lines: mpsc::Receiver<Value>,
+        pub port: u16,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Running {
+        pub fn start(args: &[&str]) -> Running {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_dumdum-bridge"))
+                .args(["--listen", "127.0.0.1:0", "--www", "/nonexistent"])
+                .args(["--log-format", "json"])
+                .args(args)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start dumdum-bridge");
+            let (tx, lines) = mpsc::channel();
+            for out in [
+                Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+                Box::new(child.stderr.take().expect("stderr")),
+            ] {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(out).lines() {
+                        let Ok(line) = line else { break };
+                        let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            let mut running = Running {
+                child,
+                lines,
+                port: 0,
+            };
+            let url = running.until("the URL line", "open the URL");
+            let url = url["url"].as_str().expect("url field").to_string();
+            let port = url
+                .trim_end_matches('/')
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a port in the URL");
+            running.port = port;
+            running
+        }
+
+        /// The next log line whose message contains `message`.
+        pub fn until(&self, what: &str, message: &str) -> Value {
+            let deadline = Instant::now() + WAIT;
+            let mut seen = Vec::new();
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.lines.recv_timeout(left) {
+                    Ok(v)
+                        if v["fields"]["message"]
+                            .as_str()
+                            .or(v["message"].as_str())
+                            .is_some_and(|m| m.contains(message)) =>
+                    {
+                        return v;
+                    }
+                    Ok(v) => seen.push(v),
+                    Err(_) => panic!("no log line for {what} within {WAIT:?}; got {seen:#?}"),
+                }
+            }
+        }
+
+        pub fn signal(&self, name: &str) {
+            let pid = self.child.id().to_string();
+            let sent = Command::new("kill").args([name, &pid]).status();
+            assert!(sent.is_ok_and(|s| s.success()), "kill {name} {pid}");
+        }
+
+        /// Waits (bounded) for the process to exit by itself; its status.
+        pub fn exit(&mut self) -> std::process::ExitStatus {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                if let Some(status) = self.child.try_wait().expect("wait") {
+                    return status;
+                }
+                assert!(Instant::now() < deadline, "the bridge did not exit");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// A field of a JSON log line (flattened or under `fields`).
+    pub fn field<'v>(v: &'v Value, name: &str) -> &'v Value {
+        match &v[name] {
+            Value::Null => &v["fields"][name],
+            found => found,
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_the_process_which_logs_the_forwarded_client_and_exits_by_itself() {
+    use process::{Running, field};
+    let mut bridge = Running::start(&[
+        "--node",
+        "b9",
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--drain-timeout",
+        "5s",
+    ]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], bridge.port));
+    let url = format!("ws://{addr}/ws?node=b9");
+    let mut c = WsClient::try_connect_with(&url, &[("X-Forwarded-For", "203.0.113.77")])
+        .await
+        .unwrap();
+    let ok = c.handshake(None).await;
+    assert_eq!(ok.node.as_deref(), Some("b9"));
+    let started = bridge.until("the session's start", "session started");
+    assert_eq!(
+        field(&started, "client").as_str(),
+        Some("203.0.113.77"),
+        "the forwarded address, not the proxy's: {started}"
+    );
+    c.login("drained").await;
+
+    bridge.signal("-TERM");
+    expect_notice(&mut c, "draining", |n| {
+        matches!(n, Notice::SessionDraining { .. })
+    })
+    .await;
+    let drain = bridge.until("the drain's start", "drain started");
+    assert_eq!(field(&drain, "deadline_s").as_u64(), Some(5), "{drain}");
+    assert_eq!(field(&drain, "node").as_str(), Some("b9"), "{drain}");
+    let (status, _, _) = http_get(addr, "/healthz").await;
+    assert_eq!(status, 404);
+    let (code, reason) = c.expect_close().await;
+    assert_eq!(code, close::SERVICE_RESTART, "{reason}");
+    let ended = bridge.until("the drain's end", "drain ended");
+    assert!(field(&ended, "elapsed_ms").is_u64(), "{ended}");
+    assert!(bridge.exit().success(), "exits by itself, successfully");
+}
+
+#[tokio::test]
+async fn a_second_sigterm_stops_the_draining_process_at_once() {
+    use process::Running;
+    let mut bridge = Running::start(&["--drain-timeout", "10m"]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], bridge.port));
+    let mut c = WsClient::connect(&format!("ws://{addr}/ws"), None).await;
+    c.handshake(None).await;
+    bridge.signal("-TERM");
+    expect_notice(&mut c, "draining", |n| {
+        matches!(n, Notice::SessionDraining { .. })
+    })
+    .await;
+    bridge.signal("-INT");
+    let (code, reason) = c.expect_close().await;
+    assert_eq!(code, close::GOING_AWAY, "{reason}");
+    bridge.until("the interruption", "drain interrupted");
+    assert!(bridge.exit().success());
+}
