@@ -1324,6 +1324,23 @@ mod tests {
     }
 
     #[test]
+    fn acknowledged_frames_are_dropped_exactly() {
+        let mut r = ring(true);
+        for i in 0..10u8 {
+            r.push(Bytes::copy_from_slice(&[i; 100]));
+        }
+        r.drop_below(7);
+        assert_eq!((r.first, r.total(), r.bytes()), (7, 10, 300));
+        assert!(r.since(6).is_none(), "confirmed frames are gone");
+        assert_eq!(r.since(7).map(|f| f.count()), Some(3));
+        r.drop_below(3);
+        assert_eq!(r.first, 7, "counts never go down");
+        r.drop_below(10);
+        assert_eq!((r.first, r.bytes()), (10, 0));
+        assert_eq!(r.since(10).map(|f| f.count()), Some(0));
+    }
+
+    #[test]
     fn attached_ring_keeps_unflushed_frames_and_the_newest() {
         let mut r = ring(true);
         let big = Bytes::from(vec![1u8; 110_000]);
