@@ -149,6 +149,37 @@ async fn per_ip_cap_counts_the_forwarded_address_and_closes_1013() {
 }
 
 #[tokio::test]
+async fn the_global_session_cap_closes_1013() {
+    let bridge = Bridge::start(Config {
+        max_sessions: 1,
+        ..Config::default()
+    })
+    .await;
+    let _first = bridge.session(None).await;
+    let mut second = bridge.connect().await;
+    let again = start(&mut second).await;
+    second
+        .send_content(&Content::Handshake(Handshake::restart(
+            2,
+            again.session.unwrap(),
+            0,
+            None,
+        )))
+        .await;
+    let (code, reason) = second.expect_close().await;
+    assert_eq!(code, close::TRY_AGAIN_LATER, "{reason}");
+    assert!(reason.contains("full"), "{reason}");
+    assert!(
+        metric(
+            &bridge,
+            "dumdum_bridge_capacity_refused_total{cap=\"global\"} "
+        )
+        .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
 async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     let bridge = Bridge::start(behind_proxy(Config {
         max_sessions_per_ip: 1,
