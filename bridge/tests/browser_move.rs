@@ -7,11 +7,15 @@
 //! another server", and show every message exactly once.
 //!
 //! - `replaced_bridge_answers_again_and_the_page_moves`: the bridge named
-//!   `a` shuts down (1001); the page resumes at `/ws?node=a`, where the
-//!   bridge named `b` now answers Again.
+//!   `a` shuts down (1001); the page's Restart (at `/ws?node=a`, or at
+//!   plain `/ws` once that failed to open) reaches the bridge named `b`,
+//!   which answers Again.
 //! - `draining_bridge_closes_with_1012_and_the_page_moves`: the bridge
 //!   drains (the status counts down), closes with 1012 at its deadline and
 //!   exits; the page starts a fresh session on the next bridge.
+//! - `busy_bridge_is_retried_later_not_reported_as_an_error`: a bridge at
+//!   its per-address cap closes with 1013; the page counts down ("The
+//!   server is busy; retrying in N s") and gets in once there is room.
 //!
 //! Needs what `browser.rs` needs (Chromium, chromedriver, the venv of
 //! `cargo xtask setup`, the page bundle built with `cargo xtask dist`, or
@@ -88,13 +92,6 @@ impl Node {
         upstream: SocketAddr,
         www: PathBuf,
     ) -> Node {
-        common::init_tracing();
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        // The previous instance's connections may linger in TIME_WAIT.
-        sock.set_reuseaddr(true).unwrap();
-        sock.bind(addr).unwrap();
-        let listener = sock.listen(1024).unwrap();
-        let addr = listener.local_addr().unwrap();
         let config = Config {
             upstreams: vec![UpstreamConfig::new("local", upstream.to_string())],
             www,
@@ -102,6 +99,18 @@ impl Node {
             drain_timeout,
             ..Config::default()
         };
+        Node::start_with(addr, config).await
+    }
+
+    /// A bridge running `config` on `addr`.
+    async fn start_with(addr: SocketAddr, config: Config) -> Node {
+        common::init_tracing();
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        // The previous instance's connections may linger in TIME_WAIT.
+        sock.set_reuseaddr(true).unwrap();
+        sock.bind(addr).unwrap();
+        let listener = sock.listen(1024).unwrap();
+        let addr = listener.local_addr().unwrap();
         let now = CancellationToken::new();
         let drain = CancellationToken::new();
         let task = tokio::spawn(dumdum_bridge::run(
@@ -392,5 +401,71 @@ async fn drain_scenario(
     )
     .await?;
     drop(b);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn busy_bridge_is_retried_later_not_reported_as_an_error() {
+    let www = bundle();
+    let server = DumdumServer::start();
+    let upstream = server.addr();
+    let mut py = blocking(|| PyPeer::connect(upstream, "pybusy", None));
+    assert!(blocking(|| py.expect_auth()));
+    let node = Node::start_with(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Config {
+            upstreams: vec![UpstreamConfig::new("local", upstream.to_string())],
+            www,
+            max_sessions_per_ip: 1,
+            ..Config::default()
+        },
+    )
+    .await;
+    // Another session from this address takes the only place.
+    let mut holder = common::WsClient::connect(&format!("ws://{}/ws", node.addr), None).await;
+    holder.handshake(None).await;
+    let b = Browser::start("chromium-busy").await;
+    let result = busy_scenario(&b.c, &node, holder, &mut py).await;
+    b.finish("busy-last.png", result).await;
+    drop(node);
+    drop(server);
+}
+
+async fn busy_scenario(
+    c: &Client,
+    node: &Node,
+    mut holder: common::WsClient,
+    py: &mut PyPeer,
+) -> Result<(), String> {
+    c.goto(&node.url()).await.map_err(|e| e.to_string())?;
+    wait_connect_screen(c, "connect screen").await;
+    join_as(c, "patient").await;
+    // 1013: a countdown in plain words, not a protocol error.
+    let status = wait_status(
+        c,
+        "busy status",
+        "startsWith('The server is busy; retrying in ')",
+    )
+    .await;
+    eprintln!("busy: status {status}");
+    let text = js(c, "return document.querySelector('#status')?.textContent").await;
+    if text.as_str().is_some_and(|t| t.contains("Protocol")) {
+        return Err(format!(
+            "a capacity close shown as a protocol error: {text}"
+        ));
+    }
+    let _ = screenshot(c, "busy.png").await;
+    // The place is free again: the page gets in on a later attempt by
+    // itself (the busy backoff is at most 7.5 s the first time).
+    holder.close(1000).await;
+    wait_js_for(
+        c,
+        "connected after the busy backoff",
+        "const t = document.querySelector('#status')?.textContent; return t && t.includes('Connected to local') ? t : null",
+        Duration::from_secs(60),
+    )
+    .await;
+    post_all(py, "general", &["you are in"]);
+    wait_shown_once(c, "message after getting in", "you are in").await;
     Ok(())
 }
