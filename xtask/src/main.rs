@@ -4,11 +4,13 @@
 //! - `run`: `dist`, then start the bridge with its embedded server.
 //! - `test`: install what a fresh machine lacks, then every check CI runs.
 //! - `bench`: the end-to-end benchmark, direct vs through the bridge.
+//! - `fuzz`: run every protocol fuzz target for a bounded time.
 
 use std::process::ExitCode;
 
 mod bench;
 mod dist;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -24,9 +26,10 @@ fn main() -> ExitCode {
         "test" => test::test(rest),
         "setup" => setup::setup(),
         "bench" => bench::bench(rest),
+        "fuzz" => fuzz::fuzz(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  dist   build the web page into target/www\n  run    build the page and start the bridge with its embedded server (extra args go to dumdum-bridge)\n  test   install missing tools, then run the full test suite (what CI runs)\n  setup  only install missing tools\n  bench  end-to-end benchmark: direct TCP vs through the bridge, against the Python and the embedded server (cargo xtask bench --help)"
+                "usage: cargo xtask <command>\n\n  dist   build the web page into target/www\n  run    build the page and start the bridge with its embedded server (extra args go to dumdum-bridge)\n  test   install missing tools, then run the full test suite (what CI runs)\n  setup  only install missing tools\n  bench  end-to-end benchmark: direct TCP vs through the bridge, against the Python and the embedded server (cargo xtask bench --help)\n  fuzz   run each protocol fuzz target for a bounded time from the checked-in corpus (cargo xtask fuzz --help)"
             );
             return if cmd == "help" {
                 ExitCode::SUCCESS

@@ -13,6 +13,9 @@ use anyhow::{Context, Result, bail};
 /// tested with; newer releases need a newer rustc.
 pub(crate) const TRUNK_VERSION: &str = "0.21.14";
 
+/// The cargo-fuzz release `cargo xtask fuzz` runs the fuzz targets with.
+pub(crate) const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,6 +58,7 @@ pub(crate) fn setup() -> Result<()> {
     venv()?;
     test_runner()?;
     trunk()?;
+    cargo_fuzz()?;
     Ok(())
 }
 
@@ -193,6 +197,24 @@ fn trunk() -> Result<()> {
         "--debug",
     ]))
     .context("installing trunk for the `trunk serve` development loop test")
+}
+
+/// Installs cargo-fuzz at [`CARGO_FUZZ_VERSION`] unless `cargo fuzz
+/// --version` already names it (about 1.5 minutes, once).
+pub(crate) fn cargo_fuzz() -> Result<()> {
+    // Prints "cargo-fuzz 0.13.2".
+    let have = output(Command::new("cargo").args(["fuzz", "--version"])).unwrap_or_default();
+    if have.split_whitespace().nth(1) == Some(CARGO_FUZZ_VERSION) {
+        return Ok(());
+    }
+    run(Command::new("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+    ]))
+    .context("installing cargo-fuzz for the fuzz targets")
 }
 
 #[cfg(test)]

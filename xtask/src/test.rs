@@ -1,7 +1,8 @@
 //! The full test suite, as CI runs it: formatting, lints, the protocol crate
 //! for wasm32, the web bundle, every native test (unit, property, interop
 //! with the real Python server, bridge integration, the browser end to end),
-//! and the wasm tests in headless Chromium.
+//! the wasm tests in headless Chromium, and each protocol fuzz target for a
+//! bounded time (`DUMDUM_FUZZ_SECONDS`, 30 by default).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -82,10 +83,6 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
         .args(WASM)
         .args(DENY_WARNINGS))?;
     run(cargo().args(["build", "-p", "dumdum-protocol"]).args(WASM))?;
-    // The fuzz targets live outside the workspace; keep them compiling.
-    run(cargo()
-        .args(["check", "--bins", "--quiet"])
-        .current_dir(root().join("protocol/fuzz")))?;
     crate::dist::dist(&[])?;
     let mut tally = Tally::default();
     // The browser tests use the bundle just built; the `trunk serve` test
@@ -108,6 +105,15 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
             .env("CHROMEDRIVER", "/usr/bin/chromedriver"),
         &mut tally,
     )?;
+    // Each fuzz target for DUMDUM_FUZZ_SECONDS (30 by default); a target
+    // counts as one test.
+    let fuzz = crate::fuzz::run_all(&[])?;
+    tally.passed += fuzz.passed;
+    tally.failed += fuzz.failed;
+    if fuzz.failed > 0 {
+        println!("tests: {} passed, {} failed", tally.passed, tally.failed);
+        bail!("{} fuzz target(s) found a crash", fuzz.failed);
+    }
     eprintln!("xtask test: every check passed");
     println!("tests: {} passed, {} failed", tally.passed, tally.failed);
     Ok(())
