@@ -65,6 +65,10 @@ fn start_bridge(http: SocketAddr, embedded: SocketAddr) -> Child_ {
             &embedded.to_string(),
             "--max-sessions-per-ip",
             "100000",
+            "--max-sessions",
+            "100000",
+            "--max-connections",
+            "100000",
             "--www",
             "/nonexistent",
         ])
@@ -169,8 +173,14 @@ async fn memory_per_idle_session(http: SocketAddr, pid: u32, n: usize) {
 }
 
 /// Posts `m` messages pipelined and reads the `m` echoes; messages/s.
+/// Numbers the benchmark clients' nicks.
+static ROUND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn through_bridge(http: SocketAddr, m: usize, body: &str) -> f64 {
-    let ws = ws_session(http, "wsbench").await;
+    // A nick per round: the previous round's session, dropped without a
+    // close frame, is held for resumption with its nick.
+    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ws = ws_session(http, &format!("wsbench{round}")).await;
     let (mut tx, mut rx) = ws.split();
     let frame = Message::binary(
         ClientMessage::SendMessage {
@@ -227,7 +237,10 @@ async fn direct_tcp(embedded: SocketAddr, m: usize, body: &str) -> f64 {
     next(&mut r, &mut dec, &mut buf).await;
     w.write_all(
         &ClientMessage::Authenticate {
-            nick: "tcpbench".into(),
+            nick: format!(
+                "tcpbench{}",
+                ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
         }
         .to_bytes()
         .unwrap(),

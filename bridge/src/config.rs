@@ -408,6 +408,9 @@ pub struct FileConfig {
     /// `max_connections = 10000`
     #[serde(alias = "max-connections")]
     pub max_connections: Option<usize>,
+    /// `max_sessions = 10000`
+    #[serde(alias = "max-sessions")]
+    pub max_sessions: Option<usize>,
     /// `handshake_timeout = "10s"`
     #[serde(default, alias = "handshake-timeout")]
     pub handshake_timeout: Option<DurationValue>,

@@ -78,6 +78,11 @@ struct Cli {
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
 
+    /// Sessions on this bridge, attached or held for resumption
+    /// [default: 10000]
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<usize>,
+
     /// Time allowed for the session handshake (and for a client of
     /// --embedded-listen to say HELLO) [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -165,6 +170,9 @@ fn build(cli: Cli) -> anyhow::Result<(Config, Process)> {
     }
     if let Some(n) = cli.max_sessions_per_ip.or(file.max_sessions_per_ip) {
         config.max_sessions_per_ip = n;
+    }
+    if let Some(n) = cli.max_sessions.or(file.max_sessions) {
+        config.max_sessions = n;
     }
     if let Some(n) = cli.max_connections.or(file.max_connections) {
         config.max_connections = n;
