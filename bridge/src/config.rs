@@ -172,6 +172,13 @@ pub struct Config {
     pub resume_grace: Duration,
     /// Server bytes buffered for a held session before it is given up.
     pub resume_buffer: usize,
+    /// Server bytes buffered by all held sessions together; past it, the
+    /// held sessions with the largest buffers end first.
+    pub resume_memory: usize,
+    /// Time allowed for a client of the HTTP listener to send a complete
+    /// request head (from the connection's start, or after the previous
+    /// response on a kept-alive connection); the connection closes after it.
+    pub header_timeout: Duration,
     /// How long shutdown waits for sessions to close.
     pub shutdown_timeout: Duration,
     /// The name of this bridge instance, sent in Again and Success so a
@@ -207,6 +214,8 @@ impl Default for Config {
             max_connections: 10_000,
             resume_grace: Duration::from_secs(60),
             resume_buffer: 1 << 20,
+            resume_memory: 256 << 20,
+            header_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
             node: None,
             trusted_proxies: Vec::new(),
@@ -242,6 +251,9 @@ impl Config {
             return Err(Error::Config(
                 "max frame size must be at least 1100 bytes (a whole dumdum message)".into(),
             ));
+        }
+        if self.header_timeout.is_zero() {
+            return Err(Error::Config("header timeout must be more than 0".into()));
         }
         if self.max_connections == 0 {
             return Err(Error::Config("max connections must be at least 1".into()));
@@ -399,6 +411,12 @@ pub struct FileConfig {
     /// `resume_buffer = "1MiB"` (or a number of bytes)
     #[serde(default, alias = "resume-buffer")]
     pub resume_buffer: Option<SizeValue>,
+    /// `resume_memory = "256MiB"` (or a number of bytes)
+    #[serde(default, alias = "resume-memory")]
+    pub resume_memory: Option<SizeValue>,
+    /// `header_timeout = "10s"`
+    #[serde(default, alias = "header-timeout")]
+    pub header_timeout: Option<DurationValue>,
     /// `max_frame_size = 8192`
     #[serde(default, alias = "max-frame-size")]
     pub max_frame_size: Option<SizeValue>,

@@ -26,6 +26,7 @@ pub mod http;
 mod link;
 pub mod metrics;
 pub mod os;
+mod serve;
 mod session;
 pub mod tls;
 mod ws;
@@ -189,8 +190,7 @@ pub async fn run(
     ));
     tokio::spawn(control(app.clone(), shutdown));
     let router = http::router(app.clone());
-    let make = router.into_make_service_with_connect_info::<http::ClientAddr>();
-    let signal = stop.clone().cancelled_owned();
+    let header_timeout = app.config.header_timeout;
     let served = match server_tls {
         Some((cert, key)) => {
             let config = tls::server_config(&cert, &key, &[b"http/1.1"])?;
@@ -204,7 +204,7 @@ pub async fn run(
             )
             .map_err(Error::Serve)?;
             serve_until(
-                axum::serve(listener, make).with_graceful_shutdown(signal),
+                serve::serve(listener, router, header_timeout, stop.clone()),
                 &stop,
                 &app,
             )
@@ -213,7 +213,7 @@ pub async fn run(
         None => {
             let listener = tls::LimitedListener::new(listener, app.config.max_connections);
             serve_until(
-                axum::serve(listener, make).with_graceful_shutdown(signal),
+                serve::serve(listener, router, header_timeout, stop.clone()),
                 &stop,
                 &app,
             )

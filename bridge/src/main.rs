@@ -64,6 +64,18 @@ struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     resume_buffer: Option<usize>,
 
+    /// Server bytes buffered by all held sessions together; past it, the
+    /// held sessions with the largest buffers end first (their resume gets
+    /// Again) [default: 256MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    resume_memory: Option<usize>,
+
+    /// Time allowed for an HTTP client to send a complete request head
+    /// (also while a kept-alive connection is idle); the connection is
+    /// closed after it [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    header_timeout: Option<Duration>,
+
     /// Largest WebSocket frame accepted from a browser [default: 8KiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_frame_size: Option<usize>,
@@ -164,6 +176,12 @@ fn build(cli: Cli) -> anyhow::Result<(Config, Process)> {
     }
     if let Some(n) = cli.resume_buffer.or(file.resume_buffer.map(|s| s.0)) {
         config.resume_buffer = n;
+    }
+    if let Some(n) = cli.resume_memory.or(file.resume_memory.map(|s| s.0)) {
+        config.resume_memory = n;
+    }
+    if let Some(d) = cli.header_timeout.or(file.header_timeout.map(|d| d.0)) {
+        config.header_timeout = d;
     }
     if let Some(n) = cli.max_frame_size.or(file.max_frame_size.map(|s| s.0)) {
         config.max_frame_size = n;
