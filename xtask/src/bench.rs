@@ -713,7 +713,7 @@ async fn settle(http: SocketAddr) -> Result<()> {
 }
 
 /// The value of an unlabelled Prometheus metric.
-fn metric(body: &str, name: &str) -> Option<f64> {
+pub(crate) fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines().find_map(|l| {
         let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
         rest.trim().parse().ok()
@@ -894,7 +894,7 @@ async fn ws_session(
     Ok(ws)
 }
 
-async fn next_handshake(ws: &mut WebSocketStream<TcpStream>) -> Result<Handshake> {
+pub(crate) async fn next_handshake(ws: &mut WebSocketStream<TcpStream>) -> Result<Handshake> {
     loop {
         let m = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -914,7 +914,7 @@ async fn next_handshake(ws: &mut WebSocketStream<TcpStream>) -> Result<Handshake
 }
 
 /// A minimal HTTP/1.1 GET: (status, body).
-async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let fetch = async {
         let mut s = TcpStream::connect(addr).await?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -938,14 +938,14 @@ async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
 }
 
 /// A child process, killed (and reaped) when dropped.
-struct Proc {
+pub(crate) struct Proc {
     name: &'static str,
-    child: Child,
+    pub(crate) child: Child,
     log: PathBuf,
 }
 
 impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Result<Proc> {
+    pub(crate) fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Result<Proc> {
         let out =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().context("cloning a log file handle")?;
@@ -962,12 +962,12 @@ impl Proc {
         })
     }
 
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
     /// Waits until `addr` accepts connections (30 s at most).
-    fn wait_for_port(&mut self, addr: SocketAddr) -> Result<()> {
+    pub(crate) fn wait_for_port(&mut self, addr: SocketAddr) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.exited() {
@@ -1010,7 +1010,7 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .context("finding a free port")?

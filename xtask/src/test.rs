@@ -1,8 +1,9 @@
 //! The full test suite, as CI runs it: formatting, lints, the protocol crate
 //! for wasm32, the web bundle, every native test (unit, property, interop
 //! with the real Python server, bridge integration, the browser end to end),
-//! the wasm tests in headless Chromium, and each protocol fuzz target for a
-//! bounded time (`DUMDUM_FUZZ_SECONDS`, 30 by default).
+//! the wasm tests in headless Chromium, a 1-minute soak (`cargo xtask soak`)
+//! and each protocol fuzz target for a bounded time (`DUMDUM_FUZZ_SECONDS`,
+//! 30 by default).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -105,6 +106,25 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
             .env("CHROMEDRIVER", "/usr/bin/chromedriver"),
         &mut tally,
     )?;
+    // One minute of chaos through the bridge the tests just built (a debug
+    // build: a release build would add minutes); it counts as one test.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), std::path::PathBuf::from);
+    let bridge = target.join("debug/dumdum-bridge");
+    let soak = crate::soak::soak(&[
+        "--minutes".into(),
+        "1".into(),
+        "--bridge".into(),
+        bridge.display().to_string(),
+    ]);
+    match soak {
+        Ok(()) => tally.passed += 1,
+        Err(e) => {
+            tally.failed += 1;
+            println!("tests: {} passed, {} failed", tally.passed, tally.failed);
+            return Err(e.context("the 1-minute soak failed"));
+        }
+    }
     // Each fuzz target for DUMDUM_FUZZ_SECONDS (30 by default); a target
     // counts as one test.
     let fuzz = crate::fuzz::run_all(&[])?;
