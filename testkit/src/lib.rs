@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod openssl;
+pub mod proxy;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

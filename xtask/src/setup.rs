@@ -1,5 +1,6 @@
 //! Installs what a fresh machine lacks, and skips what is present, so that
-//! reruns are fast: the wasm target, Chromium, ChromeDriver and openssl, the Python
+//! reruns are fast: the wasm target, Chromium, ChromeDriver, openssl,
+//! HAProxy and nginx (for the load-balancer tests), the Python
 //! venv with the reference server, `wasm-bindgen-test-runner` (and
 //! `wasm-bindgen`) at the exact version Cargo.lock pins, and trunk at
 //! [`TRUNK_VERSION`] for the `trunk serve` development loop and its test.
@@ -76,11 +77,16 @@ pub(crate) fn wasm_target() -> Result<()> {
 
 /// Debian packages the tests run, each with a file that shows it is there.
 /// Chromium and its driver must come from one install to match.
-const APT_PACKAGES: [(&str, &str); 3] = [
+const APT_PACKAGES: [(&str, &str); 5] = [
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
     // The TLS tests make certificates as operators do, with the openssl CLI.
     ("openssl", "/usr/bin/openssl"),
+    // The load-balancer tests run `deploy/haproxy.cfg` and
+    // `deploy/nginx.conf` as checked in, with Debian's own builds
+    // (haproxy 2.6, nginx 1.22).
+    ("haproxy", "/usr/sbin/haproxy"),
+    ("nginx", "/usr/sbin/nginx"),
 ];
 
 /// The packages of `wanted` whose file is missing.
@@ -234,7 +240,7 @@ mod tests {
         let present = |p: &Path| p == Path::new("/usr/bin/openssl");
         assert_eq!(
             missing_packages(&APT_PACKAGES, present),
-            ["chromium", "chromium-driver"]
+            ["chromium", "chromium-driver", "haproxy", "nginx"]
         );
         assert!(missing_packages(&APT_PACKAGES, |_| true).is_empty());
     }

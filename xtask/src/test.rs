@@ -87,12 +87,14 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
     crate::dist::dist(&[])?;
     let mut tally = Tally::default();
     // The browser tests use the bundle just built; the `trunk serve` test
-    // must run (setup installed trunk), not skip.
+    // and the haproxy and nginx tests must run (setup installed trunk,
+    // haproxy and nginx), not skip.
     run_tests(
         cargo()
             .args(["test", "--workspace"])
             .env("DUMDUM_SKIP_DIST", "1")
-            .env("DUMDUM_REQUIRE_TRUNK", "1"),
+            .env("DUMDUM_REQUIRE_TRUNK", "1")
+            .env("DUMDUM_REQUIRE_PROXIES", "1"),
         &mut tally,
     )?;
     run_tests(
