@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::HeldMemory;
 use crate::config::Config;
 use crate::embedded::Embedded;
 use crate::metrics::Metrics;
@@ -108,6 +109,8 @@ pub(crate) struct App {
     pub upstreams: Vec<Arc<Upstream>>,
     pub registry: Registry,
     pub metrics: Metrics,
+    /// What held sessions buffer together (`--resume-memory`).
+    pub held_memory: Arc<HeldMemory>,
     /// Cancelled when the bridge shuts down.
     pub stop: CancellationToken,
     /// Cancelled when a drain starts (only with a drain timeout).
@@ -137,11 +140,13 @@ impl App {
         https: bool,
         loopback: bool,
     ) -> Self {
+        let metrics = Metrics::new();
         App {
+            held_memory: HeldMemory::new(config.resume_memory, metrics.held_bytes.clone()),
             config,
             upstreams,
             registry: Registry::default(),
-            metrics: Metrics::new(),
+            metrics,
             stop,
             drain: CancellationToken::new(),
             drain_deadline: OnceLock::new(),

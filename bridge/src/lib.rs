@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod app;
+mod budget;
 pub mod config;
 mod embedded;
 pub mod http;

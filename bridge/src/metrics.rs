@@ -65,6 +65,10 @@ pub struct Metrics {
     pub expired_grace: Counter,
     /// Held sessions given up because their buffer overflowed.
     pub expired_buffer: Counter,
+    /// Held sessions ended to keep all held sessions within `--resume-memory`.
+    pub expired_memory: Counter,
+    /// Bytes buffered by held sessions together (what `--resume-memory` caps).
+    pub held_bytes: Gauge,
     /// Browsers cut off for reading too slowly.
     pub slow_readers: Counter,
     /// WebSocket upgrades refused for their Origin.
@@ -103,6 +107,8 @@ impl Metrics {
             resumes_refused: counter!("dumdum_bridge_resumes_total", "result" => "refused"),
             expired_grace: counter!("dumdum_bridge_held_sessions_ended_total", "reason" => "grace"),
             expired_buffer: counter!("dumdum_bridge_held_sessions_ended_total", "reason" => "buffer"),
+            expired_memory: counter!("dumdum_bridge_held_sessions_ended_total", "reason" => "memory"),
+            held_bytes: gauge!("dumdum_bridge_held_bytes"),
             slow_readers: counter!("dumdum_bridge_slow_readers_total"),
             origin_refused: counter!("dumdum_bridge_origin_refused_total"),
             draining: gauge!("dumdum_bridge_draining"),

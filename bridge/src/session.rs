@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, IpGuard, Peer, Target, Upstream, key_prefix};
+use crate::budget::HeldCharge;
 use crate::link::Link;
 use crate::tls;
 
@@ -316,6 +317,14 @@ impl Ring {
         usize::try_from(self.end - self.start).unwrap_or(usize::MAX)
     }
 
+    /// Memory the ring takes: the bytes held, the arena's room for the
+    /// next copies and the index of frames (what `--resume-memory` counts).
+    fn footprint(&self) -> usize {
+        self.bytes()
+            .saturating_add(self.arena.capacity())
+            .saturating_add(self.frames.capacity() * std::mem::size_of::<(u64, Bytes)>())
+    }
+
     /// Keeps a copy of `frame` in the ring's own storage and returns it (to
     /// be queued to the writer instead of `frame`); disabled, only counts it
     /// and returns `frame`.
@@ -502,6 +511,7 @@ pub(crate) fn spawn(
         cmds: rx,
         att: Some(Attachment::new(out, app.config.send_queue_bytes, 0, 0)),
         held_until: None,
+        held_charge: None,
         probe: None,
         sent_mark: 0,
         model: Client::new(ClientConfig {
@@ -542,6 +552,8 @@ struct Session {
     att: Option<Attachment>,
     /// While held without a WebSocket: when the grace period ends.
     held_until: Option<Instant>,
+    /// While held: the ring's charge against `--resume-memory`.
+    held_charge: Option<HeldCharge>,
     /// A Restart waiting for the attached WebSocket to answer a ping.
     probe: Option<Probe>,
     /// Frames queued to the last WebSocket before it dropped.
@@ -762,6 +774,7 @@ impl Session {
             }
             let drain_noticed = self.drain_noticed;
             let probe = self.probe.as_ref().map(|p| (p.deadline, p.ctrl.clone()));
+            let evicted = self.held_charge.as_ref().map(|c| c.evicted().clone());
             tokio::select! {
                 biased;
                 () = &mut stopped => {
@@ -850,6 +863,12 @@ impl Session {
                         None => std::future::pending().await,
                     }
                 }, if probe.is_some() => self.finish_probe()?,
+                () = async {
+                    match &evicted {
+                        Some(token) => token.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                }, if evicted.is_some() => return Err(self.evicted_for_memory()),
                 () = &mut grace, if held_until.is_some() => {
                     self.app.metrics.expired_grace.increment(1);
                     return Err(End::quiet("resume grace period expired"));
@@ -980,6 +999,11 @@ impl Session {
                 if !self.ring.trim(resume_buffer, self.sent_mark) {
                     self.app.metrics.expired_buffer.increment(1);
                     return Err(End::quiet("resume buffer full while the client was away"));
+                }
+                if let Some(charge) = &self.held_charge
+                    && !charge.set(self.ring.footprint())
+                {
+                    return Err(self.evicted_for_memory());
                 }
             }
         }
@@ -1168,7 +1192,21 @@ impl Session {
             "held for resumption: {reason}"
         );
         self.held_until = Some(Instant::now() + self.app.config.resume_grace);
+        self.held_charge = Some(self.app.held_memory.hold(self.ring.footprint()));
         self.app.metrics.sessions_held.increment(1.0);
+    }
+
+    /// Ends a held session to keep held sessions within `--resume-memory`.
+    fn evicted_for_memory(&self) -> End {
+        self.app.metrics.expired_memory.increment(1);
+        tracing::info!(
+            client = %self.client,
+            session = %key_prefix(&self.key),
+            buffered_bytes = self.ring.footprint(),
+            resume_memory = self.app.config.resume_memory,
+            "held session ended: held sessions together are over --resume-memory (the largest end first)"
+        );
+        End::quiet("held sessions over the resume memory budget")
     }
 
     /// The probe of the attached WebSocket is over: either it answered (the
@@ -1273,6 +1311,7 @@ impl Session {
         if held_until.is_some() {
             self.app.metrics.sessions_held.decrement(1.0);
         }
+        self.held_charge = None;
         self.app.metrics.resumes.increment(1);
         self.resumes += 1;
         self.client = client;
