@@ -136,6 +136,9 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// The web root (the built page).
     pub www: PathBuf,
+    /// Serve the page built into the binary (`cargo xtask release`)
+    /// instead of `www`; by default, whenever the binary has one.
+    pub embedded_page: bool,
     /// Serve HTTPS/WSS with this certificate chain (PEM) ...
     pub tls_cert: Option<PathBuf>,
     /// ... and this private key (PEM).
@@ -198,6 +201,7 @@ impl Default for Config {
         Config {
             upstreams: Vec::new(),
             www: PathBuf::from("target/www"),
+            embedded_page: crate::assets::embedded().is_some(),
             tls_cert: None,
             tls_key: None,
             allowed_origins: Vec::new(),

@@ -326,6 +326,12 @@ or point the bridge at a built page with <code>--www DIR</code>, then reload.</p
 "#;
 
 async fn static_files(State(app): State<Arc<App>>, req: Request) -> Response {
+    if app.config.embedded_page
+        && let Some(page) = crate::assets::embedded()
+    {
+        return crate::assets::serve(page, req.method(), req.uri().path(), req.headers())
+            .unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
+    }
     let path = req.uri().path();
     if (path == "/" || path == "/index.html") && !app.config.www.join("index.html").is_file() {
         return Html(NO_PAGE).into_response();

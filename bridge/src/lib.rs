@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod app;
+pub mod assets;
 mod budget;
 pub mod config;
 mod embedded;

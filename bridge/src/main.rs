@@ -31,7 +31,8 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Directory of the built web page [default: target/www]
+    /// Directory of the built web page [default: the page inside the
+    /// binary (cargo xtask release), else target/www]
     #[arg(long, value_name = "DIR")]
     www: Option<PathBuf>,
 
@@ -165,6 +166,7 @@ fn build(cli: Cli) -> anyhow::Result<(Config, Process)> {
     };
     if let Some(www) = cli.www.or(file.www) {
         config.www = www;
+        config.embedded_page = false;
     }
     config.tls_cert = cli.tls_cert.or(file.tls_cert);
     config.tls_key = cli.tls_key.or(file.tls_key);
@@ -267,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         format!("{scheme}://{addr}/")
     };
-    if !config.www.join("index.html").is_file() {
+    if !config.embedded_page && !config.www.join("index.html").is_file() {
         tracing::warn!(
             "{} has no index.html: run `cargo xtask dist` to build the page",
             config.www.display()
