@@ -103,6 +103,35 @@ impl Registry {
     }
 }
 
+/// A session's entry in the registry, counted in `sessions_active`; both
+/// are released when this is dropped, also when the session's task panics.
+pub(crate) struct Registered {
+    app: Arc<App>,
+    key: String,
+}
+
+impl Registered {
+    /// Registers the session `key`; `None` if the bridge holds
+    /// `max_sessions` already or the key is taken.
+    pub fn new(app: &Arc<App>, key: &str, tx: mpsc::Sender<Cmd>) -> Option<Self> {
+        if !app.registry.insert(key, tx, app.config.max_sessions) {
+            return None;
+        }
+        app.metrics.sessions_active.increment(1.0);
+        Some(Registered {
+            app: app.clone(),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.app.registry.remove(&self.key);
+        self.app.metrics.sessions_active.decrement(1.0);
+    }
+}
+
 /// The running bridge.
 pub(crate) struct App {
     pub config: Config,
@@ -142,7 +171,11 @@ impl App {
     ) -> Self {
         let metrics = Metrics::new();
         App {
-            held_memory: HeldMemory::new(config.resume_memory, metrics.held_bytes.clone()),
+            held_memory: HeldMemory::new(
+                config.resume_memory,
+                metrics.held_bytes.clone(),
+                metrics.sessions_held.clone(),
+            ),
             config,
             upstreams,
             registry: Registry::default(),

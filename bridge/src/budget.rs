@@ -20,6 +20,8 @@ pub(crate) struct HeldMemory {
     next_id: AtomicU64,
     inner: Mutex<Charges>,
     held_bytes: Gauge,
+    /// Sessions held (one per live charge, evicted or not).
+    sessions_held: Gauge,
 }
 
 #[derive(Debug, Default)]
@@ -36,12 +38,13 @@ struct Charged {
 
 impl HeldMemory {
     /// A budget of `limit` bytes for all held sessions together.
-    pub fn new(limit: usize, held_bytes: Gauge) -> Arc<Self> {
+    pub fn new(limit: usize, held_bytes: Gauge, sessions_held: Gauge) -> Arc<Self> {
         Arc::new(HeldMemory {
             limit,
             next_id: AtomicU64::new(1),
             inner: Mutex::new(Charges::default()),
             held_bytes,
+            sessions_held,
         })
     }
 
@@ -55,10 +58,12 @@ impl HeldMemory {
         self.lock().total
     }
 
-    /// Charges a session that is now held `bytes`; the charge leaves when
-    /// the returned guard is dropped (the session resumed or ended).
+    /// Charges a session that is now held `bytes` (and counts it in
+    /// `sessions_held`); both leave when the returned guard is dropped (the
+    /// session resumed or ended, its task panicking included).
     pub fn hold(self: &Arc<Self>, bytes: usize) -> HeldCharge {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.sessions_held.increment(1.0);
         let evict = CancellationToken::new();
         let mut c = self.lock();
         c.total = c.total.saturating_add(bytes);
@@ -127,6 +132,7 @@ impl HeldCharge {
 
 impl Drop for HeldCharge {
     fn drop(&mut self) {
+        self.budget.sessions_held.decrement(1.0);
         let mut c = self.budget.lock();
         if let Some(s) = c.sessions.remove(&self.id) {
             c.total = c.total.saturating_sub(s.bytes);
@@ -140,7 +146,7 @@ mod tests {
     use super::*;
 
     fn budget(limit: usize) -> Arc<HeldMemory> {
-        HeldMemory::new(limit, Gauge::noop())
+        HeldMemory::new(limit, Gauge::noop(), Gauge::noop())
     }
 
     #[test]

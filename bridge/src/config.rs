@@ -561,6 +561,8 @@ mod tests {
             allowed_origin = ["https://chat.example.org"]
             resume_grace = "90s"
             resume_buffer = "2MiB"
+            resume_memory = "64MiB"
+            header_timeout = "5s"
             [[upstream]]
             name = "main"
             address = "127.0.0.1:6667"
@@ -575,6 +577,11 @@ mod tests {
         assert_eq!(f.upstream[0].tls_name(), "localhost");
         assert_eq!(f.resume_grace, Some(DurationValue(Duration::from_secs(90))));
         assert_eq!(f.resume_buffer, Some(SizeValue(2 << 20)));
+        assert_eq!(f.resume_memory, Some(SizeValue(64 << 20)));
+        assert_eq!(
+            f.header_timeout,
+            Some(DurationValue(Duration::from_secs(5)))
+        );
         assert_eq!(f.tls_key, Some(PathBuf::from("k.pem")));
         assert!(FileConfig::parse("bogus = 1").is_err());
     }

@@ -325,6 +325,8 @@ mod tests {
         assert_eq!(config.www, PathBuf::from("target/www"));
         assert_eq!(config.resume_grace, Duration::from_secs(60));
         assert_eq!(config.resume_buffer, 1 << 20);
+        assert_eq!(config.resume_memory, 256 << 20);
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -356,6 +358,10 @@ mod tests {
             "https://b.example",
             "--resume-buffer",
             "64KiB",
+            "--resume-memory",
+            "8MiB",
+            "--header-timeout",
+            "500ms",
         ]))
         .unwrap();
         assert_eq!(process.listen.port(), 9001, "the flag wins");
@@ -369,6 +375,8 @@ mod tests {
         );
         assert_eq!(config.resume_grace, Duration::from_secs(120));
         assert_eq!(config.resume_buffer, 64 * 1024);
+        assert_eq!(config.resume_memory, 8 << 20);
+        assert_eq!(config.header_timeout, Duration::from_millis(500));
         assert_eq!(config.node, None);
         assert_eq!(config.drain_timeout, Duration::ZERO);
 

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, IpGuard, Peer, Target, Upstream, key_prefix};
+use crate::app::{App, IpGuard, Peer, Registered, Target, Upstream, key_prefix};
 use crate::budget::HeldCharge;
 use crate::link::Link;
 use crate::tls;
@@ -492,17 +492,13 @@ pub(crate) fn spawn(
     ip_slot: IpGuard,
 ) -> Option<mpsc::Sender<Cmd>> {
     let (tx, rx) = mpsc::channel(CMD_QUEUE);
-    if !app
-        .registry
-        .insert(&key, tx.clone(), app.config.max_sessions)
-    {
-        return None;
-    }
+    let registered = Registered::new(app, &key, tx.clone())?;
     let tls_mode = upstream.tls_mode;
     let retain = !app.config.resume_grace.is_zero();
     let client = out.client;
     let session = Session {
         _ip_slot: ip_slot,
+        registered: Some(registered),
         app: app.clone(),
         key,
         upstream,
@@ -543,6 +539,10 @@ pub(crate) fn spawn(
 struct Session {
     /// Counts this session (attached or held) against its client's IP.
     _ip_slot: IpGuard,
+    /// Its registry entry (the global count), until the session ends.
+    /// This, `_ip_slot` and `held_charge` are guards: a panic in the
+    /// session's task releases them as it unwinds.
+    registered: Option<Registered>,
     app: Arc<App>,
     key: String,
     upstream: Arc<Upstream>,
@@ -585,9 +585,7 @@ struct Session {
 
 impl Session {
     async fn run(mut self) {
-        let m = self.app.metrics.clone();
-        m.sessions_active.increment(1.0);
-        m.sessions_total.increment(1);
+        self.app.metrics.sessions_total.increment(1);
         tracing::info!(
             client = %self.client,
             server = %self.upstream.name,
@@ -611,11 +609,8 @@ impl Session {
         {
             let _ = att.tx.send(Out::Close(code, reason));
         }
-        self.app.registry.remove(&self.key);
-        if self.held_until.is_some() {
-            m.sessions_held.decrement(1.0);
-        }
-        m.sessions_active.decrement(1.0);
+        self.registered = None;
+        self.held_charge = None;
         let close = end
             .close
             .as_ref()
@@ -1065,6 +1060,8 @@ impl Session {
                     let Some((msg, raw)) = self.pending.pop_front() else {
                         break;
                     };
+                    #[cfg(feature = "fault-injection")]
+                    fault::check(&msg);
                     self.model
                         .note_sent(&msg)
                         .map_err(|e| End::close(code::POLICY, e.to_string()))?;
@@ -1193,7 +1190,6 @@ impl Session {
         );
         self.held_until = Some(Instant::now() + self.app.config.resume_grace);
         self.held_charge = Some(self.app.held_memory.hold(self.ring.footprint()));
-        self.app.metrics.sessions_held.increment(1.0);
     }
 
     /// Ends a held session to keep held sessions within `--resume-memory`.
@@ -1308,9 +1304,7 @@ impl Session {
             );
             return Ok(());
         }
-        if held_until.is_some() {
-            self.app.metrics.sessions_held.decrement(1.0);
-        }
+        // No longer held: leaves `sessions_held` and the memory budget.
         self.held_charge = None;
         self.app.metrics.resumes.increment(1);
         self.resumes += 1;
@@ -1329,6 +1323,25 @@ impl Session {
             "session resumed"
         );
         self.release()
+    }
+}
+
+/// A fault to prove containment with (feature `fault-injection`, for
+/// tests only): a session whose client logs in as [`fault::NICK`] panics in
+/// its task.
+#[cfg(feature = "fault-injection")]
+pub mod fault {
+    use dumdum_protocol::ClientMessage;
+
+    /// The nick that makes a session panic.
+    pub const NICK: &str = "panic-in-session";
+
+    /// Panics on AUTHENTICATE with [`NICK`].
+    #[allow(clippy::panic)]
+    pub(super) fn check(msg: &ClientMessage) {
+        if matches!(msg, ClientMessage::Authenticate { nick } if nick == NICK) {
+            panic!("fault injection: a session logged in as {NICK}");
+        }
     }
 }
 
