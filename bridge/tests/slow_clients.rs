@@ -223,3 +223,25 @@ async fn a_tls_client_that_sends_no_request_is_closed() {
     println!("TLS connection without a request closed after {after:?} (header timeout 1 s)");
     assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408"));
 }
+
+#[tokio::test]
+async fn a_quiet_websocket_outlives_the_header_timeout() {
+    let bridge = Bridge::start(config(Duration::from_secs(1))).await;
+    let mut c = bridge.session(None).await;
+    c.login("quiet").await;
+    // Three header timeouts without a byte from the client: the WebSocket
+    // is past its request head, so the timeout no longer applies.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match c.quiet_for(left).await {
+            None => break,
+            Some(got @ (common::Got::Close(..) | common::Got::Ended)) => {
+                panic!("the WebSocket was closed: {got:?}")
+            }
+            Some(_) => {}
+        }
+    }
+    c.say("general", "still open").await;
+    c.expect_message("still open").await;
+}
