@@ -151,7 +151,7 @@ mod tests {
             .to_vec()
     }
 
-    fn header<'a>(resp: &'a Response, name: header::HeaderName) -> Option<&'a str> {
+    fn header(resp: &Response, name: header::HeaderName) -> Option<&str> {
         resp.headers().get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -236,6 +236,42 @@ mod tests {
         assert!(!accepts("*;q=0", "br"));
         assert!(!accepts("br;q=0, *", "br"));
         assert!(!accepts("", "gzip"));
+    }
+
+    /// With the feature (`cargo xtask test` builds it with the table of the
+    /// page it just built): index.html and the wasm come out of the binary
+    /// in brotli or gzip as asked.
+    #[cfg(feature = "embed-page")]
+    #[tokio::test]
+    async fn the_page_inside_serves_index_and_wasm_compressed() {
+        let page = embedded().expect("a page inside");
+        let wasm = page
+            .iter()
+            .find(|a| a.path.ends_with(".wasm"))
+            .expect("the wasm");
+        let index = page.iter().find(|a| a.path == "index.html").unwrap();
+        assert!(std::str::from_utf8(index.raw).unwrap().contains(wasm.path));
+        for (path, asset) in [
+            ("/", index),
+            ("/index.html", index),
+            (&*format!("/{}", wasm.path), wasm),
+        ] {
+            for (accept, coding, bytes) in [
+                ("gzip, deflate, br", Some("br"), asset.br),
+                ("gzip", Some("gzip"), asset.gzip),
+                ("identity", None, asset.raw),
+            ] {
+                assert!(!bytes.is_empty(), "{path} {coding:?}");
+                let mut h = HeaderMap::new();
+                h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(accept));
+                let r = serve(page, &Method::GET, path, &h).expect(path);
+                assert_eq!(r.status(), StatusCode::OK);
+                assert_eq!(header(&r, header::CONTENT_ENCODING), coding, "{path}");
+                assert_eq!(header(&r, header::CONTENT_TYPE), Some(asset.mime));
+                assert_eq!(body(r).await, bytes, "{path} {accept}");
+            }
+        }
+        assert_eq!(wasm.mime, "application/wasm");
     }
 
     #[test]

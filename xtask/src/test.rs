@@ -86,6 +86,16 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
     run(cargo().args(["build", "-p", "dumdum-protocol"]).args(WASM))?;
     crate::dist::dist(&[])?;
     let mut tally = Tally::default();
+    // The page inside the binary (`cargo xtask release`): the bridge's
+    // assets tests with the table of the page just built.
+    let (page, _) = crate::release::embed_built_page()?;
+    run_tests(
+        cargo()
+            .args(["test", "-p", "dumdum-bridge", "--features", "embed-page"])
+            .args(["--lib", "assets"])
+            .env("DUMDUM_EMBEDDED_PAGE", page),
+        &mut tally,
+    )?;
     // The browser tests use the bundle just built; the `trunk serve` test
     // and the haproxy and nginx tests must run (setup installed trunk,
     // haproxy and nginx), not skip.
