@@ -266,12 +266,13 @@ impl Haproxy {
         Haproxy { addr, daemon }
     }
 
-    /// Waits for haproxy to log a state change of server `node` whose
-    /// line contains `state` (e.g. "is DOWN", "is stopping", "is UP").
+    /// Waits for haproxy to have logged (since it started) a state change
+    /// of server `node` whose line contains `state` (e.g. "is DOWN", "is
+    /// stopping", "is UP").
     pub fn wait_server_state(&mut self, node: &str, state: &str, timeout: Duration) -> String {
         let server = format!("Server bridges/{node} ");
         self.daemon
-            .wait_line(&format!("server {node} {state}"), timeout, |l: &str| {
+            .wait_line_seen(&format!("server {node} {state}"), timeout, |l: &str| {
                 l.contains(&server) && l.contains(state)
             })
     }
