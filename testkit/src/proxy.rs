@@ -325,11 +325,12 @@ impl Nginx {
         );
         let d = dir.path().display();
         std::fs::write(dir.path().join("dumdum.conf"), site).expect("write dumdum.conf");
-        // Root runs the workers as `nobody` unless told otherwise; they
-        // must reach the temporary files below.
+        // One process (no master and workers), so that killing it on drop
+        // leaves nothing behind. Root runs workers as `nobody` unless told
+        // otherwise; they must reach the temporary files below.
         let user = if is_root() { "user root;\n" } else { "" };
         let main = format!(
-            "{user}daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log stderr notice;\n\
+            "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log stderr notice;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n  access_log /dev/stdout;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
