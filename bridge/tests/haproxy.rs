@@ -12,6 +12,8 @@
 //!   another address still gets in; an `X-Forwarded-For` sent straight to a
 //!   bridge (an untrusted peer) is ignored, and one sent through haproxy
 //!   cannot spoof the address.
+//! - The page's origin through haproxy is the bridge's own (haproxy sets
+//!   `X-Forwarded-Proto` and `X-Forwarded-Host`, replacing a client's).
 //! - Drain (SIGTERM with `--drain-timeout`): `/healthz` 404, the `session
 //!   draining` notice, held sessions still resume through haproxy, new
 //!   sessions land on the other node, a Start on the draining node is
@@ -317,4 +319,36 @@ async fn users_of_a_killed_node_continue_on_the_other_after_a_fresh_login() {
     haproxy.wait_server_state("b1", "is DOWN", WAIT);
     let late = resume_and_continue(users.next().unwrap()).await;
     drop((early, late));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_seen_through_haproxy_is_the_one_the_browser_used() {
+    let Some((_server, _nodes, haproxy)) = cluster("the haproxy origin test", [&[], &[]]) else {
+        return;
+    };
+    // The page was loaded from haproxy's address: its WebSocket is the
+    // bridge's own origin (X-Forwarded-Proto and -Host set by haproxy).
+    let own = format!("http://{}", haproxy.addr);
+    let mut c = ws_from(50, haproxy.addr, "/ws", &[("Origin", &own)])
+        .await
+        .expect("own origin accepted");
+    c.handshake(Some("py")).await;
+    // Another site's page is refused, even claiming the headers itself
+    // (haproxy replaces them).
+    let refused = ws_from(
+        51,
+        haproxy.addr,
+        "/ws",
+        &[
+            ("Origin", "https://evil.example"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.err(), Some(403));
+    // The wrong scheme for this origin, too.
+    let https = format!("https://{}", haproxy.addr);
+    let refused = ws_from(52, haproxy.addr, "/ws", &[("Origin", &https)]).await;
+    assert_eq!(refused.err(), Some(403));
 }
