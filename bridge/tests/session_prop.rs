@@ -1030,6 +1030,8 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 48,
         max_shrink_iters: 64,
+        // Every case's waits are bounded; so is the search for a smaller one.
+        max_shrink_time: 60_000,
         ..ProptestConfig::default()
     })]
 
@@ -1037,6 +1039,13 @@ proptest! {
     fn sessions_never_panic_forward_only_valid_frames_and_count_right(
         ops in ops()
     ) {
-        env().rt.block_on(run_case(ops));
+        // Each wait in a case is bounded; a case that still runs this long
+        // means the bridge stopped answering.
+        let summary = format!("{ops:?}");
+        env().rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(90), run_case(ops))
+                .await
+                .unwrap_or_else(|_| panic!("a case ran for 90 s: {summary}"));
+        });
     }
 }
