@@ -913,7 +913,9 @@ async fn run_case(ops: Vec<Op>) {
     }
 
     // Unless something ended the session, every frame sent is forwarded
-    // (the upstream answers everything, so none waits forever).
+    // (the upstream answers everything, so none waits forever); frames lost
+    // in a last cut are sent again by the resume first.
+    let _ = case.ws().await;
     if !case.ended {
         let want = case.sent.len();
         let up = &case.up;
