@@ -21,12 +21,12 @@ use dumdum_protocol::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::link::Link;
+use crate::queue::{self, TrySendError};
 
 /// Frames queued towards one connection before it is dropped as too slow.
 const CONN_QUEUE: usize = 4096;
@@ -44,7 +44,7 @@ enum Next {
 }
 
 struct Peer {
-    tx: mpsc::Sender<Bytes>,
+    tx: queue::Sender<Bytes>,
     kill: CancellationToken,
 }
 
@@ -114,7 +114,7 @@ impl Embedded {
 
     /// Opens an in-process connection (for a bridge session).
     pub fn connect(self: &Arc<Self>) -> MemConn {
-        let (tx, rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
+        let (tx, rx) = queue::channel::<Bytes>(CONN_QUEUE);
         MemConn {
             server: self.clone(),
             machine: Server::default(),
@@ -178,7 +178,7 @@ impl Embedded {
         mut hello_by: Option<tokio::time::Instant>,
     ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, mut rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
+        let (tx, mut rx) = queue::channel::<Bytes>(CONN_QUEUE);
         let kill = CancellationToken::new();
         let mut server = Server::default();
         let mut nick: Option<String> = None;
@@ -253,7 +253,7 @@ impl Embedded {
     fn process(
         &self,
         server: &mut Server,
-        tx: &mpsc::Sender<Bytes>,
+        tx: &queue::Sender<Bytes>,
         kill: &CancellationToken,
         id: u64,
         nick: &mut Option<String>,
@@ -310,11 +310,11 @@ impl Embedded {
                         }
                         st.peers.retain(|_, p| match p.tx.try_send(frame.clone()) {
                             Ok(()) => true,
-                            Err(mpsc::error::TrySendError::Full(_)) => {
+                            Err(TrySendError::Full(_)) => {
                                 p.kill.cancel();
                                 false
                             }
-                            Err(mpsc::error::TrySendError::Closed(_)) => false,
+                            Err(TrySendError::Closed(_)) => false,
                         });
                     }
                 }
@@ -357,11 +357,11 @@ impl Embedded {
 async fn hello(
     server: &mut Server,
     io: &mut Link,
-    rx: &mut mpsc::Receiver<Bytes>,
+    rx: &mut queue::Receiver<Bytes>,
     tls: bool,
 ) -> Result<(), String> {
     let write_error = |e: io::Error| format!("write error: {e}");
-    while let Ok(queued) = rx.try_recv() {
+    while let Some(queued) = rx.try_recv() {
         io.write_all(&queued).await.map_err(write_error)?;
     }
     server.accept_hello(tls).map_err(|e| e.to_string())?;
@@ -381,8 +381,8 @@ pub struct MemConn {
     machine: Server,
     id: u64,
     nick: Option<String>,
-    tx: mpsc::Sender<Bytes>,
-    rx: mpsc::Receiver<Bytes>,
+    tx: queue::Sender<Bytes>,
+    rx: queue::Receiver<Bytes>,
     /// Cancelled by a broadcaster that found the queue full.
     kill: CancellationToken,
     /// The rest of a frame that did not fit the last read.
@@ -527,10 +527,10 @@ async fn upgrade(io: Link, acceptor: &TlsAcceptor) -> Result<Link, String> {
 async fn write_batch(
     io: &mut Link,
     first: Bytes,
-    rx: &mut mpsc::Receiver<Bytes>,
+    rx: &mut queue::Receiver<Bytes>,
 ) -> std::io::Result<()> {
     // Coalesce what is queued into one write (one syscall on TCP).
-    let Ok(second) = rx.try_recv() else {
+    let Some(second) = rx.try_recv() else {
         io.write_all(&first).await?;
         return io.flush().await;
     };
@@ -539,8 +539,8 @@ async fn write_batch(
     batch.extend_from_slice(&second);
     while batch.len() < 64 * 1024 {
         match rx.try_recv() {
-            Ok(more) => batch.extend_from_slice(&more),
-            Err(_) => break,
+            Some(more) => batch.extend_from_slice(&more),
+            None => break,
         }
     }
     io.write_all(&batch).await?;

@@ -28,6 +28,7 @@ pub mod http;
 mod link;
 pub mod metrics;
 pub mod os;
+mod queue;
 mod serve;
 mod session;
 pub mod tls;

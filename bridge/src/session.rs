@@ -22,7 +22,7 @@ use dumdum_protocol::{
     Client, ClientConfig, ClientMessage, ClientState, DEFAULT_BUFFER_LIMIT, Decode, Decoder,
     Readiness, ServerMessage,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, IpGuard, Peer, Registered, Target, Upstream, key_prefix};
 use crate::budget::HeldCharge;
 use crate::link::Link;
+use crate::queue;
 use crate::tls;
 
 /// Commands queued from WebSockets to a session.
@@ -42,8 +43,9 @@ const UP_QUEUE_BYTES: usize = 64 * 1024;
 /// of the newest flushed frames (what may still sit in kernel buffers when
 /// the connection drops).
 const ATTACHED_RETAIN: usize = 64 * 1024;
-/// Room made in the decoder's buffer before each upstream read.
-const READ_CHUNK: usize = 4096;
+/// Largest upstream read. Reads go through a buffer on the stack (see
+/// [`read_into`]), so an idle session holds no read buffer at all.
+const READ_CHUNK: usize = 16 * 1024;
 /// Frames handed to one vectored write upstream.
 const MAX_IOV: usize = 64;
 /// How long a WebSocket that is attached when a Restart with its key arrives
@@ -146,7 +148,7 @@ impl WsCtrl {
 #[derive(Debug)]
 pub(crate) struct AttachOut {
     pub id: u64,
-    pub tx: mpsc::UnboundedSender<Out>,
+    pub tx: queue::Sender<Out>,
     pub queued: Arc<AtomicUsize>,
     /// Binary frames the writer has flushed to the socket.
     pub flushed: Arc<AtomicU64>,
@@ -182,13 +184,14 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Commands to a session.
+/// Commands to a session. Kept small (large parts boxed): the queue's
+/// block of 32 commands is allocated with the session and kept for its life.
 #[derive(Debug)]
 pub(crate) enum Cmd {
     /// A validated client frame.
     Frame {
         att: u64,
-        msg: ClientMessage,
+        msg: Box<ClientMessage>,
         raw: Bytes,
     },
     /// The WebSocket is gone.
@@ -198,7 +201,7 @@ pub(crate) enum Cmd {
     /// A Restart with this session's key.
     Attach {
         received: u64,
-        out: AttachOut,
+        out: Box<AttachOut>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
 }
@@ -206,7 +209,7 @@ pub(crate) enum Cmd {
 /// The current WebSocket of a session.
 struct Attachment {
     id: u64,
-    tx: mpsc::UnboundedSender<Out>,
+    tx: queue::Sender<Out>,
     queued: Arc<AtomicUsize>,
     flushed: Arc<AtomicU64>,
     /// The ring number of the first binary frame queued to this WebSocket.
@@ -254,7 +257,7 @@ impl Attachment {
             return false;
         }
         // A writer that is gone is noticed by its reader, which detaches.
-        let _ = self.tx.send(out);
+        let _ = self.tx.try_send(out);
         true
     }
 
@@ -305,6 +308,9 @@ struct Ring {
 /// ring holds: an idle session's few frames take little, and a full ring
 /// wastes at most a chunk at either end.
 const ARENA_MIN: usize = 1024;
+/// The chunk for a session's first frames (HELLO, the login's answer): an
+/// idle session that never acknowledges keeps them, and little else.
+const ARENA_FIRST: usize = 256;
 const ARENA_MAX: usize = 8 * 1024;
 
 impl Ring {
@@ -334,7 +340,12 @@ impl Ring {
             return frame;
         }
         if self.arena.capacity() < frame.len() {
-            let chunk = self.bytes().clamp(ARENA_MIN, ARENA_MAX).max(frame.len());
+            let floor = if self.end < ARENA_MIN as u64 {
+                ARENA_FIRST
+            } else {
+                ARENA_MIN
+            };
+            let chunk = self.bytes().clamp(floor, ARENA_MAX).max(frame.len());
             self.arena = BytesMut::with_capacity(chunk);
         }
         self.arena.extend_from_slice(&frame);
@@ -358,8 +369,13 @@ impl Ring {
     }
 
     fn shrink(&mut self) {
-        if self.frames.is_empty() && self.frames.capacity() > 16 {
-            self.frames = VecDeque::new();
+        if self.frames.is_empty() {
+            if self.frames.capacity() > 16 {
+                self.frames = VecDeque::new();
+            }
+            // Nothing held (everything acknowledged): an idle session keeps
+            // no chunk either.
+            self.arena = BytesMut::new();
         }
     }
 
@@ -414,6 +430,43 @@ impl Ring {
         let skip = usize::try_from(n - self.first).ok()?;
         Some(self.frames.iter().skip(skip).map(|(_, f)| f))
     }
+}
+
+/// Reads what the upstream has (at most [`READ_CHUNK`] bytes) into
+/// `decoder`. The bytes go through a buffer on the stack of the poll, not
+/// one kept in the session: an idle session holds no read buffer, and the
+/// decoder's own buffer is dropped once its messages are taken.
+fn read_into<'a, R: AsyncRead + Unpin>(
+    rd: &'a mut R,
+    decoder: &'a mut Decoder<ServerMessage>,
+) -> impl Future<Output = std::io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut chunk);
+        std::task::ready!(std::pin::Pin::new(&mut *rd).poll_read(cx, &mut buf))?;
+        decoder.feed(buf.filled());
+        std::task::Poll::Ready(Ok(buf.filled().len()))
+    })
+}
+
+/// Writes the queued frames as they are, the first from `skip` on: one
+/// vectored write, no copy. The slices are made on the stack of each poll,
+/// not kept in the session's future.
+fn write_queued<'a, W: AsyncWrite + Unpin>(
+    wr: &'a mut W,
+    queued: &'a VecDeque<Bytes>,
+    skip: usize,
+) -> impl Future<Output = std::io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        for (slot, f) in iov.iter_mut().zip(queued.iter()) {
+            let skip = if n == 0 { skip } else { 0 };
+            *slot = std::io::IoSlice::new(f.get(skip..).unwrap_or_default());
+            n += 1;
+        }
+        std::pin::Pin::new(&mut *wr).poll_write_vectored(cx, &iov[..n])
+    })
 }
 
 /// How a session ended.
@@ -532,7 +585,9 @@ pub(crate) fn spawn(
         client_acked: None,
         drain_noticed: false,
     };
-    app.tracker.spawn(session.run());
+    // Boxed: the task's future then holds a pointer, not the session (an
+    // async fn's argument takes room in its future twice).
+    app.tracker.spawn(Box::new(session).run());
     Some(tx)
 }
 
@@ -584,7 +639,7 @@ struct Session {
 }
 
 impl Session {
-    async fn run(mut self) {
+    async fn run(mut self: Box<Self>) {
         self.app.metrics.sessions_total.increment(1);
         tracing::info!(
             client = %self.client,
@@ -607,7 +662,7 @@ impl Session {
         if let Some(att) = self.att.as_mut()
             && let Some((code, reason)) = end.close.clone()
         {
-            let _ = att.tx.send(Out::Close(code, reason));
+            let _ = att.tx.try_send(Out::Close(code, reason));
         }
         self.registered = None;
         self.held_charge = None;
@@ -728,7 +783,9 @@ impl Session {
     }
 
     async fn relay(&mut self) -> Result<Infallible, End> {
-        let link = self.connect().await?;
+        // Boxed, as the TLS upgrade below: a future that ran once would
+        // otherwise take room in every idle session's task.
+        let link = Box::pin(self.connect()).await?;
         self.send_notice(Notice::UpstreamConnected {
             server: self.upstream.name.clone(),
         });
@@ -751,8 +808,6 @@ impl Session {
         loop {
             let writing = !self.up_out.is_empty();
             let up_out = &self.up_out;
-            // Server bytes go straight into the decoder's buffer.
-            decoder.buf_mut().reserve(READ_CHUNK);
             let held_until = self.held_until;
             if let Some(t) = held_until
                 && grace_armed != Some(t)
@@ -779,7 +834,7 @@ impl Session {
                     self.drain_noticed = true;
                     self.notice_drain();
                 }
-                r = rd.read_buf(decoder.buf_mut()) => {
+                r = read_into(&mut rd, &mut decoder) => {
                     match r {
                         Ok(0) => {
                             self.app.metrics.upstream_closed.increment(1);
@@ -799,7 +854,7 @@ impl Session {
                             ));
                         }
                         self.linked = false;
-                        let link = self.upgrade(rd.unsplit(wr)).await?;
+                        let link = Box::pin(self.upgrade(rd.unsplit(wr))).await?;
                         (rd, wr) = tokio::io::split(link);
                         self.linked = true;
                         self.model.handle_tls_established().map_err(|e| {
@@ -810,16 +865,7 @@ impl Session {
                 }
                 r = async {
                     if writing {
-                        // The queued frames as they are: one vectored write,
-                        // no copy.
-                        let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
-                        let mut n = 0;
-                        for (slot, f) in iov.iter_mut().zip(up_out.iter()) {
-                            let skip = if n == 0 { up_off } else { 0 };
-                            *slot = std::io::IoSlice::new(f.get(skip..).unwrap_or_default());
-                            n += 1;
-                        }
-                        wr.write_vectored(&iov[..n]).await.map(Some)
+                        write_queued(&mut wr, up_out, up_off).await.map(Some)
                     } else {
                         wr.flush().await.map(|()| None)
                     }
@@ -1081,6 +1127,10 @@ impl Session {
                 }
             }
         }
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            // An idle session keeps no queue (client frames are few).
+            self.pending = VecDeque::new();
+        }
         Ok(())
     }
 
@@ -1100,7 +1150,7 @@ impl Session {
                         "too many frames waiting for the server to be ready",
                     ));
                 }
-                self.pending.push_back((msg, raw));
+                self.pending.push_back((*msg, raw));
                 self.release()
             }
             Cmd::Ack { att, received } => {
@@ -1146,6 +1196,7 @@ impl Session {
                 out,
                 reply,
             } => {
+                let out = *out;
                 let Some(current) = self.att.as_ref() else {
                     return self.attach(received, out, reply);
                 };
@@ -1159,7 +1210,7 @@ impl Session {
                 }
                 current.ctrl.start_probe();
                 // Bypasses the queue's limit: a ping costs nothing.
-                let _ = current.tx.send(Out::Ping);
+                let _ = current.tx.try_send(Out::Ping);
                 self.probe = Some(Probe {
                     received,
                     out,
@@ -1468,8 +1519,8 @@ mod tests {
         );
     }
 
-    fn attachment(base_limit: usize, replay: usize) -> (Attachment, mpsc::UnboundedReceiver<Out>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn attachment(base_limit: usize, replay: usize) -> (Attachment, queue::Receiver<Out>) {
+        let (tx, rx) = queue::channel(usize::MAX);
         let out = AttachOut {
             id: 1,
             tx,
@@ -1483,8 +1534,8 @@ mod tests {
     }
 
     /// What the writer does with what it takes off the queue.
-    fn drain(att: &Attachment, rx: &mut mpsc::UnboundedReceiver<Out>) {
-        while let Ok(out) = rx.try_recv() {
+    fn drain(att: &Attachment, rx: &mut queue::Receiver<Out>) {
+        while let Some(out) = rx.try_recv() {
             att.queued.fetch_sub(out.cost(), Ordering::Relaxed);
         }
     }
@@ -1511,9 +1562,19 @@ mod tests {
         // As the session does when it ends: straight to the writer.
         let _ = att
             .tx
-            .send(Out::Close(1000, "a reason of some length".into()));
+            .try_send(Out::Close(1000, "a reason of some length".into()));
         drain(&att, &mut rx);
         assert_eq!(att.queued.load(Ordering::Relaxed), 0);
+    }
+
+    /// What every idle session pays for: its command queue's block of 32
+    /// commands, and its task (the session's own state is boxed apart).
+    #[test]
+    fn per_session_types_stay_small() {
+        let cmd = std::mem::size_of::<Cmd>();
+        assert!(cmd <= 56, "Cmd is {cmd} bytes: box its large parts");
+        let out = std::mem::size_of::<Out>();
+        assert!(out <= 40, "Out is {out} bytes");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! validated, to the session) and a writer (the session's queue to the
 //! browser) in one task.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,7 +11,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice};
 use dumdum_protocol::{ClientMessage, Decode};
-use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, IpGuard, Peer, key_prefix, new_session_key};
+use crate::queue;
 use crate::session::{self, AttachOut, Cmd, Detach, Out, WsCtrl, code};
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -48,7 +49,7 @@ async fn send_close(sink: &mut Sink, code: u16, reason: &str) {
 
 /// The writer's end of an attachment.
 struct WriterSide {
-    rx: mpsc::UnboundedReceiver<Out>,
+    rx: queue::Receiver<Out>,
     queued: Arc<AtomicUsize>,
     /// Binary frames flushed to the socket, for the session's replay ring.
     flushed: Arc<AtomicU64>,
@@ -57,7 +58,7 @@ struct WriterSide {
 }
 
 fn new_attachment(app: &App, client: Peer, sn: u32) -> (AttachOut, WriterSide) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = queue::channel(usize::MAX);
     let queued = Arc::new(AtomicUsize::new(0));
     let flushed = Arc::new(AtomicU64::new(0));
     let ctrl = Arc::new(WsCtrl::default());
@@ -98,9 +99,11 @@ pub(crate) async fn handle(socket: WebSocket, app: Arc<App>, client: Peer, guard
     } else {
         let outcome = tokio::select! {
             () = app.stop.cancelled() => Err(Some(app.closing())),
+            // Boxed: it runs once, and would otherwise take room in the
+            // task for the WebSocket's whole life.
             r = tokio::time::timeout(
                 app.config.handshake_timeout,
-                handshake(&app, &mut sink, &mut stream, client),
+                Box::pin(handshake(&app, &mut sink, &mut stream, client)),
             ) => r.unwrap_or_else(|_| Err(Some((code::POLICY, "handshake timed out".to_string())))),
         };
         match outcome {
@@ -174,7 +177,7 @@ async fn handshake(app: &Arc<App>, sink: &mut Sink, stream: &mut Stream, client:
                     let (reply, answer) = oneshot::channel();
                     let attach = Cmd::Attach {
                         received: h.received.unwrap_or(0),
-                        out,
+                        out: Box::new(out),
                         reply,
                     };
                     if cmds.send(attach).await.is_ok() {
@@ -251,9 +254,12 @@ async fn pump(
     // WebSocket read that finds no data still zeroes tungstenite's read
     // buffer (4 KiB) and re-registers its wakers. In a busy room the writer
     // is woken for every broadcast, the reader only for the browser's posts.
-    let mut halves = FuturesUnordered::new();
-    halves.push(Either::Left(writer(sink, side, app, done.clone())));
-    halves.push(Either::Right(reader(
+    // Each half boxed on its own: unboxed, every node of the set (and its
+    // stub) would be as large as the larger half.
+    let mut halves: FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
+        FuturesUnordered::new();
+    halves.push(Box::pin(writer(sink, side, app, done.clone())));
+    halves.push(Box::pin(reader(
         stream,
         cmds,
         id,
@@ -308,7 +314,7 @@ async fn writer(mut sink: Sink, mut side: WriterSide, app: &App, done: Cancellat
                 }
                 n += 1;
                 if n < 256 {
-                    next = rx.try_recv().ok();
+                    next = rx.try_recv();
                 }
             }
             sink_ref.flush().await?;
@@ -406,7 +412,15 @@ async fn reader(
             // (max_frame_size / max_message_size) end in a capacity error.
             Some(Ok(Message::Binary(raw))) => match ClientMessage::decode_exact(&raw) {
                 Ok(msg) => {
-                    if cmds.send(Cmd::Frame { att, msg, raw }).await.is_err() {
+                    if cmds
+                        .send(Cmd::Frame {
+                            att,
+                            msg: Box::new(msg),
+                            raw,
+                        })
+                        .await
+                        .is_err()
+                    {
                         break Detach::End("session ended".into());
                     }
                 }
