@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use dumdum_protocol::TlsMode;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,6 +14,7 @@ use crate::budget::HeldMemory;
 use crate::config::Config;
 use crate::embedded::Embedded;
 use crate::metrics::Metrics;
+use crate::queue;
 use crate::session::{Cmd, code};
 use crate::tls::UpstreamTls;
 
@@ -71,16 +71,16 @@ impl std::fmt::Display for Peer {
 /// Sessions by key.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    map: Mutex<HashMap<String, mpsc::Sender<Cmd>>>,
+    map: Mutex<HashMap<String, queue::Sender<Cmd>>>,
 }
 
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, mpsc::Sender<Cmd>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, queue::Sender<Cmd>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a session; false if the bridge is full or the key is taken.
-    pub fn insert(&self, key: &str, tx: mpsc::Sender<Cmd>, max: usize) -> bool {
+    pub fn insert(&self, key: &str, tx: queue::Sender<Cmd>, max: usize) -> bool {
         let mut map = self.lock();
         if map.len() >= max || map.contains_key(key) {
             return false;
@@ -89,7 +89,7 @@ impl Registry {
         true
     }
 
-    pub fn get(&self, key: &str) -> Option<mpsc::Sender<Cmd>> {
+    pub fn get(&self, key: &str) -> Option<queue::Sender<Cmd>> {
         self.lock().get(key).cloned()
     }
 
@@ -113,7 +113,7 @@ pub(crate) struct Registered {
 impl Registered {
     /// Registers the session `key`; `None` if the bridge holds
     /// `max_sessions` already or the key is taken.
-    pub fn new(app: &Arc<App>, key: &str, tx: mpsc::Sender<Cmd>) -> Option<Self> {
+    pub fn new(app: &Arc<App>, key: &str, tx: queue::Sender<Cmd>) -> Option<Self> {
         if !app.registry.insert(key, tx, app.config.max_sessions) {
             return None;
         }

@@ -1,6 +1,6 @@
 //! A small multi-producer, single-consumer queue for the per-session
-//! channels (the session's frames to its WebSocket writer, the embedded
-//! server's frames to a connection).
+//! channels (a WebSocket's commands to its session, the session's frames to
+//! its WebSocket writer, the embedded server's frames to a connection).
 //!
 //! tokio's `mpsc` allocates a block of 32 slots with every channel and keeps
 //! it for the channel's life (1 to 3 KiB each, with the shared state), which
@@ -22,6 +22,9 @@ struct Inner<T> {
     senders: usize,
     receiver_gone: bool,
     waker: Option<Waker>,
+    /// Senders waiting for room (see [`Sender::send`]); woken all at once
+    /// when an item is taken from a full queue, or the receiver is gone.
+    blocked: Vec<Waker>,
 }
 
 struct Shared<T> {
@@ -45,6 +48,7 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             senders: 1,
             receiver_gone: false,
             waker: None,
+            blocked: Vec::new(),
         }),
         capacity,
     });
@@ -119,6 +123,33 @@ impl<T> Sender<T> {
         }
         Ok(())
     }
+
+    /// Queues `item`, waiting while the queue is full; gives it back if
+    /// the receiver is gone.
+    pub async fn send(&self, item: T) -> Result<(), T> {
+        let mut item = Some(item);
+        std::future::poll_fn(|cx| {
+            let Some(value) = item.take() else {
+                return Poll::Ready(Ok(()));
+            };
+            match self.try_send(value) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(TrySendError::Closed(value)) => Poll::Ready(Err(value)),
+                Err(TrySendError::Full(value)) => {
+                    let mut inner = self.shared.lock();
+                    if inner.receiver_gone || inner.items.len() < self.shared.capacity {
+                        // Room was made (or the end came) since: try again.
+                        cx.waker().wake_by_ref();
+                    } else if !inner.blocked.iter().any(|w| w.will_wake(cx.waker())) {
+                        inner.blocked.push(cx.waker().clone());
+                    }
+                    item = Some(value);
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
 }
 
 /// The receiving side.
@@ -138,16 +169,24 @@ impl<T> Drop for Receiver<T> {
         inner.receiver_gone = true;
         inner.waker = None;
         let items = std::mem::take(&mut inner.items);
+        let blocked = std::mem::take(&mut inner.blocked);
         drop(inner);
         drop(items);
+        blocked.into_iter().for_each(Waker::wake);
     }
 }
 
 impl<T> Receiver<T> {
-    fn pop(inner: &mut Inner<T>) -> Option<T> {
+    fn pop(inner: &mut Inner<T>, capacity: usize) -> Option<T> {
+        let was_full = inner.items.len() >= capacity;
         let item = inner.items.pop_front()?;
         if inner.items.is_empty() && inner.items.capacity() > KEEP {
             inner.items = VecDeque::new();
+        }
+        if was_full {
+            std::mem::take(&mut inner.blocked)
+                .into_iter()
+                .for_each(Waker::wake);
         }
         Some(item)
     }
@@ -156,7 +195,7 @@ impl<T> Receiver<T> {
     /// is drained.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut inner = self.shared.lock();
-        if let Some(item) = Self::pop(&mut inner) {
+        if let Some(item) = Self::pop(&mut inner, self.shared.capacity) {
             return Poll::Ready(Some(item));
         }
         if inner.senders == 0 {
@@ -177,7 +216,7 @@ impl<T> Receiver<T> {
 
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Option<T> {
-        Self::pop(&mut self.shared.lock())
+        Self::pop(&mut self.shared.lock(), self.shared.capacity)
     }
 }
 
@@ -206,6 +245,28 @@ mod tests {
         );
         drop(tx);
         assert_eq!(rx.recv().await, None, "every sender gone");
+    }
+
+    #[tokio::test]
+    async fn a_sender_waits_for_room_and_learns_of_the_end() {
+        let (tx, mut rx) = channel::<u32>(1);
+        assert_eq!(tx.try_send(1), Ok(()));
+        let tx2 = tx.clone();
+        let waiting = tokio::spawn(async move { tx2.send(2).await });
+        tokio::task::yield_now().await;
+        assert_eq!(rx.recv().await, Some(1), "taking one makes room");
+        assert_eq!(waiting.await.unwrap_or_else(|e| panic!("{e}")), Ok(()));
+        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(tx.try_send(3), Ok(()));
+        let tx3 = tx.clone();
+        let blocked = tokio::spawn(async move { tx3.send(4).await });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(
+            blocked.await.unwrap_or_else(|e| panic!("{e}")),
+            Err(4),
+            "the receiver is gone: the item comes back"
+        );
     }
 
     #[test]

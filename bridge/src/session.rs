@@ -24,7 +24,7 @@ use dumdum_protocol::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +34,8 @@ use crate::link::Link;
 use crate::queue;
 use crate::tls;
 
-/// Commands queued from WebSockets to a session.
+/// Commands queued from WebSockets to a session (a full queue holds its
+/// WebSocket's reader back).
 const CMD_QUEUE: usize = 32;
 /// Bytes waiting to be written upstream before client frames stop being read.
 const UP_QUEUE_BYTES: usize = 64 * 1024;
@@ -543,8 +544,8 @@ pub(crate) fn spawn(
     upstream: Arc<Upstream>,
     out: AttachOut,
     ip_slot: IpGuard,
-) -> Option<mpsc::Sender<Cmd>> {
-    let (tx, rx) = mpsc::channel(CMD_QUEUE);
+) -> Option<queue::Sender<Cmd>> {
+    let (tx, rx) = queue::channel(CMD_QUEUE);
     let registered = Registered::new(app, &key, tx.clone())?;
     let tls_mode = upstream.tls_mode;
     let retain = !app.config.resume_grace.is_zero();
@@ -603,7 +604,7 @@ struct Session {
     upstream: Arc<Upstream>,
     client: Peer,
     started: Instant,
-    cmds: mpsc::Receiver<Cmd>,
+    cmds: queue::Receiver<Cmd>,
     att: Option<Attachment>,
     /// While held without a WebSocket: when the grace period ends.
     held_until: Option<Instant>,
@@ -893,8 +894,8 @@ impl Session {
                             break;
                         }
                         match self.cmds.try_recv() {
-                            Ok(cmd) => self.on_cmd(cmd)?,
-                            Err(_) => break,
+                            Some(cmd) => self.on_cmd(cmd)?,
+                            None => break,
                         }
                     }
                 }

@@ -13,7 +13,7 @@ use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice};
 use dumdum_protocol::{ClientMessage, Decode};
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -119,7 +119,7 @@ pub(crate) async fn handle(socket: WebSocket, app: Arc<App>, client: Peer, guard
     app.metrics.websockets_active.decrement(1.0);
 }
 
-type HsResult = Result<(mpsc::Sender<Cmd>, WriterSide), Option<(u16, String)>>;
+type HsResult = Result<(queue::Sender<Cmd>, WriterSide), Option<(u16, String)>>;
 
 /// Runs the DIMP handshake: Start -> Again -> Restart -> Success, or a
 /// Restart that resumes a held session.
@@ -243,7 +243,7 @@ async fn pump(
     app: &Arc<App>,
     sink: Sink,
     stream: Stream,
-    cmds: mpsc::Sender<Cmd>,
+    cmds: queue::Sender<Cmd>,
     side: WriterSide,
 ) {
     let done = CancellationToken::new();
@@ -354,7 +354,7 @@ fn is_capacity(e: axum::Error) -> bool {
 
 async fn reader(
     mut stream: Stream,
-    cmds: mpsc::Sender<Cmd>,
+    cmds: queue::Sender<Cmd>,
     att: u64,
     ctrl: Arc<WsCtrl>,
     done: CancellationToken,
