@@ -137,6 +137,21 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
             return Err(e.context("the 1-minute soak failed"));
         }
     }
+    // After the soak, which runs the debug binary built without it.
+    // A panic injected into one session's task (test-only feature): the
+    // process, other sessions and the counts survive it.
+    run_tests(
+        cargo().args([
+            "test",
+            "-p",
+            "dumdum-bridge",
+            "--features",
+            "fault-injection",
+            "--test",
+            "fault",
+        ]),
+        &mut tally,
+    )?;
     // Each fuzz target for DUMDUM_FUZZ_SECONDS (30 by default); a target
     // counts as one test.
     let fuzz = crate::fuzz::run_all(&[])?;
