@@ -18,14 +18,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use browser_kit::*;
 use common::Bridge;
 use dumdum_bridge::{Config, UpstreamConfig};
-use dumdum_testkit::{DumdumServer, PyPeer, workspace_root};
+use dumdum_testkit::{DumdumServer, PyPeer};
 use fantoccini::Client;
 use serde_json::{Value, json};
 
@@ -34,38 +32,6 @@ const HISTORY: usize = 130;
 const XSS: &str = "<img src=x onerror=alert(1)>";
 const XSS_CONTENT: &str =
     "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss = 2\"> & <b>bold</b>";
-
-/// Builds the page once per test binary (`cargo xtask dist`).
-fn bundle() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let www = target_dir().join("www");
-            let skip = std::env::var_os("DUMDUM_SKIP_DIST").is_some_and(|v| v == "1");
-            if !(skip && www.join("index.html").exists()) {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let status = Command::new(cargo)
-                    .current_dir(workspace_root())
-                    .args(["xtask", "dist"])
-                    .status()
-                    .map_err(|e| format!("cannot run `cargo xtask dist`: {e}"))?;
-                if !status.success() {
-                    return Err(format!(
-                        "`cargo xtask dist` failed ({status}): the page could not be built"
-                    ));
-                }
-            }
-            if !www.join("index.html").exists() {
-                return Err(format!(
-                    "no page at {}: run `cargo xtask dist`",
-                    www.display()
-                ));
-            }
-            Ok(www)
-        })
-        .clone()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// A bridge serving the page at `www`, with the one upstream "local" at `addr`.
 async fn local_bridge(addr: SocketAddr, www: PathBuf) -> Bridge {

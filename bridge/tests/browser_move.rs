@@ -29,49 +29,15 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use browser_kit::*;
 use dumdum_bridge::{Config, Shutdown, UpstreamConfig};
-use dumdum_testkit::{DumdumServer, PyPeer, workspace_root};
+use dumdum_testkit::{DumdumServer, PyPeer};
 use fantoccini::Client;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Builds the page once per test binary (`cargo xtask dist`).
-fn bundle() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let www = target_dir().join("www");
-            let skip = std::env::var_os("DUMDUM_SKIP_DIST").is_some_and(|v| v == "1");
-            if !(skip && www.join("index.html").exists()) {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let status = Command::new(cargo)
-                    .current_dir(workspace_root())
-                    .args(["xtask", "dist"])
-                    .status()
-                    .map_err(|e| format!("cannot run `cargo xtask dist`: {e}"))?;
-                if !status.success() {
-                    return Err(format!(
-                        "`cargo xtask dist` failed ({status}): the page could not be built"
-                    ));
-                }
-            }
-            if !www.join("index.html").exists() {
-                return Err(format!(
-                    "no page at {}: run `cargo xtask dist`",
-                    www.display()
-                ));
-            }
-            Ok(www)
-        })
-        .clone()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// One bridge instance on a fixed address, so that the next instance can
 /// take the same address (the page's origin) after it is gone.

@@ -8,6 +8,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use dumdum_testkit::{PyPeer, TempDir, free_port, workspace_root};
@@ -23,6 +24,38 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// Builds the page once per test binary (`cargo xtask dist`).
+pub fn bundle() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let www = target_dir().join("www");
+            let skip = std::env::var_os("DUMDUM_SKIP_DIST").is_some_and(|v| v == "1");
+            if !(skip && www.join("index.html").exists()) {
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                let status = Command::new(cargo)
+                    .current_dir(workspace_root())
+                    .args(["xtask", "dist"])
+                    .status()
+                    .map_err(|e| format!("cannot run `cargo xtask dist`: {e}"))?;
+                if !status.success() {
+                    return Err(format!(
+                        "`cargo xtask dist` failed ({status}): the page could not be built"
+                    ));
+                }
+            }
+            if !www.join("index.html").exists() {
+                return Err(format!(
+                    "no page at {}: run `cargo xtask dist`",
+                    www.display()
+                ));
+            }
+            Ok(www)
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `chromedriver` on a free loopback port, killed on drop.
