@@ -17,7 +17,14 @@ const JITTER: f64 = 0.2;
 /// many clients that lost the same bridge from coming back in lockstep, and
 /// never takes a delay outside the 1 s to 60 s range.
 pub fn backoff_delay_ms(attempt: u32, random: f64) -> u64 {
-    let nominal = MIN_DELAY_MS
+    jittered(MIN_DELAY_MS, JITTER, MIN_DELAY_MS, attempt, random)
+}
+
+/// A delay that doubles from `first` up to [`MAX_DELAY_MS`] with `attempt`,
+/// spread by `±jitter` of itself with `random` (uniform in `[0, 1)`;
+/// clamped, and 0.5 when not finite), and kept within `floor..=MAX_DELAY_MS`.
+fn jittered(first: u64, jitter: f64, floor: u64, attempt: u32, random: f64) -> u64 {
+    let nominal = first
         .saturating_mul(1u64 << attempt.min(16))
         .min(MAX_DELAY_MS);
     let r = if random.is_finite() {
@@ -25,9 +32,9 @@ pub fn backoff_delay_ms(attempt: u32, random: f64) -> u64 {
     } else {
         0.5
     };
-    let factor = 1.0 - JITTER + 2.0 * JITTER * r;
-    let jittered = (nominal as f64 * factor).round() as u64;
-    jittered.clamp(MIN_DELAY_MS, MAX_DELAY_MS)
+    let factor = 1.0 - jitter + 2.0 * jitter * r;
+    let delay = (nominal as f64 * factor).round() as u64;
+    delay.clamp(floor, MAX_DELAY_MS)
 }
 
 /// The first delay after the bridge said it is busy (1013).
@@ -42,17 +49,13 @@ const BUSY_JITTER: f64 = 0.5;
 /// [`MAX_DELAY_MS`], spread by ±50% with `random` (uniform in `[0, 1)`),
 /// and never below half the first delay or above a minute.
 pub fn busy_delay_ms(attempt: u32, random: f64) -> u64 {
-    let nominal = BUSY_MIN_DELAY_MS
-        .saturating_mul(1u64 << attempt.min(16))
-        .min(MAX_DELAY_MS);
-    let r = if random.is_finite() {
-        random.clamp(0.0, 1.0)
-    } else {
-        0.5
-    };
-    let factor = 1.0 - BUSY_JITTER + 2.0 * BUSY_JITTER * r;
-    let jittered = (nominal as f64 * factor).round() as u64;
-    jittered.clamp(BUSY_MIN_DELAY_MS / 2, MAX_DELAY_MS)
+    jittered(
+        BUSY_MIN_DELAY_MS,
+        BUSY_JITTER,
+        BUSY_MIN_DELAY_MS / 2,
+        attempt,
+        random,
+    )
 }
 
 /// Reconnect bookkeeping for one chat session.
