@@ -86,26 +86,53 @@ pub fn serve(page: &[Asset], method: &Method, path: &str, headers: &HeaderMap) -
     } else {
         (None, asset.raw)
     };
-    let mut resp = Response::new(if method == Method::HEAD {
+    let cache = crate::headers::cache_control(name);
+    // Files revalidated under one name get an ETag (their content's hash),
+    // so a revalidation costs a 304 and no body.
+    let etag = (cache != crate::headers::CACHE_IMMUTABLE).then(|| etag(asset.raw));
+    let not_modified = etag.as_deref().is_some_and(|tag| {
+        headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|inm| {
+                inm.split(',')
+                    .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == tag)
+            })
+    });
+    let mut resp = Response::new(if method == Method::HEAD || not_modified {
         Body::empty()
     } else {
         Body::from(body)
     });
+    if not_modified {
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    }
     let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        h.insert(header::ETAG, tag);
+    }
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.mime));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if !not_modified {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
     if !asset.gzip.is_empty() || !asset.br.is_empty() {
         h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     if let Some(e) = encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
     }
-    // The page names its scripts, styles and wasm by content hash; only
-    // index.html changes under the same name.
-    if name == "index.html" {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    }
     Some(resp)
+}
+
+/// A strong ETag for `raw`: FNV-1a 64 of the bytes, quoted.
+fn etag(raw: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in raw {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("\"{h:016x}\"")
 }
 
 #[cfg(test)]
@@ -225,6 +252,27 @@ mod tests {
         assert!(body(r).await.is_empty());
         let r = serve(PAGE, &Method::POST, "/", &h).expect("POST");
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn cache_policy_and_revalidation() {
+        let r = get("/", Some("br")).expect("index");
+        assert_eq!(header(&r, header::CACHE_CONTROL), Some("no-cache"));
+        let tag = header(&r, header::ETAG).expect("an ETag").to_owned();
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&tag).unwrap());
+        let r = serve(PAGE, &Method::GET, "/index.html", &h).expect("index");
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert!(body(r).await.is_empty());
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        let r = serve(PAGE, &Method::GET, "/", &h).expect("index");
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = get("/dumdum-1_bg.wasm", None).expect("wasm");
+        // `dumdum-1` carries no 16-digit hash: a short cache.
+        assert_eq!(
+            header(&r, header::CACHE_CONTROL),
+            Some(crate::headers::CACHE_SHORT)
+        );
     }
 
     #[test]

@@ -51,7 +51,37 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/ws", any(ws))
         .fallback(static_files)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            security_headers,
+        ))
         .with_state(app)
+}
+
+/// Adds the security headers (see [`crate::headers`]) to every response:
+/// the page's and the API's. The CSP's WebSocket origin is this bridge's
+/// own origin as the browser sees it, behind trusted proxies too.
+async fn security_headers(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let proxied = req
+        .extensions()
+        .get::<ConnectInfo<ClientAddr>>()
+        .is_some_and(|ConnectInfo(ClientAddr(peer))| client_of(&app, *peer, req.headers()).1);
+    let own = own_origin(req.headers(), app.https, proxied);
+    let mut resp = next.run(req).await;
+    let csp = crate::headers::content_security_policy(own.as_deref());
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static(crate::headers::NOSNIFF),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static(crate::headers::REFERRER_POLICY),
+    );
+    resp
 }
 
 #[derive(Serialize)]
@@ -335,16 +365,33 @@ async fn static_files(State(app): State<Arc<App>>, req: Request) -> Response {
         return crate::assets::serve(page, req.method(), req.uri().path(), req.headers())
             .unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
     }
-    let path = req.uri().path();
+    let path = req.uri().path().to_owned();
     if (path == "/" || path == "/index.html") && !app.config.www.join("index.html").is_file() {
         return Html(NO_PAGE).into_response();
     }
+    // `cargo xtask dist` writes `.br` and `.gz` beside each compressible
+    // file; ServeDir picks one by `Accept-Encoding` (q-values included).
     match ServeDir::new(&app.config.www)
+        .precompressed_br()
         .precompressed_gzip()
         .try_call(req)
         .await
     {
-        Ok(resp) => resp.map(Body::new),
+        Ok(resp) => {
+            let mut resp = resp.map(Body::new);
+            let status = resp.status();
+            if status.is_success() || status == StatusCode::NOT_MODIFIED {
+                let h = resp.headers_mut();
+                h.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(crate::headers::cache_control(&path)),
+                );
+                if crate::headers::compressible(&path) {
+                    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+                }
+            }
+            resp
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }

@@ -24,6 +24,7 @@ pub mod assets;
 mod budget;
 pub mod config;
 mod embedded;
+pub mod headers;
 pub mod http;
 mod link;
 pub mod metrics;
