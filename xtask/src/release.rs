@@ -40,13 +40,13 @@ fn mime(path: &str) -> &'static str {
     }
 }
 
-fn gzip(raw: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn gzip(raw: &[u8]) -> Result<Vec<u8>> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::best());
     enc.write_all(raw)?;
     Ok(enc.finish()?)
 }
 
-fn brotli(raw: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn brotli(raw: &[u8]) -> Result<Vec<u8>> {
     let params = brotli::enc::BrotliEncoderParams {
         quality: 11,
         lgwin: 22,
@@ -108,6 +108,13 @@ fn embed_page(www: &Path, out: &Path) -> Result<(PathBuf, Vec<Sizes>)> {
     );
     let mut sizes = Vec::new();
     for path in files(&www)? {
+        // `dist`'s precompressed copies: the table has its own forms.
+        if [".br", ".gz"].iter().any(|ext| {
+            path.strip_suffix(ext)
+                .is_some_and(|base| www.join(base).is_file())
+        }) {
+            continue;
+        }
         let src = www.join(&path);
         let raw = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
         let form = |ext: &str, bytes: Vec<u8>| -> Result<(String, usize)> {

@@ -93,7 +93,16 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
         cargo()
             .args(["test", "-p", "dumdum-bridge", "--features", "embed-page"])
             .args(["--lib", "assets"])
-            .env("DUMDUM_EMBEDDED_PAGE", page),
+            .env("DUMDUM_EMBEDDED_PAGE", &page),
+        &mut tally,
+    )?;
+    // The same page over HTTP: encodings, cache policy, security headers.
+    run_tests(
+        cargo()
+            .args(["test", "-p", "dumdum-bridge", "--features", "embed-page"])
+            .args(["--test", "serving"])
+            .env("DUMDUM_SKIP_DIST", "1")
+            .env("DUMDUM_EMBEDDED_PAGE", &page),
         &mut tally,
     )?;
     // The browser tests use the bundle just built; the `trunk serve` test
