@@ -37,6 +37,9 @@ pub enum Servers {
     Loaded(Vec<ServerInfo>),
     /// Could not be fetched: the bridge's default server is used.
     Failed(String),
+    /// The bridge did not answer at all (offline, or the bridge is down):
+    /// the page itself came from the service worker's saved copy.
+    Unreachable(String),
 }
 
 /// What the bridge reported about the TLS link to the server.
@@ -210,6 +213,8 @@ pub enum Action {
     ServersLoaded(Vec<ServerInfo>),
     /// `/api/servers` failed.
     ServersFailed(String),
+    /// `/api/servers` got no answer (network error).
+    ServersUnreachable(String),
     /// A connection attempt starts.
     Connecting,
     /// The bridge reached the server.
@@ -429,6 +434,7 @@ impl ChatState {
         match action {
             Action::ServersLoaded(list) => self.servers = Servers::Loaded(list),
             Action::ServersFailed(e) => self.servers = Servers::Failed(e),
+            Action::ServersUnreachable(e) => self.servers = Servers::Unreachable(e),
             Action::Connecting => {
                 self.link = Link::Connecting;
                 self.security = None;

@@ -3,7 +3,7 @@
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use super::{StatusBar, use_chat_context};
+use super::{OfflineNotice, StatusBar, use_chat_context};
 use crate::format::nick_problem;
 use crate::hooks::Command;
 use crate::state::{Link, Servers};
@@ -125,6 +125,7 @@ pub fn ConnectScreen() -> Html {
                         </select>
                     </div>
                 }
+                <OfflineNotice unreachable={matches!(state.servers, Servers::Unreachable(_))} />
                 if let Servers::Failed(e) = &state.servers {
                     <p class="banner info">{ format!("Could not load the server list ({e}); the bridge's default server is used.") }</p>
                 }

@@ -30,7 +30,7 @@ use crate::engine::{
 use crate::format::BridgeAddr;
 use crate::problem::{Probe, Problem};
 use crate::socket::{Socket, SocketEvent};
-use crate::state::{Action, ChatState, ServerInfo};
+use crate::state::{Action, ChatState};
 use crate::storage::{self, NICK_KEY, SERVER_KEY, SESSION_FRAMES_KEY, SESSION_KEY, channel_key};
 
 /// What the page asks of the chat.
@@ -578,21 +578,32 @@ fn on_socket(rc: &Shared, generation: u64, ev: SocketEvent) {
     });
 }
 
-async fn fetch_servers(bridge: Result<BridgeAddr, String>) -> Result<Vec<ServerInfo>, String> {
-    let bridge = bridge?;
+/// The bridge's server list, as the action that records it: loaded,
+/// failed, or unreachable (no answer at all: offline, or the bridge is
+/// down, while the page came from the service worker's saved copy).
+async fn fetch_servers(bridge: Result<BridgeAddr, String>) -> Action {
+    let bridge = match bridge {
+        Ok(b) => b,
+        Err(e) => return Action::ServersFailed(e),
+    };
     let url = bridge.url("/api/servers");
-    let resp = get(&url, web_sys::RequestMode::Cors)
-        .await
-        .ok_or_else(|| format!("{url} did not answer this page"))?;
+    let Some(resp) = get(&url, web_sys::RequestMode::Cors).await else {
+        return Action::ServersUnreachable(format!("{url} did not answer this page"));
+    };
     if !resp.ok() {
-        return Err(format!("HTTP {}", resp.status()));
+        return Action::ServersFailed(format!("HTTP {}", resp.status()));
     }
-    let text = JsFuture::from(resp.text().map_err(|_| "no body".to_owned())?)
-        .await
-        .map_err(|_| "the body could not be read".to_owned())?
-        .as_string()
-        .unwrap_or_default();
-    serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
+    let text = match resp.text() {
+        Ok(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_string()),
+        Err(_) => None,
+    };
+    let Some(text) = text else {
+        return Action::ServersFailed("the body could not be read".to_owned());
+    };
+    match serde_json::from_str(&text) {
+        Ok(list) => Action::ServersLoaded(list),
+        Err(e) => Action::ServersFailed(format!("unexpected answer: {e}")),
+    }
 }
 
 /// The chat: state, commands, and the connection behind them.
@@ -643,10 +654,7 @@ pub fn use_chat() -> ChatContext {
             {
                 let dispatch = dispatch.clone();
                 wasm_bindgen_futures::spawn_local(async move {
-                    match fetch_servers(bridge).await {
-                        Ok(list) => dispatch.dispatch(Action::ServersLoaded(list)),
-                        Err(e) => dispatch.dispatch(Action::ServersFailed(e)),
-                    }
+                    dispatch.dispatch(fetch_servers(bridge).await);
                 });
             }
             move || {
