@@ -217,10 +217,18 @@ mod tests {
         fs::write(www.join("sub/app_bg.wasm"), vec![7u8; 5000]).unwrap();
         // Too small to gain from compression: kept raw only.
         fs::write(www.join("icon.svg"), "<svg/>").unwrap();
+        // `dist`'s precompressed copies are not files of the page; a `.gz`
+        // without its original is.
+        fs::write(www.join("index.html.br"), b"br copy").unwrap();
+        fs::write(www.join("index.html.gz"), b"gz copy").unwrap();
+        fs::write(www.join("notes.gz"), b"a file of its own").unwrap();
         let (page, sizes) = embed_page(&www, &dir.join("embed")).unwrap();
         let table = fs::read_to_string(&page).unwrap();
         let paths: Vec<&str> = sizes.iter().map(|s| s.path.as_str()).collect();
-        assert_eq!(paths, ["icon.svg", "index.html", "sub/app_bg.wasm"]);
+        assert_eq!(
+            paths,
+            ["icon.svg", "index.html", "notes.gz", "sub/app_bg.wasm"]
+        );
         assert_eq!((sizes[0].gzip, sizes[0].br), (0, 0));
         assert!(table.contains("path: \"icon.svg\", mime: \"image/svg+xml\""));
         assert!(table.contains("gzip: b\"\", br: b\"\""));
