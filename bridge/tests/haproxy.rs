@@ -22,6 +22,12 @@
 //! - A SIGKILLed node: its users' resumes reach the other node (before and
 //!   after haproxy marks it DOWN), which answers Again; they log in afresh
 //!   there with the same nick and go on chatting.
+//! - An idle chat lives by haproxy's `timeout tunnel`, not by its short
+//!   `timeout client`/`server`, and the bridge's pings (every 25 s) keep
+//!   the tunnel open past it; a tunnel timeout below the ping interval cuts
+//!   an idle chat, which then resumes on its holder with nothing lost. The
+//!   timeouts are shortened through the environment variables the
+//!   checked-in file reads (its defaults are the production ones).
 //!
 //! Skipped, saying why, when `/usr/sbin/haproxy` is missing, unless
 //! `DUMDUM_REQUIRE_PROXIES` is set (`cargo xtask test` installs haproxy and
@@ -35,15 +41,24 @@ mod lb_kit;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Got, WAIT, expect_notice, http_get};
+use common::{Got, WAIT, WsClient, expect_notice, http_get, off_thread};
 use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice};
-use dumdum_testkit::DumdumServer;
-use dumdum_testkit::proxy::{HAPROXY, Haproxy, present_or_skip};
+use dumdum_testkit::proxy::{HAPROXY, HAPROXY_TIMEOUT_VARS, Haproxy, present_or_skip};
+use dumdum_testkit::{DumdumServer, PyPeer};
 use lb_kit::*;
 
 /// A Python server, two bridge nodes (`extra` arguments for each, by
 /// node) and haproxy in front of them; `None` when the test is skipped.
 fn cluster(test: &str, extra: [&[&str]; 2]) -> Option<(DumdumServer, [Node; 2], Haproxy)> {
+    cluster_with(test, extra, &[])
+}
+
+/// [`cluster`] with environment variables for haproxy's configuration.
+fn cluster_with(
+    test: &str,
+    extra: [&[&str]; 2],
+    env: &[(&str, &str)],
+) -> Option<(DumdumServer, [Node; 2], Haproxy)> {
     if !present_or_skip(HAPROXY, "haproxy", test) {
         return None;
     }
@@ -52,8 +67,15 @@ fn cluster(test: &str, extra: [&[&str]; 2]) -> Option<(DumdumServer, [Node; 2], 
         Node::start("b1", server.addr(), extra[0]),
         Node::start("b2", server.addr(), extra[1]),
     ];
-    let haproxy = Haproxy::start(nodes[0].addr, nodes[1].addr);
+    let haproxy = Haproxy::start_with(nodes[0].addr, nodes[1].addr, env);
     Some((server, nodes, haproxy))
+}
+
+/// haproxy's `timeout client`, `timeout server` and `timeout tunnel` set
+/// to these (in haproxy's format, e.g. `2s`).
+fn timeouts<'a>(client: &'a str, server: &'a str, tunnel: &'a str) -> [(&'a str, &'a str); 3] {
+    let [c, s, t] = HAPROXY_TIMEOUT_VARS;
+    [(c, client), (s, server), (t, tunnel)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,4 +373,127 @@ async fn the_origin_seen_through_haproxy_is_the_one_the_browser_used() {
     let https = format!("https://{}", haproxy.addr);
     let refused = ws_from(52, haproxy.addr, "/ws", &[("Origin", &https)]).await;
     assert_eq!(refused.err(), Some(403));
+}
+
+/// Reads `c` (answering the bridge's pings, as a browser does) until it has
+/// heard nothing but pings for `idle`; returns how long that took. Panics
+/// if the connection ends or closes meanwhile, or if it never goes quiet
+/// for that long within `2 * idle + WAIT`.
+async fn stay_idle(c: &mut WsClient, who: &str, idle: Duration) -> Duration {
+    let start = Instant::now();
+    let bound = start + 2 * idle + WAIT;
+    let mut last = Instant::now();
+    loop {
+        let now = Instant::now();
+        assert!(now < bound, "{who}: never quiet for {idle:?}");
+        let Some(left) = (last + idle).checked_duration_since(now) else {
+            return start.elapsed();
+        };
+        // In short slices: a ping restarts `next_within`'s wait.
+        match c.next_within(left.min(Duration::from_secs(5))).await {
+            None => {}
+            // Acks and other notices, or a late frame: activity.
+            Some(Got::Text(_) | Got::Frame(..)) => last = Instant::now(),
+            Some(Got::Close(code, reason)) => panic!(
+                "{who}: closed ({code} {reason}) after {:?} of quiet",
+                last.elapsed()
+            ),
+            Some(Got::Ended) => panic!(
+                "{who}: cut without a close frame after {:?} of quiet",
+                last.elapsed()
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_chat_outlives_haproxys_client_and_server_timeouts_and_its_pings_keep_the_tunnel() {
+    // Client and server timeouts far below the idle time, and a tunnel
+    // timeout above the bridge's ping interval (25 s) as in the checked-in
+    // file (90 s), but short enough to wait past.
+    const TUNNEL: Duration = Duration::from_secs(30);
+    const IDLE: Duration = Duration::from_secs(38);
+    let env = timeouts("2s", "2s", "30s");
+    let Some((_server, _nodes, haproxy)) =
+        cluster_with("the haproxy idle tunnel test", [&[], &[]], &env)
+    else {
+        return;
+    };
+    let (mut a, node_a) = new_session(60, haproxy.addr).await;
+    a.login("idle-a").await;
+    let (mut b, node_b) = new_session(61, haproxy.addr).await;
+    b.login("idle-b").await;
+    // Both say nothing for longer than every timeout, the tunnel's
+    // included: only the bridge's pings and the answers cross haproxy.
+    let (quiet_a, quiet_b) = tokio::join!(
+        stay_idle(&mut a, "idle-a", IDLE),
+        stay_idle(&mut b, "idle-b", IDLE)
+    );
+    eprintln!(
+        "idle chat through haproxy (timeout client/server 2 s, tunnel {} s): \
+         {node_a} and {node_b} quiet for {IDLE:?}, waited {quiet_a:.1?} and {quiet_b:.1?}",
+        TUNNEL.as_secs()
+    );
+    // The same WebSockets (no resume) still carry the chat both ways.
+    a.say("general", "still here after the quiet").await;
+    b.expect_message("still here after the quiet").await;
+    a.expect_message("still here after the quiet").await;
+    b.say("general", "me too").await;
+    a.expect_message("me too").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_haproxys_tunnel_timeout_an_idle_chat_is_cut_and_resumes_on_its_holder() {
+    // A tunnel timeout below the bridge's ping interval (25 s): what a
+    // misconfigured proxy does to an idle chat.
+    let env = timeouts("2s", "2s", "3s");
+    let Some((server, _nodes, haproxy)) =
+        cluster_with("the haproxy tunnel timeout test", [&[], &[]], &env)
+    else {
+        return;
+    };
+    let (mut c, node) = new_session(62, haproxy.addr).await;
+    c.login("cut-idle").await;
+    let quiet = Instant::now();
+    // haproxy cuts it: no close frame, the TCP connection just ends.
+    let cut = loop {
+        match c.next_within(WAIT).await {
+            Some(Got::Ended) => break quiet.elapsed(),
+            Some(Got::Close(code, reason)) => panic!("closed with {code} {reason}, not cut"),
+            None => panic!("an idle chat was not cut within {WAIT:?} by a 3 s tunnel timeout"),
+            Some(_) => {}
+        }
+    };
+    eprintln!("haproxy (timeout tunnel 3 s) cut an idle chat after {cut:.1?}");
+    let (key, received) = (c.key.clone().unwrap(), c.received);
+    drop(c);
+    // Meanwhile a user of the reference client posts.
+    let addr = server.addr();
+    let peer = off_thread(move || {
+        let mut p = PyPeer::connect(addr, "cut-poster", None);
+        assert!(p.expect_auth(), "cut-poster logged in");
+        p.send("general", "posted while cut");
+        p.expect_message("posted while cut");
+        p
+    })
+    .await;
+    // The page resumes at /ws?node=<its node>: the bridge held the session
+    // (a connection lost without a close frame) and replays what it missed.
+    let mut back = ws_from(62, haproxy.addr, &resume_path(&node), &[])
+        .await
+        .expect("upgrade");
+    let h = back.restart(&key, received).await;
+    assert_eq!(h.state(), HandshakeState::Success, "{h:?}");
+    assert_eq!(h.resumed, Some(true), "{h:?}");
+    assert_eq!(node_of(&h), node);
+    let m = back.expect_message("posted while cut").await;
+    assert_eq!(m.nick, "cut-poster");
+    back.say("general", "back after the cut").await;
+    let m = back.expect_message("back after the cut").await;
+    assert_eq!(m.nick, "cut-idle");
+    off_thread(move || {
+        let mut peer = peer;
+        peer.expect_message("back after the cut");
+    })
+    .await;
 }

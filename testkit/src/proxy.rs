@@ -234,6 +234,15 @@ pub const LISTEN_VAR: &str = "DUMDUM_LISTEN";
 /// See [`LISTEN_VAR`].
 pub const NODE_VARS: [(&str, &str); 2] = [("b1", "DUMDUM_B1"), ("b2", "DUMDUM_B2")];
 
+/// The environment variables that override `deploy/haproxy.cfg`'s
+/// `timeout client`, `timeout server` and `timeout tunnel` (30s, 30s and
+/// 90s when unset), in haproxy's time format (`2s`, `500ms`).
+pub const HAPROXY_TIMEOUT_VARS: [&str; 3] = [
+    "DUMDUM_TIMEOUT_CLIENT",
+    "DUMDUM_TIMEOUT_SERVER",
+    "DUMDUM_TIMEOUT_TUNNEL",
+];
+
 /// `haproxy -db -f deploy/haproxy.cfg` on 127.0.0.1:<free>, in front of the
 /// bridges `b1` and `b2`. Killed on drop.
 #[derive(Debug)]
@@ -253,6 +262,12 @@ impl Haproxy {
     /// Starts it with `b1` and `b2` at these addresses; returns once it
     /// listens.
     pub fn start(b1: SocketAddr, b2: SocketAddr) -> Haproxy {
+        Self::start_with(b1, b2, &[])
+    }
+
+    /// Like [`Haproxy::start`], with more environment variables for the
+    /// configuration (such as [`HAPROXY_TIMEOUT_VARS`]).
+    pub fn start_with(b1: SocketAddr, b2: SocketAddr, env: &[(&str, &str)]) -> Haproxy {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = Command::new(HAPROXY);
         cmd.arg("-db")
@@ -260,7 +275,8 @@ impl Haproxy {
             .arg(Self::config_path())
             .env(LISTEN_VAR, addr.to_string())
             .env(NODE_VARS[0].1, b1.to_string())
-            .env(NODE_VARS[1].1, b2.to_string());
+            .env(NODE_VARS[1].1, b2.to_string())
+            .envs(env.iter().copied());
         let mut daemon = Daemon::spawn(cmd, "haproxy");
         daemon.wait_port(addr, Duration::from_secs(30));
         Haproxy { addr, daemon }
