@@ -16,7 +16,16 @@
 //!   per second of wall time) and the latency post → own copy back.
 //! - **One-client round trip**: post → own copy back, p50 and p99.
 //!
-//! Direct and bridge rounds alternate (A B A B …) so that a noisy neighbour
+//! Three comparisons (cases): the Python server direct vs through the
+//! bridge; the embedded server direct vs through the bridge; and, for
+//! several bridges (issue 8), one bridge direct vs Debian's `haproxy` with
+//! the checked-in `deploy/haproxy.cfg` in front of two more release bridges
+//! (`--node b1`, `--node b2`, both relaying to the same Python server, so
+//! that clients on either node share the channel). The "one bridge" path
+//! is node `b1` itself. The haproxy case is skipped, saying so, when
+//! `/usr/sbin/haproxy` is missing (unless `--server haproxy` asks for it).
+//!
+//! The two paths of a case alternate (A B A B …) so that a noisy neighbour
 //! hurts both. Figures are printed, never asserted: the command fails only
 //! on a functional failure (a message lost, a client not logged in, a
 //! process that does not start).
@@ -25,6 +34,7 @@
 //! release build, so that the clients' own CPU cost (codec, WebSocket
 //! framing) is that of optimised code, as in a browser or a native client.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,22 +64,33 @@ const CHANNEL: &str = "general";
 const CONTENT_LEN: usize = 64;
 /// Set in the environment of the release build this command re-runs.
 const INNER_ENV: &str = "DUMDUM_XTASK_BENCH_INNER";
+/// The cases, as `--server` names them.
+const CASES: [&str; 3] = ["python", "embedded", "haproxy"];
+/// Debian's haproxy (`cargo xtask setup` installs it).
+const HAPROXY: &str = "/usr/sbin/haproxy";
+/// The nodes behind haproxy: their `--node` names, as `deploy/haproxy.cfg`
+/// names its servers, and the variables it reads their addresses from.
+const NODES: [(&str, &str); 2] = [("b1", "DUMDUM_B1"), ("b2", "DUMDUM_B2")];
 
 pub(crate) const USAGE: &str = "\
 usage: cargo xtask bench [--rounds N] [--quick] [--rtt-posts N] [--client-threads N]
-                         [--server python|embedded] [--bridge PATH]
+                         [--server python|embedded|haproxy] [--bridge PATH]
 
 End to end, on loopback: the Python dumdum-server (.venv) and the release
 dumdum-bridge (upstream `py` and its embedded server `local`); clients are
 tokio tasks speaking dumdum over TCP (direct) or through the bridge's
 WebSocket. Direct and bridge rounds alternate; medians, ranges and the ratio
-bridge/direct are printed (never asserted).
+bridge/direct are printed (never asserted). Then several bridges: haproxy
+(deploy/haproxy.cfg) in front of two bridges b1 and b2 on the Python
+server, against b1 alone, alternating likewise (skipped when
+/usr/sbin/haproxy is missing).
 
   --rounds N          measured rounds per path and case (default 3)
   --quick             a smoke run: 1 round, 1/5 of the posts
   --rtt-posts N       posts per one-client round trip round (default 2000)
   --client-threads N  tokio worker threads for the clients (default 1)
-  --server NAME       only this server: `python` or `embedded` (default both)
+  --server NAME       only this case: `python`, `embedded` or `haproxy`
+                      (default all three)
   --bridge PATH       run this dumdum-bridge binary instead of building
                       target/release/dumdum-bridge (to compare two builds)
   --help              this text
@@ -84,7 +105,7 @@ struct Opts {
     quick: bool,
     rtt_posts: usize,
     client_threads: usize,
-    /// Only this server (`python` or `embedded`).
+    /// Only this case (`python`, `embedded` or `haproxy`).
     server: Option<String>,
     /// A bridge binary to run instead of the release build.
     bridge: Option<PathBuf>,
@@ -132,10 +153,12 @@ impl Opts {
                     o.bridge = Some(PathBuf::from(v));
                 }
                 "--server" => {
-                    let v = it.next().context("--server needs `python` or `embedded`")?;
+                    let v = it
+                        .next()
+                        .context("--server needs `python`, `embedded` or `haproxy`")?;
                     ensure!(
-                        v == "python" || v == "embedded",
-                        "--server {v}: expected `python` or `embedded`"
+                        CASES.contains(&v.as_str()),
+                        "--server {v}: expected `python`, `embedded` or `haproxy`"
                     );
                     o.server = Some(v.clone());
                 }
@@ -148,8 +171,13 @@ impl Opts {
         Ok(o)
     }
 
-    /// The fan-out cases: (clients, posts per client).
-    fn cases(&self) -> [(usize, usize); 2] {
+    /// Whether `case` runs (`--server` picks one).
+    fn runs(&self, case: &str) -> bool {
+        self.server.as_deref().is_none_or(|only| only == case)
+    }
+
+    /// The fan-out sizes: (clients, posts per client).
+    fn sizes(&self) -> [(usize, usize); 2] {
         if self.quick {
             [(10, 40), (50, 8)]
         } else {
@@ -253,6 +281,91 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     bridge.wait_for_port(http)?;
     bridge.wait_for_port(embedded)?;
 
+    // Several bridges: b1 and b2 on the same Python server, haproxy in front.
+    let with_lb = opts.runs("haproxy") && {
+        let present = Path::new(HAPROXY).exists();
+        ensure!(
+            present || opts.server.is_none(),
+            "--server haproxy: {HAPROXY} is missing (`cargo xtask setup` installs it)"
+        );
+        if !present {
+            eprintln!(
+                "SKIPPING the haproxy case: {HAPROXY} is missing (`cargo xtask setup` installs it)"
+            );
+        }
+        present
+    };
+    let mut lb_procs = Vec::new();
+    let mut lb = None;
+    let mut lb_lines = Vec::new();
+    if with_lb {
+        let mut nodes = Vec::new();
+        for (name, _) in NODES {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            let args: Vec<String> = vec![
+                "--listen".into(),
+                addr.to_string(),
+                "--node".into(),
+                name.into(),
+                "--trusted-proxy".into(),
+                "127.0.0.1/32".into(),
+                "--upstream".into(),
+                format!("py={py_addr}"),
+                "--max-sessions-per-ip".into(),
+                "100000".into(),
+                "--www".into(),
+                target.join("www").display().to_string(),
+            ];
+            lb_lines.push(format!(
+                "node {name}: {} {} (RUST_LOG=warn)",
+                rel(&root, &bridge_exe),
+                args.join(" ")
+            ));
+            let mut p = Proc::spawn(
+                name,
+                Command::new(&bridge_exe)
+                    .args(&args)
+                    .env("RUST_LOG", "warn"),
+                &logs.join(format!("dumdum-bridge-{name}.log")),
+            )?;
+            p.wait_for_port(addr)?;
+            nodes.push(addr);
+            lb_procs.push(p);
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let cfg = root.join("deploy/haproxy.cfg");
+        let mut cmd = Command::new(HAPROXY);
+        cmd.arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .env("DUMDUM_LISTEN", addr.to_string());
+        for ((_, var), node) in NODES.iter().zip(&nodes) {
+            cmd.env(var, node.to_string());
+        }
+        let version = Command::new(HAPROXY)
+            .arg("-v")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        lb_lines.push(format!(
+            "haproxy: {HAPROXY} -db -f {} ({version}), DUMDUM_LISTEN={addr}",
+            rel(&root, &cfg)
+        ));
+        let mut p = Proc::spawn("haproxy", &mut cmd, &logs.join("haproxy.log"))?;
+        p.wait_for_port(addr)?;
+        lb_procs.push(p);
+        lb = Some(Lb {
+            haproxy: addr,
+            nodes: [nodes[0], nodes[1]],
+        });
+    }
+
     let version = Command::new(venv.join("bin/python"))
         .args([
             "-c",
@@ -262,11 +375,29 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let mut bridges = vec![bridge.child.id()];
+    bridges.extend(
+        lb_procs
+            .iter()
+            .filter(|p| p.name != "haproxy")
+            .map(|p| p.child.id()),
+    );
+    let haproxy_pid: Vec<u32> = lb_procs
+        .iter()
+        .filter(|p| p.name == "haproxy")
+        .map(|p| p.child.id())
+        .collect();
     let env = Env {
         py: py_addr,
         http,
         embedded,
-        pids: [bridge.child.id(), server.child.id(), std::process::id()],
+        lb,
+        pids: [
+            bridges,
+            vec![server.child.id()],
+            haproxy_pid,
+            vec![std::process::id()],
+        ],
     };
     let mut header = String::new();
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
@@ -293,9 +424,12 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         rel(&root, &bridge_exe),
         bridge_args.join(" ")
     );
+    for l in &lb_lines {
+        let _ = writeln!(header, "{l}");
+    }
     let _ = writeln!(
         header,
-        "rounds:  {} per path and case, direct and bridge alternating; content {CONTENT_LEN} bytes",
+        "rounds:  {} per path and case, the two paths of a case alternating; content {CONTENT_LEN} bytes",
         opts.rounds
     );
 
@@ -321,7 +455,10 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     });
     drop(rt);
     // Functional failures may come from a process that died: say so.
-    for p in [&mut bridge, &mut server] {
+    for p in [&mut bridge, &mut server]
+        .into_iter()
+        .chain(lb_procs.iter_mut())
+    {
         if let Some(status) = p.exited() {
             eprintln!(
                 "{} exited with {status} during the bench (log: {})",
@@ -338,62 +475,123 @@ struct Env {
     py: SocketAddr,
     http: SocketAddr,
     embedded: SocketAddr,
-    /// Processes whose CPU time is measured: the bridge, the Python server,
-    /// this one (the clients).
-    pids: [u32; 3],
+    /// haproxy and its two nodes, when the haproxy case runs.
+    lb: Option<Lb>,
+    /// Processes whose CPU time is measured, by column: the bridges, the
+    /// Python server, haproxy, this one (the clients).
+    pids: [Vec<u32>; 4],
 }
 
-/// How a client reaches a server.
+/// haproxy in front of two bridge nodes.
+#[derive(Debug, Clone, Copy)]
+struct Lb {
+    haproxy: SocketAddr,
+    /// b1 and b2 (HTTP).
+    nodes: [SocketAddr; 2],
+}
+
+/// How a client reaches a server: dumdum over TCP, or a bridge's
+/// WebSocket (straight or through haproxy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Direct,
-    Bridge,
+enum Via {
+    Tcp,
+    Ws,
+}
+
+/// One of the two paths a case compares.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    name: &'static str,
+    via: Via,
+    /// The server's TCP address, or the bridge's (or haproxy's) HTTP one.
+    addr: SocketAddr,
 }
 
 impl Route {
     fn name(self) -> &'static str {
-        match self {
-            Route::Direct => "direct",
-            Route::Bridge => "bridge",
-        }
+        self.name
     }
 }
 
-/// One of the two servers: its TCP address and its name at the bridge.
-#[derive(Debug, Clone, Copy)]
-struct Server {
+/// A comparison: one server reached two ways (A, then B).
+#[derive(Debug, Clone)]
+struct Case {
     label: &'static str,
-    tcp: SocketAddr,
+    /// The server's name at the bridge.
     name: &'static str,
+    routes: [Route; 2],
+    /// The bridges whose sessions must all have ended between rounds.
+    bridges: Vec<SocketAddr>,
+    /// What issue 11 expects of B/A (fan-out, by clients) and of B - A
+    /// (round trip); `None`: no target, the figure is shown.
+    expect_fan: fn(usize) -> Option<&'static str>,
+    expect_rtt: Option<&'static str>,
 }
 
 async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
-    check_servers(env).await?;
-    let servers = [
-        Server {
+    check_servers(env.http, &["py", "local"]).await?;
+    let direct = |addr| Route {
+        name: "direct",
+        via: Via::Tcp,
+        addr,
+    };
+    let bridge = Route {
+        name: "bridge",
+        via: Via::Ws,
+        addr: env.http,
+    };
+    let mut cases = vec![
+        Case {
             label: "python",
-            tcp: env.py,
             name: "py",
+            routes: [direct(env.py), bridge],
+            bridges: vec![env.http],
+            expect_fan: |_| Some("≥ 0.9"),
+            expect_rtt: None,
         },
-        Server {
+        Case {
             label: "embedded",
-            tcp: env.embedded,
             name: "local",
+            routes: [direct(env.embedded), bridge],
+            bridges: vec![env.http],
+            expect_fan: |clients| Some(if clients == 10 { "≥ 0.8" } else { "≥ 0.7" }),
+            expect_rtt: Some("≤ 50 µs"),
         },
     ];
-    let servers: Vec<Server> = servers
-        .into_iter()
-        .filter(|s| opts.server.as_deref().is_none_or(|only| only == s.label))
-        .collect();
+    if let Some(lb) = env.lb {
+        for node in lb.nodes {
+            check_servers(node, &["py"]).await?;
+        }
+        cases.push(Case {
+            label: "haproxy",
+            name: "py",
+            routes: [
+                Route {
+                    name: "1 bridge",
+                    via: Via::Ws,
+                    addr: lb.nodes[0],
+                },
+                Route {
+                    name: "haproxy",
+                    via: Via::Ws,
+                    addr: lb.haproxy,
+                },
+            ],
+            bridges: lb.nodes.to_vec(),
+            expect_fan: |_| None,
+            expect_rtt: None,
+        });
+    }
+    let cases: Vec<Case> = cases.into_iter().filter(|c| opts.runs(c.label)).collect();
     let mut ctx = Ctx {
-        http: env.http,
         run: std::process::id() % 100_000,
         round: 0,
-        pids: env.pids,
+        pids: env.pids.clone(),
+        nodes: BTreeMap::new(),
     };
     // Warm-up (connections, allocators, caches), not reported.
-    for &s in &servers {
-        for p in [Route::Direct, Route::Bridge] {
+    for s in &cases {
+        for p in s.routes {
             eprintln!("warm-up: {} via {}", s.label, p.name());
             fanout_round(&mut ctx, s, p, 10, 10).await?;
             rtt_round(&mut ctx, s, p, 50).await?;
@@ -401,11 +599,11 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
     }
     let mut fan = Vec::new();
     let mut rtt = Vec::new();
-    for &s in &servers {
-        for (clients, posts) in opts.cases() {
+    for s in &cases {
+        for (clients, posts) in opts.sizes() {
             let mut rows = [Vec::new(), Vec::new()];
             for r in 0..opts.rounds {
-                for (i, p) in [Route::Direct, Route::Bridge].into_iter().enumerate() {
+                for (i, p) in s.routes.into_iter().enumerate() {
                     eprintln!(
                         "fan-out {} {clients}x{posts} via {}, round {}/{}",
                         s.label,
@@ -416,11 +614,11 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
                     rows[i].push(fanout_round(&mut ctx, s, p, clients, posts).await?);
                 }
             }
-            fan.push((s, clients, posts, rows));
+            fan.push((s.clone(), clients, posts, rows));
         }
         let mut rows = [Vec::new(), Vec::new()];
         for r in 0..opts.rounds {
-            for (i, p) in [Route::Direct, Route::Bridge].into_iter().enumerate() {
+            for (i, p) in s.routes.into_iter().enumerate() {
                 eprintln!(
                     "round trip {} via {}, round {}/{}",
                     s.label,
@@ -431,18 +629,28 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
                 rows[i].push(rtt_round(&mut ctx, s, p, opts.rtt_posts).await?);
             }
         }
-        rtt.push((s, rows));
+        rtt.push((s.clone(), rows));
     }
-    println!("{}", report(&header, opts, &fan, &rtt));
+    let mut spread = String::new();
+    if !ctx.nodes.is_empty() {
+        let per: Vec<String> = ctx.nodes.iter().map(|(n, c)| format!("{n} {c}")).collect();
+        let _ = writeln!(
+            spread,
+            "Sessions per node through haproxy (all rounds, warm-up included): {}",
+            per.join(", ")
+        );
+    }
+    println!("{}{spread}", report(&header, opts, &fan, &rtt));
     Ok(())
 }
 
 /// State shared by the rounds: unique nicks and content tags.
 struct Ctx {
-    http: SocketAddr,
     run: u32,
     round: u32,
-    pids: [u32; 3],
+    pids: [Vec<u32>; 4],
+    /// Sessions through haproxy, by the node that named itself.
+    nodes: BTreeMap<String, usize>,
 }
 
 impl Ctx {
@@ -452,15 +660,30 @@ impl Ctx {
         format!("b{}r{}", self.run, self.round)
     }
 
-    /// CPU time so far of the bridge, the Python server and the clients.
-    fn cpu(&self) -> [Option<u64>; 3] {
-        self.pids.map(cpu_ns)
+    /// Counts a session through haproxy on the node it landed on.
+    fn count_node(&mut self, node: &Option<String>, path: Route) {
+        if path.name == "haproxy" {
+            let node = node.clone().unwrap_or_else(|| "(no node)".into());
+            *self.nodes.entry(node).or_default() += 1;
+        }
+    }
+
+    /// CPU time so far of the bridges, the Python server, haproxy and the
+    /// clients (`None` for a column without a process).
+    fn cpu(&self) -> [Option<u64>; 4] {
+        std::array::from_fn(|i| {
+            let pids = &self.pids[i];
+            if pids.is_empty() {
+                return None;
+            }
+            pids.iter().map(|&p| cpu_ns(p)).sum()
+        })
     }
 }
 
 /// CPU time between two [`Ctx::cpu`] readings, in µs per `per` (a delivery
-/// or a post): the bridge, the Python server, the clients.
-fn cpu_per(before: [Option<u64>; 3], after: [Option<u64>; 3], per: usize) -> [Option<f64>; 3] {
+/// or a post): the bridges, the Python server, haproxy, the clients.
+fn cpu_per(before: [Option<u64>; 4], after: [Option<u64>; 4], per: usize) -> [Option<f64>; 4] {
     std::array::from_fn(|i| match (before[i], after[i]) {
         (Some(b), Some(a)) if per > 0 => Some(a.saturating_sub(b) as f64 / 1000.0 / per as f64),
         _ => None,
@@ -486,14 +709,17 @@ fn cpu_ns(pid: u32) -> Option<u64> {
     Some(sum)
 }
 
-/// The bridge offers `py` and `local`.
-async fn check_servers(env: &Env) -> Result<()> {
-    let (status, body) = http_get(env.http, "/api/servers").await?;
-    ensure!(status == 200, "GET /api/servers answered {status}");
-    for name in ["\"py\"", "\"local\""] {
+/// The bridge at `http` offers these servers.
+async fn check_servers(http: SocketAddr, names: &[&str]) -> Result<()> {
+    let (status, body) = http_get(http, "/api/servers").await?;
+    ensure!(
+        status == 200,
+        "GET /api/servers at {http} answered {status}"
+    );
+    for name in names {
         ensure!(
-            body.contains(name),
-            "the bridge does not offer {name}: /api/servers = {body}"
+            body.contains(&format!("\"{name}\"")),
+            "the bridge at {http} does not offer {name:?}: /api/servers = {body}"
         );
     }
     Ok(())
@@ -505,8 +731,8 @@ struct FanRound {
     deliveries_per_s: f64,
     p50: Duration,
     p99: Duration,
-    /// CPU µs per delivery: the bridge process, the Python server, the clients.
-    cpu: [Option<f64>; 3],
+    /// CPU µs per delivery: the bridges, the Python server, haproxy, the clients.
+    cpu: [Option<f64>; 4],
 }
 
 /// Figures of one round-trip round.
@@ -514,36 +740,35 @@ struct FanRound {
 struct RttRound {
     p50: Duration,
     p99: Duration,
-    /// CPU µs per post: the bridge process, the Python server, the clients.
-    cpu: [Option<f64>; 3],
+    /// CPU µs per post: the bridges, the Python server, haproxy, the clients.
+    cpu: [Option<f64>; 4],
 }
 
 async fn fanout_round(
     ctx: &mut Ctx,
-    server: Server,
+    server: &Case,
     path: Route,
     clients: usize,
     posts: usize,
 ) -> Result<FanRound> {
     let tag = ctx.next_tag();
-    let http = ctx.http;
+    let name = server.name;
     // Everyone logs in before the clock starts.
     let mut logins = Vec::with_capacity(clients);
     for i in 0..clients {
         let nick = format!("{tag}c{i}");
         logins.push(tokio::spawn(async move {
-            Conn::login(server, path, http, &nick)
-                .await
-                .map(|c| (c, nick))
+            Conn::login(name, path, &nick).await.map(|c| (c, nick))
         }));
     }
     let mut conns = Vec::with_capacity(clients);
     for (i, l) in logins.into_iter().enumerate() {
-        let c = l
+        let (c, nick) = l
             .await
             .context("login task")?
             .with_context(|| format!("client {i} of {clients} did not log in"))?;
-        conns.push(c);
+        ctx.count_node(&c.0, path);
+        conns.push((c.1, nick));
     }
     let total = clients * posts;
     let cpu0 = ctx.cpu();
@@ -571,7 +796,7 @@ async fn fanout_round(
     for c in conns {
         c.close().await;
     }
-    settle(http).await?;
+    settle(&server.bridges).await?;
     lat.sort_unstable();
     Ok(FanRound {
         deliveries_per_s: (total * clients) as f64 / wall.as_secs_f64(),
@@ -644,12 +869,13 @@ async fn fanout_client(
     Ok((conn, lat))
 }
 
-async fn rtt_round(ctx: &mut Ctx, server: Server, path: Route, posts: usize) -> Result<RttRound> {
+async fn rtt_round(ctx: &mut Ctx, server: &Case, path: Route, posts: usize) -> Result<RttRound> {
     let tag = ctx.next_tag();
     let nick = format!("{tag}c0");
-    let mut conn = Conn::login(server, path, ctx.http, &nick)
+    let (node, mut conn) = Conn::login(server.name, path, &nick)
         .await
         .with_context(|| format!("{} via {}: login", server.label, path.name()))?;
+    ctx.count_node(&node, path);
     let me = format!("{tag}:0.");
     let mut lat = Vec::with_capacity(posts);
     let cpu0 = ctx.cpu();
@@ -672,7 +898,7 @@ async fn rtt_round(ctx: &mut Ctx, server: Server, path: Route, posts: usize) -> 
     }
     let cpu = cpu_per(cpu0, ctx.cpu(), posts);
     conn.close().await;
-    settle(ctx.http).await?;
+    settle(&server.bridges).await?;
     lat.sort_unstable();
     Ok(RttRound {
         p50: percentile(&lat, 50.0).unwrap_or_default(),
@@ -690,22 +916,24 @@ fn content(me: &str, seq: usize) -> String {
     c
 }
 
-/// Waits until the bridge has ended every session of the round (its
+/// Waits until the bridges have ended every session of the round (their
 /// upstream connections are gone), so rounds do not overlap.
-async fn settle(http: SocketAddr) -> Result<()> {
+async fn settle(bridges: &[SocketAddr]) -> Result<()> {
     let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, body) = http_get(http, "/metrics").await?;
-        let active = metric(&body, "dumdum_bridge_sessions_active").unwrap_or(0.0);
-        if active == 0.0 {
-            break;
+    for &http in bridges {
+        loop {
+            let (_, body) = http_get(http, "/metrics").await?;
+            let active = metric(&body, "dumdum_bridge_sessions_active").unwrap_or(0.0);
+            if active == 0.0 {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the bridge at {http} still has {active} sessions {} s after the round",
+                WAIT.as_secs()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        ensure!(
-            Instant::now() < deadline,
-            "the bridge still has {active} sessions {} s after the round",
-            WAIT.as_secs()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Servers notice closed connections within a loop turn or two.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -731,23 +959,28 @@ enum Conn {
 
 impl Conn {
     /// Connects and logs in as `nick`: HELLO, HELLO (no TLS), AUTHENTICATE,
-    /// ACK(1). Through the bridge the session handshake comes first.
-    async fn login(server: Server, path: Route, http: SocketAddr, nick: &str) -> Result<Conn> {
-        let target = match path {
-            Route::Direct => server.tcp,
-            Route::Bridge => http,
-        };
+    /// ACK(1). Through a bridge the session handshake for server `name`
+    /// comes first. Returns the node the bridge named, if any, and the
+    /// connection.
+    async fn login(name: &str, path: Route, nick: &str) -> Result<(Option<String>, Conn)> {
+        let target = path.addr;
         let tcp = tokio::time::timeout(WAIT, TcpStream::connect(target))
             .await
             .with_context(|| format!("connecting to {target} timed out"))?
             .with_context(|| format!("connecting to {target}"))?;
         tcp.set_nodelay(true).context("TCP_NODELAY")?;
-        let mut conn = match path {
-            Route::Direct => Conn::Tcp {
-                stream: tcp,
-                decoder: Box::default(),
-            },
-            Route::Bridge => Conn::Ws(Box::new(ws_session(tcp, http, server.name).await?)),
+        let (node, mut conn) = match path.via {
+            Via::Tcp => (
+                None,
+                Conn::Tcp {
+                    stream: tcp,
+                    decoder: Box::default(),
+                },
+            ),
+            Via::Ws => {
+                let (ws, node) = ws_session(tcp, target, name).await?;
+                (node, Conn::Ws(Box::new(ws)))
+            }
         };
         let step = async {
             conn.send(&ClientMessage::Hello { version: 2 }).await?;
@@ -765,7 +998,7 @@ impl Conn {
         tokio::time::timeout(WAIT, step)
             .await
             .context("logging in timed out")??;
-        Ok(conn)
+        Ok((node, conn))
     }
 
     async fn post(&mut self, content: &str) -> Result<()> {
@@ -851,12 +1084,12 @@ impl Conn {
 }
 
 /// The WebSocket upgrade and the session handshake for server `name`:
-/// Start → Again → Restart → Success.
+/// Start → Again → Restart → Success. Returns the node Success names.
 async fn ws_session(
     tcp: TcpStream,
     http: SocketAddr,
     name: &str,
-) -> Result<WebSocketStream<TcpStream>> {
+) -> Result<(WebSocketStream<TcpStream>, Option<String>)> {
     let mut req = format!("ws://{http}/ws")
         .into_client_request()
         .context("the WebSocket request")?;
@@ -891,7 +1124,7 @@ async fn ws_session(
         ok.state() == HandshakeState::Success,
         "expected Success, got {ok:?}"
     );
-    Ok(ws)
+    Ok((ws, ok.node))
 }
 
 pub(crate) async fn next_handshake(ws: &mut WebSocketStream<TcpStream>) -> Result<Handshake> {
@@ -1070,34 +1303,32 @@ fn fmt_opt(x: Option<f64>, decimals: usize) -> String {
     x.map_or_else(|| "-".into(), |x| format!("{x:.decimals$}"))
 }
 
-/// The issue's expectation for a bridge/direct ratio (printed, not checked).
-fn expected_ratio(server: &str, clients: usize) -> &'static str {
-    match (server, clients) {
-        ("python", _) => "≥ 0.9",
-        (_, 10) => "≥ 0.8",
-        _ => "≥ 0.7",
-    }
-}
-
-/// The median of each of the three CPU figures over rounds.
-fn median_cpu(rounds: impl Iterator<Item = [Option<f64>; 3]>) -> [Option<f64>; 3] {
-    let all: Vec<[Option<f64>; 3]> = rounds.collect();
+/// The median of each of the four CPU figures over rounds.
+fn median_cpu(rounds: impl Iterator<Item = [Option<f64>; 4]>) -> [Option<f64>; 4] {
+    let all: Vec<[Option<f64>; 4]> = rounds.collect();
     std::array::from_fn(|i| median(&all.iter().filter_map(|c| c[i]).collect::<Vec<_>>()))
 }
 
 type FanRows = [Vec<FanRound>; 2];
 type RttRows = [Vec<RttRound>; 2];
 
+impl Case {
+    /// "B/A", e.g. `bridge/direct`.
+    fn ratio_name(&self) -> String {
+        format!("{}/{}", self.routes[1].name, self.routes[0].name)
+    }
+}
+
 fn report(
     header: &str,
     opts: &Opts,
-    fan: &[(Server, usize, usize, FanRows)],
-    rtt: &[(Server, RttRows)],
+    fan: &[(Case, usize, usize, FanRows)],
+    rtt: &[(Case, RttRows)],
 ) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "\n== cargo xtask bench: direct TCP vs through the bridge =="
+        "\n== cargo xtask bench: direct TCP vs through the bridge; one bridge vs haproxy + 2 bridges =="
     );
     o.push_str(header);
     let _ = writeln!(
@@ -1105,20 +1336,31 @@ fn report(
         "\nFan-out, closed loop: N clients in `{CHANNEL}`; each posts its next message when its own copy is back;\n\
          every client receives every message. deliveries/s = messages received by all clients / wall time;\n\
          latency = post -> own copy back (all posts of a round). Medians over {} round(s), (min-max).\n\
-         CPU = µs of CPU time per delivery used by the bridge process (which also runs the embedded\n\
-         server), the Python server and the clients (this process), from /proc/PID/task/*/schedstat.\n",
+         CPU = µs of CPU time per delivery used by the bridge processes (summed; the first also runs the\n\
+         embedded server), the Python server, haproxy and the clients (this process), from\n\
+         /proc/PID/task/*/schedstat. Case haproxy: `1 bridge` = node b1 straight, `haproxy` =\n\
+         haproxy (deploy/haproxy.cfg) balancing over b1 and b2, both on the same Python server.\n",
         opts.rounds
     );
     let _ = writeln!(
         o,
-        "{:<28} {:<7} {:>9} {:>17} {:>7} {:>7}   {:>6} {:>6} {:>7}",
-        "case", "path", "deliv./s", "(min-max)", "p50 ms", "p99 ms", "bridge", "python", "clients"
+        "{:<28} {:<8} {:>9} {:>17} {:>7} {:>7}   {:>6} {:>6} {:>7} {:>7}",
+        "case",
+        "path",
+        "deliv./s",
+        "(min-max)",
+        "p50 ms",
+        "p99 ms",
+        "bridge",
+        "python",
+        "haproxy",
+        "clients"
     );
     let mut summary = Vec::new();
     for (s, clients, posts, rows) in fan {
         let case = format!("{} {clients} clients x {posts}", s.label);
         let mut medians = [None, None];
-        for (i, path) in [Route::Direct, Route::Bridge].into_iter().enumerate() {
+        for (i, path) in s.routes.into_iter().enumerate() {
             let rates: Vec<f64> = rows[i].iter().map(|r| r.deliveries_per_s).collect();
             let p50: Vec<f64> = rows[i].iter().map(|r| us(r.p50) / 1000.0).collect();
             let p99: Vec<f64> = rows[i].iter().map(|r| us(r.p99) / 1000.0).collect();
@@ -1128,7 +1370,7 @@ fn report(
             let cpu = median_cpu(rows[i].iter().map(|r| r.cpu));
             let _ = writeln!(
                 o,
-                "{:<28} {:<7} {:>9} {:>17} {:>7} {:>7}   {:>6} {:>6} {:>7}",
+                "{:<28} {:<8} {:>9} {:>17} {:>7} {:>7}   {:>6} {:>6} {:>7} {:>7}",
                 if i == 0 { case.as_str() } else { "" },
                 path.name(),
                 fmt_opt(medians[i], 0),
@@ -1138,14 +1380,18 @@ fn report(
                 fmt_opt(cpu[0], 2),
                 fmt_opt(cpu[1], 2),
                 fmt_opt(cpu[2], 2),
+                fmt_opt(cpu[3], 2),
             );
         }
         let r = ratio(medians[1], medians[0]);
-        let _ = writeln!(o, "{:<28} bridge/direct = {}", "", fmt_opt(r, 2));
+        let _ = writeln!(o, "{:<28} {} = {}", "", s.ratio_name(), fmt_opt(r, 2));
         summary.push(format!(
-            "  fan-out {case:<27} bridge/direct {:>5}   (issue 11 expects {})",
+            "  fan-out {case:<27} {:<17} {:>5}{}",
+            s.ratio_name(),
             fmt_opt(r, 2),
-            expected_ratio(s.label, *clients)
+            (s.expect_fan)(*clients)
+                .map(|e| format!("   (issue 11 expects {e})"))
+                .unwrap_or_default()
         ));
     }
     let _ = writeln!(
@@ -1156,12 +1402,12 @@ fn report(
     );
     let _ = writeln!(
         o,
-        "{:<28} {:<7} {:>9} {:>17} {:>7}   {:>6} {:>6} {:>7}",
-        "server", "path", "p50 µs", "(min-max)", "p99 µs", "bridge", "python", "clients"
+        "{:<28} {:<8} {:>9} {:>17} {:>7}   {:>6} {:>6} {:>7} {:>7}",
+        "case", "path", "p50 µs", "(min-max)", "p99 µs", "bridge", "python", "haproxy", "clients"
     );
     for (s, rows) in rtt {
         let mut p50s = [None, None];
-        for (i, path) in [Route::Direct, Route::Bridge].into_iter().enumerate() {
+        for (i, path) in s.routes.into_iter().enumerate() {
             let p50: Vec<f64> = rows[i].iter().map(|r| us(r.p50)).collect();
             let p99: Vec<f64> = rows[i].iter().map(|r| us(r.p99)).collect();
             p50s[i] = median(&p50);
@@ -1170,7 +1416,7 @@ fn report(
             let cpu = median_cpu(rows[i].iter().map(|r| r.cpu));
             let _ = writeln!(
                 o,
-                "{:<28} {:<7} {:>9} {:>17} {:>7}   {:>6} {:>6} {:>7}",
+                "{:<28} {:<8} {:>9} {:>17} {:>7}   {:>6} {:>6} {:>7} {:>7}",
                 if i == 0 { s.label } else { "" },
                 path.name(),
                 fmt_opt(p50s[i], 0),
@@ -1179,27 +1425,22 @@ fn report(
                 fmt_opt(cpu[0], 1),
                 fmt_opt(cpu[1], 1),
                 fmt_opt(cpu[2], 1),
+                fmt_opt(cpu[3], 1),
             );
         }
         let diff = match p50s {
             [Some(d), Some(b)] => Some(b - d),
             _ => None,
         };
-        let _ = writeln!(
-            o,
-            "{:<28} bridge - direct = {} µs (p50)",
-            "",
-            fmt_opt(diff, 0)
-        );
+        let minus = format!("{} - {}", s.routes[1].name, s.routes[0].name);
+        let _ = writeln!(o, "{:<28} {minus} = {} µs (p50)", "", fmt_opt(diff, 0));
         summary.push(format!(
-            "  round trip {:<24} bridge - direct {:>5} µs p50{}",
+            "  round trip {:<24} {minus:<18} {:>5} µs p50{}",
             s.label,
             fmt_opt(diff, 0),
-            if s.label == "embedded" {
-                "   (issue 11 expects ≤ 50 µs)"
-            } else {
-                ""
-            }
+            s.expect_rtt
+                .map(|e| format!("   (issue 11 expects {e})"))
+                .unwrap_or_default()
         ));
     }
     let _ = writeln!(
@@ -1251,15 +1492,21 @@ mod tests {
         // 2 ms of CPU over 1000 deliveries = 2 µs each; a missing reading stays missing.
         assert_eq!(
             cpu_per(
-                [Some(0), None, Some(5)],
-                [Some(2_000_000), Some(9), Some(5)],
+                [Some(0), None, Some(5), None],
+                [Some(2_000_000), Some(9), Some(5), None],
                 1000
             ),
-            [Some(2.0), None, Some(0.0)]
+            [Some(2.0), None, Some(0.0), None]
         );
         assert_eq!(
-            median_cpu([[Some(1.0), None, None], [Some(3.0), None, None]].into_iter()),
-            [Some(2.0), None, None]
+            median_cpu(
+                [
+                    [Some(1.0), None, None, Some(4.0)],
+                    [Some(3.0), None, None, Some(4.0)]
+                ]
+                .into_iter()
+            ),
+            [Some(2.0), None, None, Some(4.0)]
         );
     }
 
@@ -1269,7 +1516,7 @@ mod tests {
         assert_eq!(Opts::parse(&[]).unwrap(), Opts::default());
         let q = Opts::parse(&args(&["--quick"])).unwrap();
         assert_eq!((q.rounds, q.rtt_posts), (1, 400));
-        assert_eq!(q.cases(), [(10, 40), (50, 8)]);
+        assert_eq!(q.sizes(), [(10, 40), (50, 8)]);
         let o = Opts::parse(&args(&[
             "--quick",
             "--rounds",
@@ -1286,6 +1533,9 @@ mod tests {
         assert_eq!(o.server.as_deref(), Some("python"));
         assert_eq!(o.bridge, Some(PathBuf::from("b")));
         assert!(Opts::parse(&args(&["--server", "rust"])).is_err());
+        let o = Opts::parse(&args(&["--server", "haproxy"])).unwrap();
+        assert!(o.runs("haproxy") && !o.runs("python"));
+        assert!(Opts::default().runs("haproxy") && Opts::default().runs("embedded"));
         let c = content("b1r2:3.", 17);
         assert_eq!(c.len(), CONTENT_LEN);
         assert!(c.starts_with("b1r2:3.17 "));
