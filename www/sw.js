@@ -61,9 +61,12 @@ self.addEventListener('install', (event) => {
     }
     const files = await saveShell(cache, resp);
     // One file missing (an icon) must not leave the page without a shell.
+    // Hashed files may come from the HTTP cache (the page has just loaded
+    // them, immutable): no second download.
     await Promise.all(files.map(async (f) => {
       try {
-        const r = await fetch(f, { cache: 'no-cache' });
+        const fresh = HASHED.test(new URL(f).pathname) ? {} : { cache: 'no-cache' };
+        const r = await fetch(f, fresh);
         if (r.ok) await cache.put(f, r);
       } catch (e) {
         console.warn('dumdum: not cached for offline use:', f, e);
