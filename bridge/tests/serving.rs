@@ -306,7 +306,8 @@ async fn the_www_directory_by_accept_encoding_with_cache_policy_and_headers() {
             www.join(format!("{name}.br")).is_file(),
             www.join(format!("{name}.gz")).is_file(),
         );
-        if compressible(name) {
+        // dist keeps a form only when it is smaller: any file of some size.
+        if compressible(name) && raw.len() > 256 {
             assert_eq!(has, (true, true), "dist wrote {name}.br and {name}.gz");
         }
         let sizes = check_file(bridge.addr, &format!("/{name}"), name, &raw, has).await;
