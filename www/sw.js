@@ -87,13 +87,15 @@ self.addEventListener('activate', (event) => {
   })());
 });
 
-async function page(request) {
+async function page(event) {
+  const request = event.request;
   const cache = await caches.open(CACHE);
   try {
     const resp = await fetch(request);
     // A proxy's 502/503/504 while the bridge is down: the saved copy.
     if (resp.status >= 500) throw new Error(`HTTP ${resp.status}`);
-    if (resp.ok) await saveShell(cache, resp.clone());
+    // Saved while the page already loads.
+    if (resp.ok) event.waitUntil(saveShell(cache, resp.clone()));
     return resp;
   } catch (e) {
     const saved = await cache.match(shellUrl);
@@ -131,7 +133,7 @@ self.addEventListener('fetch', (event) => {
   const path = below(url);
   if (path === null || NEVER.test(path)) return;
   if (request.mode === 'navigate' || path === '' || path === 'index.html') {
-    if (path === '' || path === 'index.html') event.respondWith(page(request));
+    if (path === '' || path === 'index.html') event.respondWith(page(event));
     return;
   } else if (HASHED.test(path)) {
     event.respondWith(hashed(request));
