@@ -310,11 +310,11 @@ impl Driver {
     /// After a reload: resume the session this tab kept.
     fn restore(&mut self, stored: String) {
         let frames = storage::session_load(SESSION_FRAMES_KEY).and_then(|j| {
-            serde_json::from_str::<SavedFrames>(&j)
+            SavedFrames::from_json(&j)
                 .map_err(|e| crate::log(&format!("dumdum: the stored frames are unusable: {e}")))
                 .ok()
         });
-        let engine = serde_json::from_str::<Saved>(&stored)
+        let engine = Saved::from_json(&stored)
             .map_err(|e| e.to_string())
             .and_then(|saved| Engine::restore(saved, frames));
         match engine {
@@ -592,7 +592,7 @@ async fn fetch_servers(bridge: Result<BridgeAddr, String>) -> Result<Vec<ServerI
         .map_err(|_| "the body could not be read".to_owned())?
         .as_string()
         .unwrap_or_default();
-    serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
+    ServerInfo::list_from_json(&text).map_err(|e| format!("unexpected answer: {e}"))
 }
 
 /// The chat: state, commands, and the connection behind them.
