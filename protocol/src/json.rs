@@ -427,7 +427,16 @@ impl Object {
 
     /// The object, members sorted by key (as `serde_json::Value` writes).
     pub fn finish_sorted(mut self) -> String {
-        self.members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Insertion sort: a handful of members, and no sort routine in the
+        // page's wasm for them.
+        let m = &mut self.members;
+        for i in 1..m.len() {
+            let mut j = i;
+            while j > 0 && m[j - 1].0 > m[j].0 {
+                m.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         self.finish()
     }
 }
