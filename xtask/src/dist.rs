@@ -41,8 +41,15 @@ pub(crate) const WASM_OPT_FEATURES: &[&str] = &[
 /// The stem of the generated files.
 const STEM: &str = "dumdum";
 
+/// The workspace root. `cargo xtask` (`cargo run`) sets
+/// `CARGO_MANIFEST_DIR` when it starts the binary: that one wins over the
+/// path compiled in, so a binary cargo took as fresh from a `target/`
+/// copied from another checkout (worktree) builds this checkout, not that
+/// one.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
