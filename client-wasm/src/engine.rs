@@ -35,7 +35,6 @@ use dumdum_protocol::{
     Client, ClientConfig, ClientMessage, ClientState, Decode, Event, HistoryQuery, ServerMessage,
     Snowflake, TlsMode,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::format::{draft_problem, nick_problem};
 use crate::problem::{Problem, code};
@@ -129,8 +128,7 @@ impl Unacked {
 }
 
 /// A history request on its way, as stored across a reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "q", rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SavedQuery {
     /// [`HistoryQuery::Newest`].
     Newest,
@@ -182,8 +180,7 @@ impl From<SavedQuery> for HistoryQuery {
 }
 
 /// Where the dumdum protocol stood, as stored across a reload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SavedClient {
     /// Nothing sent yet.
     Start,
@@ -215,7 +212,7 @@ pub enum SavedClient {
 /// its counts always match what the page had processed; small (no frames):
 /// the unconfirmed outgoing frames are kept apart, in [`SavedFrames`],
 /// written only when they change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Saved {
     /// The server name asked for.
     pub server: Option<String>,
@@ -243,7 +240,6 @@ pub struct Saved {
     /// The bridge instance that holds the session (`node` of Again and
     /// Success): a resume opens `/ws?node=NAME`. Absent in sessions stored
     /// by older pages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
 }
 
@@ -251,7 +247,7 @@ pub struct Saved {
 /// in `sessionStorage` next to [`Saved`]. They change only when a frame is
 /// sent or the bridge confirms some, not when one is received, so the page
 /// writes them only then ([`Persisted`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedFrames {
     /// The session they belong to (its key).
     pub key: String,
@@ -321,7 +317,7 @@ impl Persisted {
                 .as_ref()
                 .and(engine)
                 .and_then(Engine::saved_frames)
-                .and_then(|f| serde_json::to_string(&f).ok());
+                .map(|f| f.to_json());
             match json {
                 Some(j) => Write::Set(j),
                 None => {
@@ -330,7 +326,7 @@ impl Persisted {
                 }
             }
         };
-        let state_json = saved.and_then(|s| serde_json::to_string(&s).ok());
+        let state_json = saved.map(|s| s.to_json());
         let state = if state_json == self.state {
             Write::Keep
         } else {
@@ -2083,11 +2079,11 @@ mod tests {
     }
 
     fn reload(e: &Engine) -> Engine {
-        let json = serde_json::to_string(&e.saved().expect("a session to keep")).unwrap();
-        let saved: Saved = serde_json::from_str(&json).unwrap();
+        let json = e.saved().expect("a session to keep").to_json();
+        let saved = Saved::from_json(&json).unwrap();
         assert_eq!(Some(&saved), e.saved().as_ref());
-        let json = serde_json::to_string(&e.saved_frames().expect("frames to keep")).unwrap();
-        let frames: SavedFrames = serde_json::from_str(&json).unwrap();
+        let json = e.saved_frames().expect("frames to keep").to_json();
+        let frames = SavedFrames::from_json(&json).unwrap();
         let r = Engine::restore(saved, Some(frames)).unwrap();
         assert_eq!(r.unacked(), e.unacked());
         r
@@ -2128,10 +2124,10 @@ mod tests {
         }
 
         fn reload(&self) -> Result<Engine, String> {
-            let saved: Saved = serde_json::from_str(self.state.as_deref().ok_or("no state")?)
+            let saved = Saved::from_json(self.state.as_deref().ok_or("no state")?)
                 .map_err(|e| e.to_string())?;
             let frames = match &self.frames {
-                Some(j) => Some(serde_json::from_str(j).map_err(|e| e.to_string())?),
+                Some(j) => Some(SavedFrames::from_json(j).map_err(|e| e.to_string())?),
                 None => None,
             };
             Engine::restore(saved, frames)
@@ -2736,9 +2732,11 @@ mod tests {
         r.on_close(1006, "");
         assert_eq!(resume_at(&mut r, None), None);
         // A session stored by an older page (no `node`) still loads.
-        let mut json: serde_json::Value = serde_json::to_value(e.saved().unwrap()).unwrap();
-        json.as_object_mut().unwrap().remove("node");
-        let old: Saved = serde_json::from_value(json).unwrap();
+        let mut older = e.saved().unwrap();
+        older.node = None;
+        let json = older.to_json();
+        assert!(!json.contains("node"), "{json}");
+        let old = Saved::from_json(&json).unwrap();
         assert_eq!(old.node, None);
         // A bridge that names no node: plain /ws throughout.
         let mut n = Engine::new(Some("local".into()), "bob".into(), None);

@@ -4,7 +4,6 @@
 use std::rc::Rc;
 
 use dumdum_protocol::{ChatMessage, Snowflake};
-use serde::{Deserialize, Serialize};
 use yew::Reducible;
 
 use crate::problem::Problem;
@@ -15,15 +14,13 @@ use crate::problem::Problem;
 pub const MAX_KEPT: usize = 5_000;
 
 /// An entry of the bridge's `/api/servers`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
     /// The name to ask the bridge for.
     pub name: String,
     /// Whether the bridge reaches it over TLS.
-    #[serde(default)]
     pub tls: bool,
     /// The bridge's default.
-    #[serde(default)]
     pub default: bool,
 }
 
@@ -43,7 +40,7 @@ pub enum Servers {
 }
 
 /// What the bridge reported about the TLS link to the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Security {
     /// For example "TLSv1.3".
     pub tls_version: String,
@@ -871,9 +868,10 @@ mod tests {
 
     #[test]
     fn server_list_json_parses() {
-        let list: Vec<ServerInfo> =
-            serde_json::from_str(r#"[{"name":"local","tls":false,"default":true},{"name":"x"}]"#)
-                .unwrap();
+        let list = ServerInfo::list_from_json(
+            r#"[{"name":"local","tls":false,"default":true},{"name":"x"}]"#,
+        )
+        .unwrap();
         assert_eq!(list.len(), 2);
         assert!(list[0].default && !list[1].tls);
     }

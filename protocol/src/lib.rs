@@ -12,7 +12,9 @@
 //! - [`history`]: paging that is correct against the reference server's
 //!   inverted, inclusive LIST_MESSAGES range;
 //! - [`session`]: the browser <-> bridge text frames (DIMP handshake and
-//!   bridge notices).
+//!   bridge notices);
+//! - [`json`]: the small JSON reader and writer they (and the page's stored
+//!   state) use.
 //!
 //! Interoperability with the reference implementation (`dum-dum-irc` 0.5.0)
 //! is the requirement; its quirks are documented where they matter.
@@ -22,6 +24,7 @@ pub mod client;
 pub mod decoder;
 pub mod error;
 pub mod history;
+pub mod json;
 pub mod message;
 pub mod server;
 pub mod session;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use crate::json::{self, Object, Value};
 
 /// DIMP content type of a command (0x88).
 pub const COMMAND_TYPE: u32 = 136;
@@ -315,15 +315,15 @@ pub enum SessionError {
     UnsupportedApp(String),
 }
 
-fn read_type(obj: &Map<String, Value>) -> Result<u64, SessionError> {
+fn read_type(obj: &Value) -> Result<u64, SessionError> {
     match obj.get("type") {
         Some(Value::String(s)) => s.parse().map_err(|_| SessionError::Field("type")),
-        Some(Value::Number(n)) => n.as_u64().ok_or(SessionError::Field("type")),
+        Some(n @ Value::Number(_)) => n.as_u64().ok_or(SessionError::Field("type")),
         _ => Err(SessionError::Field("type")),
     }
 }
 
-fn opt_str(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>, SessionError> {
+fn opt_str(obj: &Value, key: &'static str) -> Result<Option<String>, SessionError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -331,11 +331,11 @@ fn opt_str(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>
     }
 }
 
-fn req_str(obj: &Map<String, Value>, key: &'static str) -> Result<String, SessionError> {
+fn req_str(obj: &Value, key: &'static str) -> Result<String, SessionError> {
     opt_str(obj, key)?.ok_or(SessionError::Field(key))
 }
 
-fn opt_u64(obj: &Map<String, Value>, key: &'static str) -> Result<Option<u64>, SessionError> {
+fn opt_u64(obj: &Value, key: &'static str) -> Result<Option<u64>, SessionError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_u64().map(Some).ok_or(SessionError::Field(key)),
@@ -345,11 +345,10 @@ fn opt_u64(obj: &Map<String, Value>, key: &'static str) -> Result<Option<u64>, S
 impl Content {
     /// Parses one text frame.
     pub fn parse(text: &str) -> Result<Content, SessionError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| SessionError::NotJson(e.to_string()))?;
-        let Value::Object(obj) = value else {
+        let obj = json::parse(text).map_err(|e| SessionError::NotJson(e.to_string()))?;
+        if !matches!(obj, Value::Object(_)) {
             return Err(SessionError::NotJson("not an object".into()));
-        };
+        }
         let ty = read_type(&obj)?;
         let sn = opt_u64(&obj, "sn")?
             .and_then(|n| u32::try_from(n).ok())
@@ -417,39 +416,41 @@ impl Content {
         }
     }
 
-    /// The JSON text of this content.
+    /// The JSON text of this content (members sorted by key).
     pub fn to_json(&self) -> String {
-        let value = match self {
+        match self {
             Content::Handshake(h) => {
-                let mut v = json!({
-                    "type": COMMAND_TYPE.to_string(),
-                    "sn": h.sn,
-                    "command": "handshake",
-                    "title": h.title,
-                    "message": h.title,
-                });
-                let obj = v.as_object_mut().expect("json! object");
+                let mut o = Object::new()
+                    .str("type", &COMMAND_TYPE.to_string())
+                    .u64("sn", u64::from(h.sn))
+                    .str("command", "handshake")
+                    .str("title", &h.title)
+                    .str("message", &h.title);
                 if let Some(s) = &h.session {
-                    obj.insert("session".into(), s.clone().into());
+                    o = o.str("session", s);
                 }
                 if let Some(s) = &h.server {
-                    obj.insert("server".into(), s.clone().into());
+                    o = o.str("server", s);
                 }
                 if let Some(r) = h.resumed {
-                    obj.insert("resumed".into(), r.into());
+                    o = o.bool("resumed", r);
                 }
                 if let Some(r) = h.received {
-                    obj.insert("received".into(), r.into());
+                    o = o.u64("received", r);
                 }
                 if let Some(n) = &h.node {
-                    obj.insert("node".into(), n.clone().into());
+                    o = o.str("node", n);
                 }
-                v
+                o.finish_sorted()
             }
             Content::Notice { sn, notice } => {
-                let (module, act, fields) = match notice {
+                let o = Object::new()
+                    .str("type", &APP_TYPE.to_string())
+                    .u64("sn", u64::from(*sn))
+                    .str("app", NOTICE_APP);
+                let (module, act, o) = match notice {
                     Notice::UpstreamConnected { server } => {
-                        ("upstream", "connected", json!({ "server": server }))
+                        ("upstream", "connected", o.str("server", server))
                     }
                     Notice::UpstreamSecured {
                         tls_version,
@@ -458,39 +459,30 @@ impl Content {
                     } => (
                         "upstream",
                         "secured",
-                        json!({ "tls_version": tls_version, "peer": peer, "fingerprint": fingerprint }),
+                        o.str("tls_version", tls_version)
+                            .str("peer", peer)
+                            .str("fingerprint", fingerprint),
                     ),
                     Notice::UpstreamClosed { reason } => {
-                        ("upstream", "closed", json!({ "reason": reason }))
+                        ("upstream", "closed", o.str("reason", reason))
                     }
                     Notice::UpstreamError { reason } => {
-                        ("upstream", "error", json!({ "reason": reason }))
+                        ("upstream", "error", o.str("reason", reason))
                     }
                     Notice::SessionResumed { replayed } => {
-                        ("session", "resumed", json!({ "replayed": replayed }))
+                        ("session", "resumed", o.u64("replayed", *replayed))
                     }
                     Notice::SessionAck { received } => {
-                        ("session", "ack", json!({ "received": received }))
+                        ("session", "ack", o.u64("received", *received))
                     }
                     Notice::SessionDraining { deadline_s } => {
-                        ("session", "draining", json!({ "deadline_s": deadline_s }))
+                        ("session", "draining", o.u64("deadline_s", *deadline_s))
                     }
-                    Notice::Other { module, act } => (module.as_str(), act.as_str(), json!({})),
+                    Notice::Other { module, act } => (module.as_str(), act.as_str(), o),
                 };
-                let mut v = json!({
-                    "type": APP_TYPE.to_string(),
-                    "sn": sn,
-                    "app": NOTICE_APP,
-                    "mod": module,
-                    "act": act,
-                });
-                if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), fields) {
-                    obj.extend(extra);
-                }
-                v
+                o.str("mod", module).str("act", act).finish_sorted()
             }
-        };
-        value.to_string()
+        }
     }
 }
 
@@ -570,6 +562,47 @@ mod tests {
                 "type written as a string: {text}"
             );
             assert_eq!(Content::parse(&text).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn json_is_written_as_serde_json_wrote_it() {
+        // The bridge's frames are byte for byte what they were when
+        // `serde_json::Value` (keys sorted) wrote them.
+        let items = [
+            Content::Handshake(Handshake::restart(
+                3,
+                "b\"\u{1}".into(),
+                17,
+                Some("é".into()),
+            )),
+            Content::Handshake(
+                Handshake::success(4, "c".repeat(64), true, 9).with_node(Some("n".into())),
+            ),
+            Content::Notice {
+                sn: 5,
+                notice: Notice::UpstreamSecured {
+                    tls_version: "TLSv1.3".into(),
+                    peer: "CN=x\n".into(),
+                    fingerprint: "00ff".into(),
+                },
+            },
+            Content::Notice {
+                sn: 8,
+                notice: Notice::SessionDraining { deadline_s: 30 },
+            },
+            Content::Notice {
+                sn: 9,
+                notice: Notice::Other {
+                    module: "m".into(),
+                    act: "a".into(),
+                },
+            },
+        ];
+        for c in items {
+            let text = c.to_json();
+            let theirs: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(text, theirs.to_string());
         }
     }
 

@@ -30,7 +30,7 @@ use crate::engine::{
 use crate::format::BridgeAddr;
 use crate::problem::{Probe, Problem};
 use crate::socket::{Socket, SocketEvent};
-use crate::state::{Action, ChatState};
+use crate::state::{Action, ChatState, ServerInfo};
 use crate::storage::{self, NICK_KEY, SERVER_KEY, SESSION_FRAMES_KEY, SESSION_KEY, channel_key};
 
 /// What the page asks of the chat.
@@ -310,11 +310,11 @@ impl Driver {
     /// After a reload: resume the session this tab kept.
     fn restore(&mut self, stored: String) {
         let frames = storage::session_load(SESSION_FRAMES_KEY).and_then(|j| {
-            serde_json::from_str::<SavedFrames>(&j)
+            SavedFrames::from_json(&j)
                 .map_err(|e| crate::log(&format!("dumdum: the stored frames are unusable: {e}")))
                 .ok()
         });
-        let engine = serde_json::from_str::<Saved>(&stored)
+        let engine = Saved::from_json(&stored)
             .map_err(|e| e.to_string())
             .and_then(|saved| Engine::restore(saved, frames));
         match engine {
@@ -600,7 +600,7 @@ async fn fetch_servers(bridge: Result<BridgeAddr, String>) -> Action {
     let Some(text) = text else {
         return Action::ServersFailed("the body could not be read".to_owned());
     };
-    match serde_json::from_str(&text) {
+    match ServerInfo::list_from_json(&text) {
         Ok(list) => Action::ServersLoaded(list),
         Err(e) => Action::ServersFailed(format!("unexpected answer: {e}")),
     }
