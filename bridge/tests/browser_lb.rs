@@ -109,6 +109,14 @@ async fn expect_exactly(c: &Client, what: &str, expected: &[&str]) -> Result<(),
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_bridge_behind_haproxy_moves_the_page_without_loss() {
+    each_browser(
+        "a_killed_bridge_behind_haproxy_moves_the_page_without_loss",
+        |_| a_killed_bridge_behind_haproxy_moves_the_page_without_loss_once(),
+    )
+    .await;
+}
+
+async fn a_killed_bridge_behind_haproxy_moves_the_page_without_loss_once() {
     if !present_or_skip(
         HAPROXY,
         "haproxy",
@@ -126,7 +134,7 @@ async fn a_killed_bridge_behind_haproxy_moves_the_page_without_loss() {
         Node::start("b2", upstream, &www),
     ];
     let haproxy = Haproxy::start(nodes[0].addr, nodes[1].addr);
-    let b = Browser::start("chromium-haproxy").await;
+    let b = Browser::start("haproxy").await;
     let result = killed_scenario(&b.c, &haproxy, nodes, &mut py).await;
     b.finish("haproxy-last.png", result).await;
     drop(haproxy);
