@@ -96,15 +96,17 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
             .env("DUMDUM_EMBEDDED_PAGE", page),
         &mut tally,
     )?;
-    // The browser tests use the bundle just built; the `trunk serve` test
-    // and the haproxy and nginx tests must run (setup installed trunk,
-    // haproxy and nginx), not skip.
+    // The browser tests use the bundle just built; the `trunk serve` test,
+    // the haproxy and nginx tests and each browser test in Chromium and in
+    // Firefox must run (setup installed trunk, haproxy, nginx, both
+    // browsers, geckodriver and axe-core), not skip.
     run_tests(
         cargo()
             .args(["test", "--workspace"])
             .env("DUMDUM_SKIP_DIST", "1")
             .env("DUMDUM_REQUIRE_TRUNK", "1")
-            .env("DUMDUM_REQUIRE_PROXIES", "1"),
+            .env("DUMDUM_REQUIRE_PROXIES", "1")
+            .env("DUMDUM_REQUIRE_BROWSERS", "1"),
         &mut tally,
     )?;
     run_tests(
