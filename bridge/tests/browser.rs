@@ -458,9 +458,10 @@ async fn chromedriver_cmd(driver: &ChromeDriver, method: &str, path: &str, body:
         .unwrap_or_else(|| panic!("chromedriver did not answer {method} {path}"))
 }
 
-/// Extra latency Chromium adds to every request while the page reloads: the
-/// page is away from the bridge long enough for the Python peer to post
-/// while it is gone.
+/// Extra latency added to every request from the page while it reloads
+/// (Chromium's network emulation; in Firefox, [`DelayRelay`]): the page is
+/// away from the bridge long enough for the Python peer to post while it
+/// is gone.
 const RELOAD_LATENCY_MS: u64 = 1500;
 
 /// A reload of the page mid-conversation resumes the bridge session: the
@@ -818,4 +819,34 @@ async fn reload_scenario(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
+}
+
+/// A test that fails before closing its session leaves its browser
+/// running; dropping the driver must end it too (killing geckodriver or
+/// chromedriver alone does not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_left_open_ends_with_its_driver() {
+    each_browser("a_browser_left_open_ends_with_its_driver", |_| async {
+        let b = Browser::start("left-open").await;
+        b.c.goto("about:blank").await.expect("a page");
+        let profile = vec![b.profile.path().to_owned()];
+        let running = processes_naming(&profile);
+        assert!(!running.is_empty(), "the browser runs with its profile");
+        // As a panic between start and finish would: no close, no finish.
+        drop(b.driver);
+        let deadline = Instant::now() + WAIT;
+        while !processes_naming(&profile).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the browser outlived its driver: {:?}",
+                processes_naming(&profile)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "{} processes of the browser ended with the driver",
+            running.len()
+        );
+    })
+    .await;
 }

@@ -1,7 +1,8 @@
 //! A crashed bridge behind HAProxy, in a real browser (issue 8, "Done
 //! when"): Debian's `haproxy` with the checked-in `deploy/haproxy.cfg` in
 //! front of two `dumdum-bridge` processes (`b1`, `b2`) relaying to the real
-//! Python `dumdum-server`; headless Chromium loads the page through
+//! Python `dumdum-server`; headless Chromium, then Firefox ESR
+//! (`browser_kit::each_browser`), loads the page through
 //! HAProxy and signs in. The node holding the page's session is SIGKILLed;
 //! a Python reference client posts while the page is away. The page's
 //! resume (`/ws?node=<dead node>`) reaches the other node, which answers

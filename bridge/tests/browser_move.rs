@@ -1,5 +1,5 @@
-//! Moving between bridges, in a real browser (issue 8): headless Chromium
-//! loads the page from a bridge whose upstream is the real Python
+//! Moving between bridges, in real browsers (issue 8): headless Chromium,
+//! then Firefox ESR (`browser_kit::each_browser`), loads the page from a bridge whose upstream is the real Python
 //! `dumdum-server`; that bridge then goes away and another takes its
 //! address, as in a rolling restart behind a load balancer. A Python
 //! reference client posts while the page is away. The page must sign in

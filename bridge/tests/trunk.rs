@@ -2,8 +2,8 @@
 //! and serves the page from `www/` with live reload; the page talks to a
 //! bridge (in-process on 127.0.0.1:<free>) straight, not through trunk's
 //! proxy, whose upstream is a real Python `dumdum-server` 0.5.0; headless
-//! Chromium drives the page and a Python reference client is the other
-//! user.
+//! Chromium, then Firefox ESR (`browser_kit::each_browser`), drives the
+//! page and a Python reference client is the other user.
 //!
 //! The page joins and chats; an edit of `www/styles.css` (restored
 //! afterwards, whatever happens) makes trunk rebuild and reload the page,

@@ -154,7 +154,8 @@ pub fn browsers() -> Vec<Kind> {
     let Ok(list) = std::env::var(BROWSERS_VAR) else {
         return Kind::ALL.to_vec();
     };
-    list.split(',')
+    let kinds: Vec<Kind> = list
+        .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
@@ -162,7 +163,9 @@ pub fn browsers() -> Vec<Kind> {
                 panic!("{BROWSERS_VAR}: unknown browser {s:?} (known: chromium, firefox)")
             })
         })
-        .collect()
+        .collect();
+    assert!(!kinds.is_empty(), "{BROWSERS_VAR} names no browser");
+    kinds
 }
 
 tokio::task_local! {
@@ -187,7 +190,8 @@ fn required(kind: Kind) -> bool {
 }
 
 /// Runs `body` once per browser of [`browsers`], one after the other; in
-/// it, [`Browser::start`] (and [`current`]) use that browser. Every browser
+/// it, [`Browser::start`] (and [`current`]) use that browser (a task-local:
+/// not in tasks the body spawns). Every browser
 /// runs even when one fails; then the test fails naming the browsers that
 /// failed. A missing browser fails the test when [`required`], and is
 /// otherwise skipped, saying why.
@@ -265,6 +269,8 @@ pub struct Driver {
     pub url: String,
     /// Where its output (and, for geckodriver, Firefox's) goes.
     pub log: PathBuf,
+    /// The profiles of the browsers it started (see [`Drop`]).
+    profiles: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 /// The name the tests used before Firefox joined.
@@ -334,6 +340,7 @@ impl Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
             log,
+            profiles: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -352,6 +359,9 @@ impl Driver {
             Kind::Chromium => chromium_caps(profile, options),
             Kind::Firefox => firefox_caps(profile, options),
         };
+        if let Ok(mut profiles) = self.profiles.lock() {
+            profiles.push(profile.path().to_owned());
+        }
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let c = tokio::time::timeout(
             WAIT,
@@ -384,10 +394,47 @@ impl Driver {
 }
 
 impl Drop for Driver {
+    /// Kills the driver, then the browsers it started that are still
+    /// running (a test that failed before closing its session leaves one;
+    /// killing a driver does not end its browser): the processes whose
+    /// command line names one of this driver's profile directories, which
+    /// are unique to this test process.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let profiles = self.profiles.lock().map(|p| p.clone()).unwrap_or_default();
+        for pid in processes_naming(&profiles) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
+}
+
+/// The ids of the processes whose command line has an argument naming one
+/// of `paths` (`-profile P`, `--user-data-dir=P`).
+pub fn processes_naming(paths: &[PathBuf]) -> Vec<u32> {
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.split(|b| *b == 0).any(|arg| {
+                let arg = String::from_utf8_lossy(arg);
+                names
+                    .iter()
+                    .any(|n| *arg == **n || arg.ends_with(&format!("={n}")))
+            })
+        })
+        .collect()
 }
 
 /// The last `n` lines of the file at `path` (empty when unreadable).
