@@ -245,10 +245,26 @@ fn geckodriver_version_is(output: &str, version: &str) -> bool {
     words.next() == Some("geckodriver") && words.next() == Some(version)
 }
 
+/// Where geckodriver is: on `PATH`, else where `cargo install` puts it
+/// (`$CARGO_HOME/bin`, `~/.cargo/bin`).
+pub(crate) fn geckodriver_path() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("geckodriver"))
+            .find(|p| p.is_file())
+    });
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    on_path
+        .or_else(|| cargo_home.map(|c| c.join("bin/geckodriver")))
+        .unwrap_or_else(|| PathBuf::from("geckodriver"))
+}
+
 /// Installs geckodriver at [`GECKODRIVER_VERSION`] unless `geckodriver
 /// --version` already names it (`--locked`; about 2 minutes, once).
 fn geckodriver() -> Result<()> {
-    let have = output(Command::new("geckodriver").arg("--version")).unwrap_or_default();
+    let have = output(Command::new(geckodriver_path()).arg("--version")).unwrap_or_default();
     if geckodriver_version_is(&have, GECKODRIVER_VERSION) {
         return Ok(());
     }

@@ -1,7 +1,8 @@
 //! The full test suite, as CI runs it: formatting, lints, the protocol crate
 //! for wasm32, the web bundle, every native test (unit, property, interop
-//! with the real Python server, bridge integration, the browser end to end),
-//! the wasm tests in headless Chromium, a 1-minute soak (`cargo xtask soak`)
+//! with the real Python server, bridge integration, the browser end to end
+//! in Chromium and Firefox with the axe-core audit), the wasm tests in
+//! headless Chromium and Firefox, a 1-minute soak (`cargo xtask soak`)
 //! and each protocol fuzz target for a bounded time (`DUMDUM_FUZZ_SECONDS`,
 //! 30 by default).
 
@@ -117,7 +118,22 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
                 "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
                 "wasm-bindgen-test-runner",
             )
+            .env_remove("GECKODRIVER")
             .env("CHROMEDRIVER", "/usr/bin/chromedriver"),
+        &mut tally,
+    )?;
+    // The same wasm tests in headless Firefox (the runner picks
+    // geckodriver when GECKODRIVER is set).
+    run_tests(
+        cargo()
+            .args(["test", "-p", "dumdum-client-wasm"])
+            .args(WASM)
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                "wasm-bindgen-test-runner",
+            )
+            .env_remove("CHROMEDRIVER")
+            .env("GECKODRIVER", crate::setup::geckodriver_path()),
         &mut tally,
     )?;
     // One minute of chaos through the bridge the tests just built (a debug
