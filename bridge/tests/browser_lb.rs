@@ -1,7 +1,8 @@
 //! A crashed bridge behind HAProxy, in a real browser (issue 8, "Done
 //! when"): Debian's `haproxy` with the checked-in `deploy/haproxy.cfg` in
 //! front of two `dumdum-bridge` processes (`b1`, `b2`) relaying to the real
-//! Python `dumdum-server`; headless Chromium loads the page through
+//! Python `dumdum-server`; headless Chromium, then Firefox ESR
+//! (`browser_kit::each_browser`), loads the page through
 //! HAProxy and signs in. The node holding the page's session is SIGKILLed;
 //! a Python reference client posts while the page is away. The page's
 //! resume (`/ws?node=<dead node>`) reaches the other node, which answers
@@ -109,6 +110,14 @@ async fn expect_exactly(c: &Client, what: &str, expected: &[&str]) -> Result<(),
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_bridge_behind_haproxy_moves_the_page_without_loss() {
+    each_browser(
+        "a_killed_bridge_behind_haproxy_moves_the_page_without_loss",
+        |_| a_killed_bridge_behind_haproxy_moves_the_page_without_loss_once(),
+    )
+    .await;
+}
+
+async fn a_killed_bridge_behind_haproxy_moves_the_page_without_loss_once() {
     if !present_or_skip(
         HAPROXY,
         "haproxy",
@@ -126,7 +135,7 @@ async fn a_killed_bridge_behind_haproxy_moves_the_page_without_loss() {
         Node::start("b2", upstream, &www),
     ];
     let haproxy = Haproxy::start(nodes[0].addr, nodes[1].addr);
-    let b = Browser::start("chromium-haproxy").await;
+    let b = Browser::start("haproxy").await;
     let result = killed_scenario(&b.c, &haproxy, nodes, &mut py).await;
     b.finish("haproxy-last.png", result).await;
     drop(haproxy);

@@ -1,5 +1,5 @@
-//! Moving between bridges, in a real browser (issue 8): headless Chromium
-//! loads the page from a bridge whose upstream is the real Python
+//! Moving between bridges, in real browsers (issue 8): headless Chromium,
+//! then Firefox ESR (`browser_kit::each_browser`), loads the page from a bridge whose upstream is the real Python
 //! `dumdum-server`; that bridge then goes away and another takes its
 //! address, as in a rolling restart behind a load balancer. A Python
 //! reference client posts while the page is away. The page must sign in
@@ -192,6 +192,13 @@ async fn expect_exactly(c: &Client, what: &str, expected: &[&str]) -> Result<(),
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replaced_bridge_answers_again_and_the_page_moves() {
+    each_browser("replaced_bridge_answers_again_and_the_page_moves", |_| {
+        replaced_bridge_answers_again_and_the_page_moves_once()
+    })
+    .await;
+}
+
+async fn replaced_bridge_answers_again_and_the_page_moves_once() {
     let www = bundle();
     let server = DumdumServer::start();
     let upstream = server.addr();
@@ -205,7 +212,7 @@ async fn replaced_bridge_answers_again_and_the_page_moves() {
         www.clone(),
     )
     .await;
-    let b = Browser::start("chromium-move-again").await;
+    let b = Browser::start("move-again").await;
     let result = replaced_scenario(&b.c, a, upstream, www, &mut py).await;
     b.finish("move-again-last.png", result).await;
     drop(server);
@@ -278,6 +285,14 @@ async fn replaced_scenario(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn draining_bridge_closes_with_1012_and_the_page_moves() {
+    each_browser(
+        "draining_bridge_closes_with_1012_and_the_page_moves",
+        |_| draining_bridge_closes_with_1012_and_the_page_moves_once(),
+    )
+    .await;
+}
+
+async fn draining_bridge_closes_with_1012_and_the_page_moves_once() {
     let www = bundle();
     let server = DumdumServer::start();
     let upstream = server.addr();
@@ -293,7 +308,7 @@ async fn draining_bridge_closes_with_1012_and_the_page_moves() {
         www.clone(),
     )
     .await;
-    let b = Browser::start("chromium-move-1012").await;
+    let b = Browser::start("move-1012").await;
     let result = drain_scenario(&b.c, a, upstream, www, &mut py).await;
     b.finish("move-1012-last.png", result).await;
     drop(server);
@@ -372,6 +387,14 @@ async fn drain_scenario(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn busy_bridge_is_retried_later_not_reported_as_an_error() {
+    each_browser(
+        "busy_bridge_is_retried_later_not_reported_as_an_error",
+        |_| busy_bridge_is_retried_later_not_reported_as_an_error_once(),
+    )
+    .await;
+}
+
+async fn busy_bridge_is_retried_later_not_reported_as_an_error_once() {
     let www = bundle();
     let server = DumdumServer::start();
     let upstream = server.addr();
@@ -390,7 +413,7 @@ async fn busy_bridge_is_retried_later_not_reported_as_an_error() {
     // Another session from this address takes the only place.
     let mut holder = common::WsClient::connect(&format!("ws://{}/ws", node.addr), None).await;
     holder.handshake(None).await;
-    let b = Browser::start("chromium-busy").await;
+    let b = Browser::start("busy").await;
     let result = busy_scenario(&b.c, &node, holder, &mut py).await;
     b.finish("busy-last.png", result).await;
     drop(node);

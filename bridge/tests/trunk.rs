@@ -2,8 +2,8 @@
 //! and serves the page from `www/` with live reload; the page talks to a
 //! bridge (in-process on 127.0.0.1:<free>) straight, not through trunk's
 //! proxy, whose upstream is a real Python `dumdum-server` 0.5.0; headless
-//! Chromium drives the page and a Python reference client is the other
-//! user.
+//! Chromium, then Firefox ESR (`browser_kit::each_browser`), drives the
+//! page and a Python reference client is the other user.
 //!
 //! The page joins and chats; an edit of `www/styles.css` (restored
 //! afterwards, whatever happens) makes trunk rebuild and reload the page,
@@ -328,6 +328,13 @@ async fn allowed_origins_read_the_bridge_across_origins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trunk_serve_development_loop() {
+    each_browser("trunk_serve_development_loop", |_| {
+        trunk_serve_development_loop_once()
+    })
+    .await;
+}
+
+async fn trunk_serve_development_loop_once() {
     if !trunk_or_skip("trunk_serve_development_loop") {
         return;
     }
@@ -346,7 +353,7 @@ async fn trunk_serve_development_loop() {
     let built = blocking(|| trunk.wait_serving(&bridge_origin, FIRST_BUILD));
     eprintln!("trunk serve: first build served after {built:?}");
 
-    let b = Browser::start("chromium-trunk").await;
+    let b = Browser::start("trunk").await;
     let result = dev_loop(&b.c, &trunk, &mut bridge, addr, &dev_origin, &mut py).await;
     b.finish("trunk-last.png", result).await;
     eprintln!("trunk serve development loop: {:?} in all", t0.elapsed());

@@ -1,9 +1,11 @@
 //! Installs what a fresh machine lacks, and skips what is present, so that
-//! reruns are fast: the wasm target, Chromium, ChromeDriver, openssl,
-//! HAProxy and nginx (for the load-balancer tests), the Python
+//! reruns are fast: the wasm target, Chromium, ChromeDriver, Firefox ESR,
+//! openssl, HAProxy and nginx (for the load-balancer tests), the Python
 //! venv with the reference server, `wasm-bindgen-test-runner` (and
-//! `wasm-bindgen`) at the exact version Cargo.lock pins, and trunk at
-//! [`TRUNK_VERSION`] for the `trunk serve` development loop and its test.
+//! `wasm-bindgen`) at the exact version Cargo.lock pins, trunk at
+//! [`TRUNK_VERSION`] for the `trunk serve` development loop and its test,
+//! geckodriver at [`GECKODRIVER_VERSION`] and axe-core at
+//! [`AXE_CORE_VERSION`] for the browser tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +18,14 @@ pub(crate) const TRUNK_VERSION: &str = "0.21.14";
 
 /// The cargo-fuzz release `cargo xtask fuzz` runs the fuzz targets with.
 pub(crate) const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// The geckodriver release (crates.io) the browser tests drive Firefox
+/// with. Not in Cargo.lock (a binary, not a dependency): pinned here.
+pub(crate) const GECKODRIVER_VERSION: &str = "0.37.1";
+
+/// The axe-core release (npm) the accessibility test injects; installed
+/// into `target/tools` (`bridge/tests/browser_a11y.rs` reads it there).
+pub(crate) const AXE_CORE_VERSION: &str = "4.14.1";
 
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn root() -> PathBuf {
@@ -60,6 +70,8 @@ pub(crate) fn setup() -> Result<()> {
     test_runner()?;
     trunk()?;
     cargo_fuzz()?;
+    geckodriver()?;
+    axe_core()?;
     Ok(())
 }
 
@@ -77,9 +89,12 @@ pub(crate) fn wasm_target() -> Result<()> {
 
 /// Debian packages the tests run, each with a file that shows it is there.
 /// Chromium and its driver must come from one install to match.
-const APT_PACKAGES: [(&str, &str); 5] = [
+const APT_PACKAGES: [(&str, &str); 6] = [
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
+    // The browser tests run in Firefox ESR too (geckodriver comes from
+    // crates.io, below).
+    ("firefox-esr", "/usr/bin/firefox-esr"),
     // The TLS tests make certificates as operators do, with the openssl CLI.
     ("openssl", "/usr/bin/openssl"),
     // The load-balancer tests run `deploy/haproxy.cfg` and
@@ -223,6 +238,76 @@ pub(crate) fn cargo_fuzz() -> Result<()> {
     .context("installing cargo-fuzz for the fuzz targets")
 }
 
+/// Whether `geckodriver --version` output names exactly `version`.
+fn geckodriver_version_is(output: &str, version: &str) -> bool {
+    // Prints "geckodriver 0.37.1" and then its source and licence.
+    let mut words = output.split_whitespace();
+    words.next() == Some("geckodriver") && words.next() == Some(version)
+}
+
+/// Where geckodriver is: on `PATH`, else where `cargo install` puts it
+/// (`$CARGO_HOME/bin`, `~/.cargo/bin`).
+pub(crate) fn geckodriver_path() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("geckodriver"))
+            .find(|p| p.is_file())
+    });
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    on_path
+        .or_else(|| cargo_home.map(|c| c.join("bin/geckodriver")))
+        .unwrap_or_else(|| PathBuf::from("geckodriver"))
+}
+
+/// Installs geckodriver at [`GECKODRIVER_VERSION`] unless `geckodriver
+/// --version` already names it (`--locked`; about 2 minutes, once).
+fn geckodriver() -> Result<()> {
+    let have = output(Command::new(geckodriver_path()).arg("--version")).unwrap_or_default();
+    if geckodriver_version_is(&have, GECKODRIVER_VERSION) {
+        return Ok(());
+    }
+    run(Command::new("cargo").args([
+        "install",
+        "geckodriver",
+        "--version",
+        GECKODRIVER_VERSION,
+        "--locked",
+    ]))
+    .context("installing geckodriver for the browser tests in Firefox")
+}
+
+/// The top-level `"version": "x.y.z"` of a package.json text (npm writes
+/// it before any nested object that could hold another `version`).
+fn package_version(json: &str) -> Option<String> {
+    let rest = &json[json.find("\"version\"")? + "\"version\"".len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// Installs axe-core at [`AXE_CORE_VERSION`] from npm into `target/tools`
+/// unless it is there (seconds, once).
+pub(crate) fn axe_core() -> Result<()> {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let tools = target.join("tools");
+    let manifest = tools.join("node_modules/axe-core/package.json");
+    let have = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|j| package_version(&j));
+    if have.as_deref() == Some(AXE_CORE_VERSION) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&tools)?;
+    run(Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&tools)
+        .arg(format!("axe-core@{AXE_CORE_VERSION}")))
+    .context("installing axe-core from npm for the accessibility test (needs Node.js and npm)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,11 +321,37 @@ mod tests {
     }
 
     #[test]
+    fn geckodriver_version_is_matched_exactly() {
+        assert!(geckodriver_version_is(
+            "geckodriver 0.37.1\n\nThe source code of this program is available from\n",
+            "0.37.1"
+        ));
+        assert!(!geckodriver_version_is("geckodriver 0.37.10", "0.37.1"));
+        assert!(!geckodriver_version_is("", "0.37.1"));
+    }
+
+    #[test]
+    fn package_version_reads_the_version_field() {
+        assert_eq!(
+            package_version(r#"{"name": "axe-core", "version": "4.14.1"}"#).as_deref(),
+            Some("4.14.1")
+        );
+        assert_eq!(package_version("{}"), None);
+        assert_eq!(package_version("not json"), None);
+    }
+
+    #[test]
     fn only_missing_packages_are_installed() {
         let present = |p: &Path| p == Path::new("/usr/bin/openssl");
         assert_eq!(
             missing_packages(&APT_PACKAGES, present),
-            ["chromium", "chromium-driver", "haproxy", "nginx"]
+            [
+                "chromium",
+                "chromium-driver",
+                "firefox-esr",
+                "haproxy",
+                "nginx"
+            ]
         );
         assert!(missing_packages(&APT_PACKAGES, |_| true).is_empty());
     }

@@ -1,7 +1,8 @@
 //! The full test suite, as CI runs it: formatting, lints, the protocol crate
 //! for wasm32, the web bundle, every native test (unit, property, interop
-//! with the real Python server, bridge integration, the browser end to end),
-//! the wasm tests in headless Chromium, a 1-minute soak (`cargo xtask soak`)
+//! with the real Python server, bridge integration, the browser end to end
+//! in Chromium and Firefox with the axe-core audit), the wasm tests in
+//! headless Chromium and Firefox, a 1-minute soak (`cargo xtask soak`)
 //! and each protocol fuzz target for a bounded time (`DUMDUM_FUZZ_SECONDS`,
 //! 30 by default).
 
@@ -105,15 +106,17 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
             .env("DUMDUM_EMBEDDED_PAGE", &page),
         &mut tally,
     )?;
-    // The browser tests use the bundle just built; the `trunk serve` test
-    // and the haproxy and nginx tests must run (setup installed trunk,
-    // haproxy and nginx), not skip.
+    // The browser tests use the bundle just built; the `trunk serve` test,
+    // the haproxy and nginx tests and each browser test in Chromium and in
+    // Firefox must run (setup installed trunk, haproxy, nginx, both
+    // browsers, geckodriver and axe-core), not skip.
     run_tests(
         cargo()
             .args(["test", "--workspace"])
             .env("DUMDUM_SKIP_DIST", "1")
             .env("DUMDUM_REQUIRE_TRUNK", "1")
-            .env("DUMDUM_REQUIRE_PROXIES", "1"),
+            .env("DUMDUM_REQUIRE_PROXIES", "1")
+            .env("DUMDUM_REQUIRE_BROWSERS", "1"),
         &mut tally,
     )?;
     run_tests(
@@ -124,7 +127,22 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
                 "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
                 "wasm-bindgen-test-runner",
             )
+            .env_remove("GECKODRIVER")
             .env("CHROMEDRIVER", "/usr/bin/chromedriver"),
+        &mut tally,
+    )?;
+    // The same wasm tests in headless Firefox (the runner picks
+    // geckodriver when GECKODRIVER is set).
+    run_tests(
+        cargo()
+            .args(["test", "-p", "dumdum-client-wasm"])
+            .args(WASM)
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                "wasm-bindgen-test-runner",
+            )
+            .env_remove("CHROMEDRIVER")
+            .env("GECKODRIVER", crate::setup::geckodriver_path()),
         &mut tally,
     )?;
     // One minute of chaos through the bridge the tests just built (a debug

@@ -37,7 +37,7 @@ pub fn ChannelList(props: &ChannelListProps) -> Html {
                         })
                     };
                     let label = if c.unread > 0 {
-                        format!("{}, {} unread", c.name, c.unread)
+                        format!("{} {} unread", c.name, c.unread)
                     } else {
                         c.name.clone()
                     };
@@ -52,7 +52,9 @@ pub fn ChannelList(props: &ChannelListProps) -> Html {
                                 {onclick}
                             >
                                 <span class="hash" aria-hidden="true">{ "#" }</span>
-                                <span class="channel-name">{ c.name.clone() }</span>
+                                // The trailing space keeps the visible text "#random 1" apart, inside
+                                // the label "random 1 unread" (axe: label-content-name-mismatch).
+                                <span class="channel-name">{ format!("{} ", c.name) }</span>
                                 if c.unread > 0 {
                                     <span class="badge" aria-hidden="true">{ if c.unread > 999 { "999+".to_string() } else { c.unread.to_string() } }</span>
                                 }

@@ -206,13 +206,13 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         let (y, mo, d, label) = day_label(m.id.unix_millis());
         if prev_day != Some((y, mo, d)) {
             rows.push(html! {
-                <li key={format!("day-{y}-{mo}-{d}")} class="day-divider" role="separator"><span>{ label }</span></li>
+                <li key={format!("day-{y}-{mo}-{d}")} class="day-divider"><span>{ label }</span></li>
             });
             prev_day = Some((y, mo, d));
         }
         if *marker == Some(m.id) {
             rows.push(html! {
-                <li key="new-marker" class="new-marker" role="separator" aria-label="New messages"><span>{ "New messages" }</span></li>
+                <li key="new-marker" class="new-marker"><span>{ "New messages" }</span></li>
             });
         }
         let mine = props.me.as_deref() == Some(m.nick.as_str());
