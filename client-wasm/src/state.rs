@@ -7,12 +7,16 @@ use dumdum_protocol::{ChatMessage, Snowflake};
 use serde::{Deserialize, Serialize};
 use yew::Reducible;
 
+pub use crate::messages::{Merged, Messages};
 use crate::problem::Problem;
 
 /// Messages kept per channel in memory (the reference server keeps 1000):
 /// past this, live traffic drops the oldest. Pages the user asks for with
-/// "load older" are always kept: they raise the channel's limit.
-pub const MAX_KEPT: usize = 5_000;
+/// "load older" are always kept: they raise the channel's limit. The
+/// message list renders only the rows near the viewport and the store
+/// copies one chunk per broadcast, so a full channel costs about what a
+/// short one does.
+pub const MAX_KEPT: usize = 20_000;
 
 /// An entry of the bridge's `/api/servers`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -113,8 +117,8 @@ pub struct Channel {
     pub name: String,
     /// Messages, oldest first, unique by id. Each message is shared: a
     /// new view state (Yew's reducer clones the state on every dispatch)
-    /// copies pointers, never the text.
-    pub messages: Rc<Vec<Rc<ChatMessage>>>,
+    /// copies pointers, never the text, and at most one chunk of them.
+    pub messages: Messages,
     /// Messages that arrived while another channel was shown.
     pub unread: u32,
     /// Paging back.
@@ -128,7 +132,7 @@ impl Channel {
     fn new(name: String) -> Self {
         Channel {
             name,
-            messages: Rc::new(Vec::new()),
+            messages: Messages::default(),
             unread: 0,
             older: Older::NotLoaded,
             limit: MAX_KEPT,
@@ -138,7 +142,7 @@ impl Channel {
     /// Merges `page`, keeping at most [`Channel::limit`] messages (the
     /// oldest go): the server holds older messages again when some went.
     fn merge(&mut self, page: Vec<ChatMessage>) -> Merged {
-        let merged = merge_messages(Rc::make_mut(&mut self.messages), page, self.limit);
+        let merged = self.messages.merge(page, self.limit);
         if merged.dropped > 0 && self.older == Older::Complete {
             self.older = Older::More;
         }
@@ -149,15 +153,6 @@ impl Channel {
     pub fn oldest(&self) -> Option<Snowflake> {
         self.messages.first().map(|m| m.id)
     }
-}
-
-/// What [`merge_messages`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Merged {
-    /// Messages that were new.
-    pub added: usize,
-    /// The oldest messages dropped to stay within the limit.
-    pub dropped: usize,
 }
 
 /// Merges `page` into `messages`: sorted by id, each id once, at most
@@ -969,7 +964,7 @@ mod tests {
         // Another channel's list is not even copied.
         let random = |s: &ChatState| s.channel("random").map(|c| c.messages.clone());
         match (random(&old), random(&new)) {
-            (Some(b), Some(a)) => assert!(Rc::ptr_eq(&b, &a)),
+            (Some(b), Some(a)) => assert!(b.ptr_eq(&a)),
             other => panic!("no channel: {other:?}"),
         }
     }
