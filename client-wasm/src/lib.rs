@@ -21,6 +21,7 @@ pub mod problem;
 pub mod socket;
 pub mod state;
 pub mod storage;
+pub mod window;
 
 /// A line in the browser console (stderr natively, for tests).
 pub fn log(line: &str) {

@@ -306,6 +306,27 @@ pub enum Action {
     /// Several actions of one engine step, applied in order: one new state
     /// and one render instead of one per action.
     Batch(Vec<Action>),
+    /// Scroll to and highlight a message (a permalink, a search result,
+    /// "jump to first unread"), fetching older pages until it is loaded.
+    Reveal {
+        /// Its channel.
+        channel: String,
+        /// The message.
+        id: Snowflake,
+    },
+}
+
+/// A message to scroll to and highlight: the message list fetches older
+/// pages until it is loaded or the start of the history is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reveal {
+    /// Its channel.
+    pub channel: String,
+    /// The message.
+    pub id: Snowflake,
+    /// Counts the requests: asking again for the same message reveals
+    /// it again.
+    pub seq: u64,
 }
 
 impl Action {
@@ -353,6 +374,8 @@ pub struct ChatState {
     /// The bridge of this connection is draining: the session moves to
     /// another by then (ms since the epoch).
     pub draining_until_ms: Option<u64>,
+    /// The last message asked to be revealed.
+    pub reveal: Option<Reveal>,
 }
 
 impl ChatState {
@@ -577,6 +600,10 @@ impl ChatState {
                 for a in actions {
                     self.apply(a);
                 }
+            }
+            Action::Reveal { channel, id } => {
+                let seq = self.reveal.as_ref().map_or(0, |r| r.seq) + 1;
+                self.reveal = Some(Reveal { channel, id, seq });
             }
         }
     }
