@@ -96,12 +96,12 @@ async fn python_scenario(
         .map_err(|e| e.to_string())?;
     wait_connect_screen(c, "connect screen").await;
     join_as(c, "reader").await;
-    wait_channel_shown(c, "general shown", "general").await;
     let t = Instant::now();
+    wait_channel_shown(c, "general shown", "general").await;
     let shown = wait_js(c, "permalinked message revealed", &revealed_js(target)).await;
     assert_eq!(shown, json!("old 020"));
     println!(
-        "permalink three pages back: revealed in {:.0} ms",
+        "permalink three pages back: revealed {:.0} ms after signing in",
         t.elapsed().as_secs_f64() * 1e3
     );
     // Every row offers its permalink, with an accessible name.
@@ -142,6 +142,36 @@ async fn python_scenario(
         json!(1),
         "one message highlighted"
     );
+
+    // A message the server does not have: pages back to the start, then
+    // says so.
+    js(c, "location.hash = '#general/1'; return null").await;
+    let note = wait_js(
+        c,
+        "not-found note",
+        "const n = document.querySelector('.reveal-note'); return n && n.textContent.includes('not found') ? n.textContent : null",
+    )
+    .await;
+    println!("unknown permalink: {note}");
+    assert_eq!(
+        js(c, "return !!document.querySelector('.history-start')").await,
+        json!(true),
+        "paged back to the beginning first"
+    );
+
+    // Typing stops at the limit, and the counter says so.
+    let long = "x".repeat(1_030);
+    type_into(c, "#composer-input", &long).await;
+    let typed = wait_js(
+        c,
+        "typing stopped at the limit",
+        "const t = document.getElementById('composer-input'); const k = document.getElementById('composer-count'); \
+         return t.value.length === 1024 ? [t.value.length, k.textContent, k.getAttribute('aria-label')] : null",
+    )
+    .await;
+    assert_eq!(typed[1], json!("1024 / 1024 · limit"));
+    assert!(typed[2].as_str().is_some_and(|l| l.starts_with("Limit reached")), "{typed}");
+    clear(c, "#composer-input").await;
 
     // Read everything in #general (bottom reached), then go to #random.
     js(
