@@ -170,7 +170,12 @@ async fn python_scenario(
     )
     .await;
     assert_eq!(typed[1], json!("1024 / 1024 · limit"));
-    assert!(typed[2].as_str().is_some_and(|l| l.starts_with("Limit reached")), "{typed}");
+    assert!(
+        typed[2]
+            .as_str()
+            .is_some_and(|l| l.starts_with("Limit reached")),
+        "{typed}"
+    );
     clear(c, "#composer-input").await;
 
     // Read everything in #general (bottom reached), then go to #random.

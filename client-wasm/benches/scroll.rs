@@ -62,7 +62,7 @@ fn main() {
             rendered += m.range(win.clone()).map(|r| r.content.len()).sum::<usize>();
             black_box(window::spacers(&win, m.len(), 26.0));
             black_box(m.count_after(Snowflake(kept / 2)));
-            black_box(m.position(Snowflake(id)));
+            let _ = black_box(m.position(Snowflake(id)));
             drop(previous);
         }
         let incoming = t.elapsed();
@@ -104,6 +104,9 @@ fn main() {
         );
     }
     if let [small, big] = per_message[..] {
-        println!("per incoming message, 20 000 kept / 50 kept: {:.2}", big / small);
+        println!(
+            "per incoming message, 20 000 kept / 50 kept: {:.2}",
+            big / small
+        );
     }
 }
