@@ -381,6 +381,28 @@ const step = (t) => {
 requestAnimationFrame(step);
 "#;
 
+/// Scrolls the list up 300 px a frame for 150 frames from the bottom,
+/// returning the id of the first row in view after each frame.
+const STEADY: &str = r#"
+const done = arguments[arguments.length - 1];
+const m = document.getElementById('messages');
+m.scrollTop = m.scrollHeight;
+const first = () => {
+  const top = m.getBoundingClientRect().top;
+  for (const r of m.querySelectorAll('ol > li.msg')) {
+    if (r.getBoundingClientRect().bottom > top) return r.dataset.id;
+  }
+  return null;
+};
+const ids = []; let n = 0;
+const step = () => {
+  ids.push(first());
+  m.scrollTop -= 300;
+  if (++n < 150) requestAnimationFrame(step); else done(ids);
+};
+requestAnimationFrame(() => requestAnimationFrame(step));
+"#;
+
 fn stats(v: &Value) -> (f64, f64, f64) {
     let mut d: Vec<f64> = v
         .as_array()
@@ -490,6 +512,45 @@ async fn measure_scenario(c: &Client, bridge: &Bridge, listen: SocketAddr) -> Re
         .await
         .map_err(|e| e.to_string())?;
     let big_scroll = stats(&big_scroll);
+    // Scrolling up through the windowed list moves steadily: the first
+    // row in view goes back every frame, never forward (rows moved in and
+    // out of the window keep the view in place).
+    let ids = c
+        .execute_async(STEADY, vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<u128> = ids
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    assert!(ids.len() >= 140, "first rows in view: {}", ids.len());
+    let back = ids.windows(2).filter(|w| w[1] < w[0]).count();
+    let forward = ids.windows(2).filter(|w| w[1] > w[0]).count();
+    println!(
+        "scrolling up 150 frames of 300 px: the first row in view went back {back} times, stayed {} times, went forward {forward} times",
+        ids.len() - 1 - back - forward
+    );
+    assert_eq!(forward, 0, "the view jumped forward while scrolling up");
+    assert!(
+        back * 10 >= (ids.len() - 1) * 9,
+        "the view stalled: {back} of {}",
+        ids.len() - 1
+    );
+    // The top of the list is the oldest message held.
+    let oldest = wait_js(
+        c,
+        "the oldest message at the top",
+        "const m = document.getElementById('messages'); m.scrollTop = 0; \
+         const r = document.querySelector('#messages ol > li.msg .msg-text'); \
+         return r && r.getBoundingClientRect().top < m.getBoundingClientRect().bottom && r.textContent.startsWith('fill ') ? r.textContent : null",
+    )
+    .await;
+    println!("top of #general: {oldest}");
+    assert_eq!(
+        oldest,
+        json!("fill 01000 some ordinary chat text"),
+        "the oldest kept"
+    );
     let count = js(
         c,
         "return document.querySelector('#messages ol')?.dataset.count",
