@@ -627,7 +627,12 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         let lit = *highlight == Some(m.id);
         rows.push(html! { <MessageRow key={m.id.0} message={m.clone()} {mine} highlight={lit} /> });
     }
-    let style = format!("padding-top: {pad_top:.0}px; padding-bottom: {pad_bottom:.0}px");
+    // Whole pixels, formatted as integers (no float formatting in the wasm).
+    let style = format!(
+        "padding-top: {}px; padding-bottom: {}px",
+        pad_top.round() as i64,
+        pad_bottom.round() as i64
+    );
 
     html! {
         <div class="messages-wrap">
