@@ -551,12 +551,29 @@ async fn measure_scenario(c: &Client, bridge: &Bridge, listen: SocketAddr) -> Re
         json!("fill 01000 some ordinary chat text"),
         "the oldest kept"
     );
+    // An older page prepended keeps what the reader sees in place.
+    const OFFSET: &str = "const r = [...document.querySelectorAll('#messages li.msg')].find(r => r.querySelector('.msg-text').textContent.startsWith('fill 01000')); \
+         return r ? r.getBoundingClientRect().top - document.getElementById('messages').getBoundingClientRect().top : null";
+    let before = js(c, OFFSET).await;
+    click(c, "#load-older").await?;
+    wait_js(
+        c,
+        "an older page in #general",
+        "return document.querySelector('#messages ol')?.dataset.count === '20100'",
+    )
+    .await;
+    let after = wait_js(c, "the row still there", OFFSET).await;
+    println!("after an older page: the top row moved from {before} to {after} px");
+    assert!(
+        (before.as_f64().unwrap_or(f64::NAN) - after.as_f64().unwrap_or(0.0)).abs() <= 2.0,
+        "the row in view stays put: {before} → {after}"
+    );
     let count = js(
         c,
         "return document.querySelector('#messages ol')?.dataset.count",
     )
     .await;
-    println!("#general after the burst holds {count} messages (the page keeps 20 000)");
+    println!("#general holds {count} messages (20 000 kept live, plus the older page asked for)");
 
     js(
         c,

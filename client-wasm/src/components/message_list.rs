@@ -58,6 +58,10 @@ struct Ui {
     opened: bool,
     /// The last message read, as stored.
     read: Option<Snowflake>,
+    /// The scroll position last seen or set: a scroll event that did not
+    /// move up (rows added below before the list followed them) does not
+    /// stop following the bottom.
+    scroll_top: i32,
 }
 
 impl Default for Ui {
@@ -74,6 +78,7 @@ impl Default for Ui {
             frozen: false,
             opened: false,
             read: None,
+            scroll_top: 0,
         }
     }
 }
@@ -371,6 +376,7 @@ pub fn MessageList(props: &MessageListProps) -> Html {
             }
             u.last = last;
             u.window = win.clone();
+            u.scroll_top = el.scroll_top();
             // Measure: the rendered rows' average height.
             let (above, below) = window::spacers(&win, len, u.row_px);
             let rendered = list.get_bounding_client_rect().height() - above - below;
@@ -501,6 +507,28 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 let u = ui.borrow();
                 (u.window.clone(), u.row_px)
             };
+            let went_up = {
+                let mut u = ui.borrow_mut();
+                let up = el.scroll_top() < u.scroll_top - 2;
+                u.scroll_top = el.scroll_top();
+                up
+            };
+            if *view == View::Bottom && !went_up && win.end == len {
+                // Rows came below before the list followed them: follow.
+                if !at_bottom(&el) {
+                    scroll_to_bottom(&el);
+                    ui.borrow_mut().scroll_top = el.scroll_top();
+                }
+                observe(
+                    &mut ui.borrow_mut(),
+                    &el,
+                    &list,
+                    &messages,
+                    &key,
+                    &unread_above,
+                );
+                return;
+            }
             if at_bottom(&el) && win.end == len {
                 view.set(View::Bottom);
                 unseen.set(0);
