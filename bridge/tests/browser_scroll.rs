@@ -444,13 +444,24 @@ async fn burst(
             poster.send(channel, &format!("burst {i}"));
         }
     });
-    let v = wait_js_for(
-        c,
-        "1000 messages taken",
-        "return window.__m.t1 !== null ? window.__m : null",
-        Duration::from_secs(120),
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let v = loop {
+        let v = js(c, "return window.__m.t1 !== null ? window.__m : null").await;
+        if !v.is_null() {
+            break v;
+        }
+        if Instant::now() > deadline {
+            let diag = js(
+                c,
+                "const m = document.getElementById('messages'); const rows = m.querySelectorAll('li.msg .msg-text'); \
+                 return {t0: window.__m.t0, count: m.querySelector('ol').dataset.count, first: rows[0]?.textContent, last: rows[rows.length - 1]?.textContent, \
+                 top: m.scrollTop, height: m.scrollHeight, client: m.clientHeight, jump: document.querySelector('.jump-new')?.textContent ?? null}",
+            )
+            .await;
+            return Err(format!("1000 messages not taken within 60 s: {diag}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let ms = v["t1"].as_f64().unwrap_or(0.0) - v["t0"].as_f64().unwrap_or(0.0);
     let frames = v["frames"].as_array().map_or(0, |a| a.len() as u64);
     Ok((ms, stats(&v["frames"]), frames))

@@ -79,13 +79,15 @@ pub fn row_at(window: &Range<usize>, len: usize, y: f64, rendered_px: f64, row_p
 }
 
 /// A new average row height from a measurement of `rows` rendered rows
-/// that took `px`: clamped, and smoothed so the spacers do not jump.
+/// that took `px`: clamped, and smoothed so the spacers do not jump; a
+/// change under 2 px is ignored (20 000 rows times a small change would
+/// move the spacers by thousands of pixels at every new message).
 pub fn measured(old: f64, px: f64, rows: usize) -> f64 {
     if rows == 0 || !px.is_finite() || px <= 0.0 {
         return old;
     }
     let now = (px / rows as f64).clamp(12.0, 400.0);
-    if (now - old).abs() < 0.5 {
+    if (now - old).abs() < 2.0 {
         old
     } else {
         old * 0.5 + now * 0.5
@@ -129,6 +131,7 @@ mod tests {
         assert_eq!(row_at(&w, 20_000, 1e12, 3_000.0, 20.0), 19_999);
         assert_eq!(measured(26.0, 2_000.0, 100), 23.0);
         assert_eq!(measured(26.0, 0.0, 100), 26.0);
+        assert_eq!(measured(26.0, 2_700.0, 100), 26.0, "jitter ignored");
     }
 
     proptest! {

@@ -62,6 +62,10 @@ struct Ui {
     /// move up (rows added below before the list followed them) does not
     /// stop following the bottom.
     scroll_top: i32,
+    /// The scroll height last seen: a scroll event with another height
+    /// came from the layout (rows in or out, spacers re-measured), not
+    /// from the reader.
+    scroll_height: i32,
 }
 
 impl Default for Ui {
@@ -79,6 +83,7 @@ impl Default for Ui {
             opened: false,
             read: None,
             scroll_top: 0,
+            scroll_height: 0,
         }
     }
 }
@@ -377,6 +382,7 @@ pub fn MessageList(props: &MessageListProps) -> Html {
             u.last = last;
             u.window = win.clone();
             u.scroll_top = el.scroll_top();
+            u.scroll_height = el.scroll_height();
             // Measure: the rendered rows' average height.
             let (above, below) = window::spacers(&win, len, u.row_px);
             let rendered = list.get_bounding_client_rect().height() - above - below;
@@ -509,15 +515,19 @@ pub fn MessageList(props: &MessageListProps) -> Html {
             };
             let went_up = {
                 let mut u = ui.borrow_mut();
-                let up = el.scroll_top() < u.scroll_top - 2;
+                let layout = el.scroll_height() != u.scroll_height;
+                let up = !layout && el.scroll_top() < u.scroll_top - 2;
                 u.scroll_top = el.scroll_top();
+                u.scroll_height = el.scroll_height();
                 up
             };
             if *view == View::Bottom && !went_up && win.end == len {
                 // Rows came below before the list followed them: follow.
                 if !at_bottom(&el) {
                     scroll_to_bottom(&el);
-                    ui.borrow_mut().scroll_top = el.scroll_top();
+                    let mut u = ui.borrow_mut();
+                    u.scroll_top = el.scroll_top();
+                    u.scroll_height = el.scroll_height();
                 }
                 observe(
                     &mut ui.borrow_mut(),
