@@ -181,7 +181,7 @@ async fn run_scenarios(
         c,
         "python message",
         "const r = [...document.querySelectorAll('#messages .msg')].find(r => r.querySelector('.msg-text').textContent.startsWith('hello from python')); \
-         return r ? {nick: r.querySelector('.msg-nick').textContent, href: r.querySelector('a')?.getAttribute('href'), rel: r.querySelector('a')?.getAttribute('rel')} : null",
+         return r ? {nick: r.querySelector('.msg-nick').textContent, href: r.querySelector('.msg-text a')?.getAttribute('href'), rel: r.querySelector('.msg-text a')?.getAttribute('rel')} : null",
     )
     .await;
     assert_eq!(

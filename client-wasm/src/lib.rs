@@ -14,11 +14,15 @@ pub mod components;
 pub mod engine;
 pub mod format;
 pub mod hooks;
+pub mod messages;
+pub mod paste;
+pub mod permalink;
 pub mod problem;
 pub mod socket;
 pub mod state;
 pub mod storage;
 pub mod stored;
+pub mod window;
 
 /// A line in the browser console (stderr natively, for tests).
 pub fn log(line: &str) {

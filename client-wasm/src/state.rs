@@ -6,12 +6,16 @@ use std::rc::Rc;
 use dumdum_protocol::{ChatMessage, Snowflake};
 use yew::Reducible;
 
+pub use crate::messages::{Merged, Messages};
 use crate::problem::Problem;
 
 /// Messages kept per channel in memory (the reference server keeps 1000):
 /// past this, live traffic drops the oldest. Pages the user asks for with
-/// "load older" are always kept: they raise the channel's limit.
-pub const MAX_KEPT: usize = 5_000;
+/// "load older" are always kept: they raise the channel's limit. The
+/// message list renders only the rows near the viewport and the store
+/// copies one chunk per broadcast, so a full channel costs about what a
+/// short one does.
+pub const MAX_KEPT: usize = 20_000;
 
 /// An entry of the bridge's `/api/servers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,8 +117,8 @@ pub struct Channel {
     pub name: String,
     /// Messages, oldest first, unique by id. Each message is shared: a
     /// new view state (Yew's reducer clones the state on every dispatch)
-    /// copies pointers, never the text.
-    pub messages: Rc<Vec<Rc<ChatMessage>>>,
+    /// copies pointers, never the text, and at most one chunk of them.
+    pub messages: Messages,
     /// Messages that arrived while another channel was shown.
     pub unread: u32,
     /// Paging back.
@@ -128,7 +132,7 @@ impl Channel {
     fn new(name: String) -> Self {
         Channel {
             name,
-            messages: Rc::new(Vec::new()),
+            messages: Messages::default(),
             unread: 0,
             older: Older::NotLoaded,
             limit: MAX_KEPT,
@@ -138,7 +142,7 @@ impl Channel {
     /// Merges `page`, keeping at most [`Channel::limit`] messages (the
     /// oldest go): the server holds older messages again when some went.
     fn merge(&mut self, page: Vec<ChatMessage>) -> Merged {
-        let merged = merge_messages(Rc::make_mut(&mut self.messages), page, self.limit);
+        let merged = self.messages.merge(page, self.limit);
         if merged.dropped > 0 && self.older == Older::Complete {
             self.older = Older::More;
         }
@@ -149,15 +153,6 @@ impl Channel {
     pub fn oldest(&self) -> Option<Snowflake> {
         self.messages.first().map(|m| m.id)
     }
-}
-
-/// What [`merge_messages`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Merged {
-    /// Messages that were new.
-    pub added: usize,
-    /// The oldest messages dropped to stay within the limit.
-    pub dropped: usize,
 }
 
 /// Merges `page` into `messages`: sorted by id, each id once, at most
@@ -313,6 +308,27 @@ pub enum Action {
     /// Several actions of one engine step, applied in order: one new state
     /// and one render instead of one per action.
     Batch(Vec<Action>),
+    /// Scroll to and highlight a message (a permalink, a search result,
+    /// "jump to first unread"), fetching older pages until it is loaded.
+    Reveal {
+        /// Its channel.
+        channel: String,
+        /// The message.
+        id: Snowflake,
+    },
+}
+
+/// A message to scroll to and highlight: the message list fetches older
+/// pages until it is loaded or the start of the history is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reveal {
+    /// Its channel.
+    pub channel: String,
+    /// The message.
+    pub id: Snowflake,
+    /// Counts the requests: asking again for the same message reveals
+    /// it again.
+    pub seq: u64,
 }
 
 impl Action {
@@ -360,6 +376,8 @@ pub struct ChatState {
     /// The bridge of this connection is draining: the session moves to
     /// another by then (ms since the epoch).
     pub draining_until_ms: Option<u64>,
+    /// The last message asked to be revealed.
+    pub reveal: Option<Reveal>,
 }
 
 impl ChatState {
@@ -585,6 +603,10 @@ impl ChatState {
                 for a in actions {
                     self.apply(a);
                 }
+            }
+            Action::Reveal { channel, id } => {
+                let seq = self.reveal.as_ref().map_or(0, |r| r.seq) + 1;
+                self.reveal = Some(Reveal { channel, id, seq });
             }
         }
     }
@@ -973,7 +995,7 @@ mod tests {
         // Another channel's list is not even copied.
         let random = |s: &ChatState| s.channel("random").map(|c| c.messages.clone());
         match (random(&old), random(&new)) {
-            (Some(b), Some(a)) => assert!(Rc::ptr_eq(&b, &a)),
+            (Some(b), Some(a)) => assert!(b.ptr_eq(&a)),
             other => panic!("no channel: {other:?}"),
         }
     }

@@ -26,6 +26,13 @@ pub fn channel_key(server: Option<&str>) -> String {
     format!("dumdum.channel.{}", server.unwrap_or(""))
 }
 
+/// The key of the last message read in `channel` by `nick` on `server`
+/// (`None`: the bridge's default), for the unread marker; its value is the
+/// message id in decimal.
+pub fn read_key(server: Option<&str>, nick: &str, channel: &str) -> String {
+    format!("dumdum.read.{}.{nick}.{channel}", server.unwrap_or(""))
+}
+
 /// Why storage did not work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -141,5 +148,18 @@ mod tests {
         assert_eq!(channel_key(Some("local")), "dumdum.channel.local");
         assert_eq!(channel_key(None), "dumdum.channel.");
         assert_ne!(channel_key(Some("a")), channel_key(Some("b")));
+    }
+
+    #[test]
+    fn read_keys_are_per_server_nick_and_channel() {
+        assert_eq!(
+            read_key(Some("local"), "bob", "general"),
+            "dumdum.read.local.bob.general"
+        );
+        assert_ne!(read_key(None, "bob", "g"), read_key(None, "ann", "g"));
+        assert_ne!(
+            read_key(Some("a"), "bob", "g"),
+            read_key(Some("b"), "bob", "g")
+        );
     }
 }

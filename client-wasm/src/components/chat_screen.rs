@@ -15,6 +15,7 @@ pub fn ChatScreen() -> Html {
     let chat = use_chat_context();
     let state = &*chat.state;
     let sidebar_open = use_state(|| false);
+    super::use_permalinks();
 
     // Alt+Up / Alt+Down: previous / next channel, from anywhere on the page.
     {

@@ -1,17 +1,26 @@
-//! The message view of a channel: "load older" paging, day dividers,
-//! auto-scroll when at the bottom, and a "new messages" marker otherwise.
+//! The message view of a channel: a window of rows around the viewport
+//! (spacers stand in for the rest, so 20 000 messages cost what 50 do),
+//! "load older" paging, day dividers, auto-scroll when at the bottom, the
+//! unread marker ("New since 14:02", remembered per server, nick and
+//! channel) with its "Jump to first unread (N)" button, and revealing a
+//! message (permalinks, search results): scrolled to and highlighted,
+//! older pages fetched until it is loaded.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::rc::Rc;
 
 use dumdum_protocol::Snowflake;
-use web_sys::HtmlElement;
+use web_sys::{Element, HtmlElement};
 use yew::prelude::*;
 
 use super::{MessageRow, local_offset_min, use_chat_context};
 use crate::format::DateTime;
 use crate::hooks::Command;
-use crate::state::{Channel, Older};
+use crate::permalink::row_id;
+use crate::state::{Action, Channel, Messages, Older};
+use crate::storage::{self, SERVER_KEY, read_key};
+use crate::window;
 
 /// Properties of [`MessageList`].
 #[derive(Properties, PartialEq)]
@@ -25,13 +34,67 @@ pub struct MessageListProps {
 /// Within this many pixels of the end counts as "at the bottom".
 const BOTTOM_SLACK_PX: i32 = 48;
 
-#[derive(Default)]
-struct Seen {
+/// What the list remembers between renders (not rendered itself).
+struct Ui {
     channel: String,
-    first: Option<Snowflake>,
+    /// The rows rendered last, by position.
+    window: Range<usize>,
+    /// Average row height, measured.
+    row_px: f64,
+    /// A row in view and its offset from the top of the viewport, taken
+    /// before a render that may move rows, restored after it.
+    anchor: Option<(Snowflake, f64)>,
+    /// The newest message when last rendered.
     last: Option<Snowflake>,
+    /// The reveal request handled last.
+    reveal_seq: u64,
+    /// A revealed message to scroll to once rendered.
+    scroll_to: Option<Snowflake>,
+    /// The last message read when the channel was opened (the marker goes
+    /// after it), and whether it stays put (there were unread messages).
+    read_at_open: Option<Snowflake>,
+    frozen: bool,
+    /// Whether the channel's first messages were seen since it was opened.
+    opened: bool,
+    /// The last message read, as stored.
+    read: Option<Snowflake>,
+    /// The scroll position last seen or set: a scroll event that did not
+    /// move up (rows added below before the list followed them) does not
+    /// stop following the bottom.
+    scroll_top: i32,
+    /// The scroll height last seen: a scroll event with another height
+    /// came from the layout (rows in or out, spacers re-measured), not
+    /// from the reader.
     scroll_height: i32,
-    at_bottom: bool,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Ui {
+            channel: String::new(),
+            window: 0..0,
+            row_px: window::DEFAULT_ROW_PX,
+            anchor: None,
+            last: None,
+            reveal_seq: 0,
+            scroll_to: None,
+            read_at_open: None,
+            frozen: false,
+            opened: false,
+            read: None,
+            scroll_top: 0,
+            scroll_height: 0,
+        }
+    }
+}
+
+/// Where the view is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// At the newest message, following new ones.
+    Bottom,
+    /// The window starts at this message.
+    From(Snowflake),
 }
 
 fn at_bottom(el: &HtmlElement) -> bool {
@@ -42,7 +105,7 @@ fn scroll_to_bottom(el: &HtmlElement) {
     el.set_scroll_top(el.scroll_height());
 }
 
-fn day_label(ms: u64) -> (i64, u32, u32, String) {
+fn day_label(ms: u64) -> ((i64, u32, u32), String) {
     const MONTHS: [&str; 12] = [
         "January",
         "February",
@@ -60,11 +123,127 @@ fn day_label(ms: u64) -> (i64, u32, u32, String) {
     let t = DateTime::from_unix_ms(ms, local_offset_min(ms));
     let month = MONTHS[(t.month as usize).saturating_sub(1) % 12];
     (
-        t.year,
-        t.month,
-        t.day,
+        (t.year, t.month, t.day),
         format!("{} {month} {}", t.day, t.year),
     )
+}
+
+fn hh_mm(ms: u64) -> String {
+    let t = DateTime::from_unix_ms(ms, local_offset_min(ms));
+    format!("{:02}:{:02}", t.hour, t.minute)
+}
+
+/// The rows in view: the first and last message ids whose rows overlap
+/// the viewport of `scroller` (binary search over the rendered rows).
+fn rows_in_view(scroller: &HtmlElement, list: &Element) -> Option<(Snowflake, Snowflake)> {
+    let view = scroller.get_bounding_client_rect();
+    let (top, bottom) = (view.top(), view.bottom());
+    let rows = list.children();
+    let n = rows.length();
+    let rect = |i: u32| rows.item(i).map(|e| e.get_bounding_client_rect());
+    // First row whose bottom is below the viewport's top.
+    let (mut lo, mut hi) = (0u32, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if rect(mid).is_some_and(|r| r.bottom() <= top) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let first = lo;
+    let (mut lo, mut hi) = (first, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if rect(mid).is_some_and(|r| r.top() < bottom) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let last = lo;
+    if first >= last {
+        return None;
+    }
+    let id_of = |i: u32| -> Option<Snowflake> {
+        let e = rows.item(i)?;
+        e.get_attribute("data-id")?.parse().ok().map(Snowflake)
+    };
+    let a = (first..last).find_map(id_of)?;
+    let b = (first..last).rev().find_map(id_of)?;
+    Some((a, b))
+}
+
+fn offset_in(scroller: &HtmlElement, id: Snowflake) -> Option<f64> {
+    let doc = web_sys::window()?.document()?;
+    let el = doc.get_element_by_id(&row_id(id))?;
+    Some(el.get_bounding_client_rect().top() - scroller.get_bounding_client_rect().top())
+}
+
+fn tab_is_read() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .is_some_and(|d| d.has_focus().unwrap_or(false) && !d.hidden())
+}
+
+fn pos(messages: &Messages, id: Snowflake) -> usize {
+    match messages.position(id) {
+        Ok(i) | Err(i) => i,
+    }
+}
+
+fn marker_of(u: &Ui, messages: &Messages) -> Option<Snowflake> {
+    let read = u.read_at_open?;
+    if !u.frozen {
+        return None;
+    }
+    let i = match messages.position(read) {
+        Ok(i) => i + 1,
+        Err(i) => i,
+    };
+    messages.get(i).map(|m| m.id)
+}
+
+/// After a render or a scroll: notes what was read (the channel shown in
+/// a focused tab, its rows in view or the bottom reached), moves the
+/// unread marker's point along while nothing is left unread, and says
+/// whether the first unread message is above the view.
+fn observe(
+    u: &mut Ui,
+    el: &HtmlElement,
+    list: &Element,
+    messages: &Messages,
+    key: &str,
+    unread_above: &UseStateHandle<bool>,
+) {
+    let last = messages.last().map(|m| m.id);
+    let in_view = rows_in_view(el, list);
+    let newest_seen = if at_bottom(el) {
+        last
+    } else {
+        in_view.map(|(_, b)| b)
+    };
+    if tab_is_read()
+        && let Some(seen) = newest_seen
+        && Some(seen) > u.read
+    {
+        u.read = Some(seen);
+        storage::save(key, &seen.0.to_string());
+    }
+    if !u.frozen && u.opened {
+        if last > u.read && u.read_at_open.is_some() {
+            // Came while not read (scrolled up, another tab): mark.
+            u.frozen = true;
+        } else {
+            u.read_at_open = u.read;
+        }
+    }
+    let above = match (marker_of(u, messages), in_view) {
+        (Some(m), Some((first, _))) => m < first,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    unread_above.set(above);
 }
 
 /// The messages of one channel.
@@ -72,114 +251,374 @@ fn day_label(ms: u64) -> (i64, u32, u32, String) {
 pub fn MessageList(props: &MessageListProps) -> Html {
     let chat = use_chat_context();
     let scroller = use_node_ref();
-    let seen: Rc<RefCell<Seen>> = use_mut_ref(|| Seen {
-        at_bottom: true,
-        ..Seen::default()
-    });
-    let unseen = use_state(|| 0usize);
-    let marker = use_state(|| None::<Snowflake>);
+    let list_ref = use_node_ref();
+    let ui: Rc<RefCell<Ui>> = use_mut_ref(Ui::default);
+    let view = use_state_eq(|| View::Bottom);
+    let unseen = use_state_eq(|| 0usize);
+    let unread_above = use_state_eq(|| false);
+    let highlight = use_state_eq(|| None::<Snowflake>);
+    let reveal_note = use_state_eq(|| None::<String>);
+    // Re-render after a scroll or a focus change, when what is derived
+    // from the DOM changed.
+    let tick = use_state_eq(|| 0u64);
 
     let messages = props.channel.messages.clone();
-    let first = messages.first().map(|m| m.id);
-    let last = messages.last().map(|m| m.id);
+    let name = props.channel.name.clone();
+    let len = messages.len();
+    let server = storage::load(SERVER_KEY);
+    let me = props.me.clone().unwrap_or_default();
+    let key = read_key(server.as_deref(), &me, &name);
+
+    // Another channel (or the first render): start at its bottom, with
+    // its last-read message from storage.
+    let switched = ui.borrow().channel != name;
+    if switched {
+        let read = storage::load(&key)
+            .and_then(|v| v.parse().ok())
+            .map(Snowflake);
+        let mut u = ui.borrow_mut();
+        *u = Ui {
+            channel: name.clone(),
+            row_px: u.row_px,
+            reveal_seq: u.reveal_seq,
+            read_at_open: read,
+            read,
+            ..Ui::default()
+        };
+    }
+    let current_view = if switched { View::Bottom } else { *view };
+    let win = match current_view {
+        View::Bottom => window::bottom(len),
+        View::From(id) => window::starting_at(len, pos(&messages, id)),
+    };
+
+    // Before the DOM changes: the row in view to keep in place.
+    if !switched
+        && current_view != View::Bottom
+        && let (Some(el), Some(list)) = (scroller.cast::<HtmlElement>(), list_ref.cast::<Element>())
+        && let Some((first, _)) = rows_in_view(&el, &list)
+    {
+        ui.borrow_mut().anchor = offset_in(&el, first).map(|o| (first, o));
+    }
+
+    // The unread marker: after the last message read when the channel was
+    // opened.
+    let (marker, unread_count) = {
+        let u = ui.borrow();
+        let marker = marker_of(&u, &messages);
+        let count = match (marker, u.read_at_open) {
+            (Some(_), Some(read)) => messages.count_after(read),
+            _ => 0,
+        };
+        (marker, count)
+    };
+
+    // After every render: keep the view in place, scroll to a revealed
+    // message, measure rows, and note what was read.
     {
         let scroller = scroller.clone();
-        let seen = seen.clone();
+        let list_ref = list_ref.clone();
+        let ui = ui.clone();
+        let view = view.clone();
         let unseen = unseen.clone();
-        let marker = marker.clone();
+        let unread_above = unread_above.clone();
+        let highlight = highlight.clone();
         let messages = messages.clone();
-        let name = props.channel.name.clone();
-        let me = props.me.clone();
-        use_effect_with((name.clone(), first, last, messages.len()), move |_| {
-            let Some(el) = scroller.cast::<HtmlElement>() else {
+        let key = key.clone();
+        let mine = props.me.clone();
+        let win = win.clone();
+        use_effect(move || {
+            let (Some(el), Some(list)) =
+                (scroller.cast::<HtmlElement>(), list_ref.cast::<Element>())
+            else {
                 return;
             };
-            let mut s = seen.borrow_mut();
-            if s.channel != name {
-                // Another channel: start at its newest message.
+            let mut u = ui.borrow_mut();
+            let last = messages.last().map(|m| m.id);
+            let fresh = last > u.last && u.last.is_some();
+            if switched {
                 scroll_to_bottom(&el);
                 unseen.set(0);
-                marker.set(None);
-                s.at_bottom = true;
-            } else if s.first.is_some() && first < s.first && last == s.last {
-                // Older messages above: keep what the reader sees in place.
-                let grown = el.scroll_height() - s.scroll_height;
-                el.set_scroll_top(el.scroll_top() + grown);
-            } else if last > s.last {
-                let fresh: Vec<_> = messages.iter().filter(|m| Some(m.id) > s.last).collect();
-                let own = fresh.iter().any(|m| me.as_deref() == Some(m.nick.as_str()));
-                if s.at_bottom || own || s.last.is_none() {
-                    scroll_to_bottom(&el);
-                    s.at_bottom = true;
-                } else {
-                    unseen.set(*unseen + fresh.len());
-                    if marker.is_none() {
-                        marker.set(fresh.first().map(|m| m.id));
+                view.set(View::Bottom);
+            } else if let Some(target) = u.scroll_to.take() {
+                match web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.get_element_by_id(&row_id(target)))
+                {
+                    Some(row) => {
+                        let block = web_sys::ScrollIntoViewOptions::new();
+                        block.set_block(web_sys::ScrollLogicalPosition::Center);
+                        row.scroll_into_view_with_scroll_into_view_options(&block);
+                        highlight.set(Some(target));
                     }
+                    None => u.scroll_to = Some(target),
+                }
+                u.anchor = None;
+            } else if *view == View::Bottom {
+                if fresh || u.last.is_none() || at_bottom(&el) {
+                    scroll_to_bottom(&el);
+                }
+                u.anchor = None;
+            } else if let Some((id, before)) = u.anchor.take()
+                && let Some(now) = offset_in(&el, id)
+            {
+                let delta = now - before;
+                if delta.abs() >= 0.5 {
+                    el.set_scroll_top(el.scroll_top() + delta.round() as i32);
                 }
             }
-            s.channel = name;
-            s.first = first;
-            s.last = last;
-            s.scroll_height = el.scroll_height();
+            if fresh && *view != View::Bottom {
+                let newer = messages.count_after(u.last.unwrap_or(Snowflake(0)));
+                let own = messages
+                    .range(len.saturating_sub(newer)..len)
+                    .any(|m| mine.as_deref() == Some(m.nick.as_str()));
+                if own {
+                    view.set(View::Bottom);
+                    scroll_to_bottom(&el);
+                } else {
+                    unseen.set(*unseen + newer);
+                }
+            }
+            u.last = last;
+            u.window = win.clone();
+            u.scroll_top = el.scroll_top();
+            u.scroll_height = el.scroll_height();
+            // Measure: the rendered rows' average height.
+            let (above, below) = window::spacers(&win, len, u.row_px);
+            let rendered = list.get_bounding_client_rect().height() - above - below;
+            u.row_px = window::measured(u.row_px, rendered, win.len());
+            // The unread marker is decided on the first messages seen (the
+            // marker stays until the channel is left).
+            if !u.opened && last.is_some() {
+                u.opened = true;
+                u.frozen = u.read_at_open.is_some_and(|r| last > Some(r));
+            }
+            observe(&mut u, &el, &list, &messages, &key, &unread_above);
         });
     }
 
-    // A window resize reflows the list: stay at the bottom if we were.
+    // Reveal requests for this channel: fetch back until the message is
+    // loaded, then render the window around it and scroll to it.
+    {
+        let ui = ui.clone();
+        let view = view.clone();
+        let reveal_note = reveal_note.clone();
+        let tick = tick.clone();
+        let cmd = chat.cmd.clone();
+        let request = chat.state.reveal.clone();
+        let messages = messages.clone();
+        let older = props.channel.older;
+        let name = name.clone();
+        let deps = (
+            request.as_ref().map(|r| r.seq),
+            messages.first().map(|m| m.id),
+            len,
+            older,
+            name.clone(),
+        );
+        use_effect_with(deps, move |_| {
+            let Some(r) = request else {
+                return;
+            };
+            if r.channel != name {
+                return;
+            }
+            let mut u = ui.borrow_mut();
+            if u.reveal_seq >= r.seq {
+                return;
+            }
+            match messages.position(r.id) {
+                Ok(i) => {
+                    u.reveal_seq = r.seq;
+                    let w = window::around(messages.len(), i);
+                    let start = messages.get(w.start).map(|m| m.id);
+                    view.set(start.map_or(View::Bottom, View::From));
+                    u.scroll_to = Some(r.id);
+                    u.anchor = None;
+                    reveal_note.set(None);
+                    // Render (the view may be unchanged): the effect scrolls.
+                    tick.set(r.seq);
+                }
+                Err(i) => {
+                    let older_than_all = i == 0;
+                    match older {
+                        Older::More if older_than_all => {
+                            reveal_note.set(Some("Loading older messages…".into()));
+                            cmd.emit(Command::LoadOlder {
+                                channel: name.clone(),
+                                before: messages.first().map(|m| m.id),
+                            });
+                        }
+                        Older::Loading | Older::NotLoaded if older_than_all => {
+                            reveal_note.set(Some("Loading older messages…".into()));
+                        }
+                        _ => {
+                            u.reveal_seq = r.seq;
+                            reveal_note.set(Some(
+                                "That message was not found: it may have been deleted or be older than the server keeps."
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    // Window resizes and focus: stay at the bottom if we were; a focused
+    // tab reads what it shows.
     {
         let scroller = scroller.clone();
-        let seen = seen.clone();
+        let view = view.clone();
+        let tick = tick.clone();
         use_effect_with((), move |_| {
-            let listener = web_sys::window().map(|w| {
-                gloo_events::EventListener::new(&w, "resize", move |_| {
-                    if let Some(el) = scroller.cast::<HtmlElement>()
-                        && seen.borrow().at_bottom
-                    {
-                        scroll_to_bottom(&el);
-                    }
-                })
+            let listeners = web_sys::window().map(|w| {
+                let resize = {
+                    let tick = tick.clone();
+                    gloo_events::EventListener::new(&w, "resize", move |_| {
+                        if let Some(el) = scroller.cast::<HtmlElement>()
+                            && *view == View::Bottom
+                        {
+                            scroll_to_bottom(&el);
+                        }
+                        tick.set(js_sys::Date::now() as u64);
+                    })
+                };
+                let focus = gloo_events::EventListener::new(&w, "focus", move |_| {
+                    tick.set(js_sys::Date::now() as u64);
+                });
+                (resize, focus)
             });
-            move || drop(listener)
+            move || drop(listeners)
         });
     }
 
     let onscroll = {
-        let seen = seen.clone();
+        let ui = ui.clone();
+        let view = view.clone();
         let unseen = unseen.clone();
         let scroller = scroller.clone();
+        let list_ref = list_ref.clone();
+        let messages = messages.clone();
+        let key = key.clone();
+        let unread_above = unread_above.clone();
         Callback::from(move |_: Event| {
-            let Some(el) = scroller.cast::<HtmlElement>() else {
+            let (Some(el), Some(list)) =
+                (scroller.cast::<HtmlElement>(), list_ref.cast::<Element>())
+            else {
                 return;
             };
-            let bottom = at_bottom(&el);
-            let mut s = seen.borrow_mut();
-            s.at_bottom = bottom;
-            s.scroll_height = el.scroll_height();
-            if bottom && *unseen > 0 {
-                unseen.set(0);
+            let len = messages.len();
+            let (win, row_px) = {
+                let u = ui.borrow();
+                (u.window.clone(), u.row_px)
+            };
+            let went_up = {
+                let mut u = ui.borrow_mut();
+                let layout = el.scroll_height() != u.scroll_height;
+                let up = !layout && el.scroll_top() < u.scroll_top - 2;
+                u.scroll_top = el.scroll_top();
+                u.scroll_height = el.scroll_height();
+                up
+            };
+            if *view == View::Bottom && !went_up && win.end == len {
+                // Rows came below before the list followed them: follow.
+                if !at_bottom(&el) {
+                    scroll_to_bottom(&el);
+                    let mut u = ui.borrow_mut();
+                    u.scroll_top = el.scroll_top();
+                    u.scroll_height = el.scroll_height();
+                }
+                observe(
+                    &mut ui.borrow_mut(),
+                    &el,
+                    &list,
+                    &messages,
+                    &key,
+                    &unread_above,
+                );
+                return;
             }
+            if at_bottom(&el) && win.end == len {
+                view.set(View::Bottom);
+                unseen.set(0);
+                observe(
+                    &mut ui.borrow_mut(),
+                    &el,
+                    &list,
+                    &messages,
+                    &key,
+                    &unread_above,
+                );
+                return;
+            }
+            let next = match rows_in_view(&el, &list) {
+                Some((a, b)) => window::follow(&win, len, pos(&messages, a), pos(&messages, b))
+                    .unwrap_or(win.clone()),
+                None => {
+                    // Dragged into a spacer: estimate the row there.
+                    let list_top = list.get_bounding_client_rect().top()
+                        - el.get_bounding_client_rect().top()
+                        + f64::from(el.scroll_top());
+                    let y = f64::from(el.scroll_top()) - list_top;
+                    let (above, below) = window::spacers(&win, len, row_px);
+                    let rendered = list.get_bounding_client_rect().height() - above - below;
+                    let i = window::row_at(&win, len, y, rendered, row_px);
+                    window::around(len, i)
+                }
+            };
+            let want = match messages.get(next.start) {
+                Some(m) if next.end < len || next.start > 0 => View::From(m.id),
+                _ => View::Bottom,
+            };
+            let want = if want == View::Bottom && !at_bottom(&el) {
+                messages
+                    .get(win.start)
+                    .map_or(View::Bottom, |m| View::From(m.id))
+            } else {
+                want
+            };
+            view.set(want);
+            observe(
+                &mut ui.borrow_mut(),
+                &el,
+                &list,
+                &messages,
+                &key,
+                &unread_above,
+            );
         })
     };
     let jump = {
         let scroller = scroller.clone();
         let unseen = unseen.clone();
+        let view = view.clone();
         Callback::from(move |_: MouseEvent| {
+            view.set(View::Bottom);
             if let Some(el) = scroller.cast::<HtmlElement>() {
                 scroll_to_bottom(&el);
             }
             unseen.set(0);
         })
     };
+    let jump_unread = {
+        let state = chat.state.clone();
+        let name = name.clone();
+        let target = marker;
+        Callback::from(move |_: MouseEvent| {
+            if let Some(id) = target {
+                state.dispatch(Action::Reveal {
+                    channel: name.clone(),
+                    id,
+                });
+            }
+        })
+    };
     let load_older = {
         let cmd = chat.cmd.clone();
-        let name = props.channel.name.clone();
+        let name = name.clone();
         let oldest = props.channel.oldest();
-        let seen = seen.clone();
-        let scroller = scroller.clone();
         Callback::from(move |_: MouseEvent| {
-            if let Some(el) = scroller.cast::<HtmlElement>() {
-                seen.borrow_mut().scroll_height = el.scroll_height();
-            }
             cmd.emit(Command::LoadOlder {
                 channel: name.clone(),
                 before: oldest,
@@ -187,7 +626,6 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         })
     };
 
-    let name = &props.channel.name;
     let top = match props.channel.older {
         Older::More => html! {
             <button id="load-older" type="button" class="load-older" onclick={load_older}>{ "Load older messages" }</button>
@@ -200,24 +638,39 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         },
     };
 
-    let mut rows: Vec<Html> = Vec::with_capacity(messages.len() + 8);
-    let mut prev_day: Option<(i64, u32, u32)> = None;
-    for m in messages.iter() {
-        let (y, mo, d, label) = day_label(m.id.unix_millis());
-        if prev_day != Some((y, mo, d)) {
+    let row_px = ui.borrow().row_px;
+    let (pad_top, pad_bottom) = window::spacers(&win, len, row_px);
+    let mut rows: Vec<Html> = Vec::with_capacity(win.len() + 8);
+    let mut prev_day = win
+        .start
+        .checked_sub(1)
+        .and_then(|i| messages.get(i))
+        .map(|m| day_label(m.id.unix_millis()).0);
+    for m in messages.range(win.clone()) {
+        let (day, label) = day_label(m.id.unix_millis());
+        if prev_day != Some(day) {
+            let (y, mo, d) = day;
             rows.push(html! {
                 <li key={format!("day-{y}-{mo}-{d}")} class="day-divider"><span>{ label }</span></li>
             });
-            prev_day = Some((y, mo, d));
+            prev_day = Some(day);
         }
-        if *marker == Some(m.id) {
+        if marker == Some(m.id) {
+            let label = format!("New since {}", hh_mm(m.id.unix_millis()));
             rows.push(html! {
-                <li key="new-marker" class="new-marker"><span>{ "New messages" }</span></li>
+                <li key="new-marker" id="new-marker" class="new-marker"><span>{ label }</span></li>
             });
         }
         let mine = props.me.as_deref() == Some(m.nick.as_str());
-        rows.push(html! { <MessageRow key={m.id.0} message={m.clone()} {mine} /> });
+        let lit = *highlight == Some(m.id);
+        rows.push(html! { <MessageRow key={m.id.0} message={m.clone()} {mine} highlight={lit} /> });
     }
+    // Whole pixels, formatted as integers (no float formatting in the wasm).
+    let style = format!(
+        "padding-top: {}px; padding-bottom: {}px",
+        pad_top.round() as i64,
+        pad_bottom.round() as i64
+    );
 
     html! {
         <div class="messages-wrap">
@@ -233,11 +686,25 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 tabindex="0"
             >
                 <div class="history-top">{ top }</div>
+                if let Some(note) = &*reveal_note {
+                    <p class="reveal-note history-note" role="status">{ note.clone() }</p>
+                }
                 if messages.is_empty() && props.channel.older == Older::Complete {
                     <p class="empty">{ "No messages yet. Say hello!" }</p>
                 }
-                <ol class="msg-list">{ for rows }</ol>
+                <ol
+                    class="msg-list"
+                    ref={list_ref}
+                    style={style}
+                    data-count={len.to_string()}
+                    data-first={win.start.to_string()}
+                >{ for rows }</ol>
             </div>
+            if *unread_above && unread_count > 0 {
+                <button type="button" class="jump-unread" onclick={jump_unread}>
+                    { format!("Jump to first unread ({unread_count})") }
+                </button>
+            }
             if *unseen > 0 {
                 <button type="button" class="jump-new" onclick={jump}>
                     { format!("{} new message{} ↓", *unseen, if *unseen == 1 { "" } else { "s" }) }

@@ -1,5 +1,7 @@
 //! One message: time, nick in its colour, text with links. Content is only
-//! ever rendered as text nodes; links are `<a>` elements built here.
+//! ever rendered as text nodes; links are `<a>` elements built here. The
+//! time is the message's permalink (`#<channel>/<id>`); the row's element
+//! id is `m-<id>`.
 
 use std::rc::Rc;
 
@@ -8,6 +10,7 @@ use yew::prelude::*;
 
 use super::{hue_style, local_offset_min, now_ms};
 use crate::format::{Segment, format_full_time, format_time, iso_utc, split_links};
+use crate::permalink::{permalink, row_id};
 
 /// Properties of [`MessageRow`].
 #[derive(Properties, PartialEq)]
@@ -16,6 +19,9 @@ pub struct MessageRowProps {
     pub message: Rc<ChatMessage>,
     /// Whether we wrote it.
     pub mine: bool,
+    /// Whether it was just revealed (a permalink, a search result).
+    #[prop_or_default]
+    pub highlight: bool,
 }
 
 /// One message.
@@ -36,9 +42,15 @@ pub fn MessageRow(props: &MessageRowProps) -> Html {
             },
         })
         .collect();
+    let link_name = format!("Link to {}'s message of {full}", m.nick);
     html! {
-        <li class={classes!("msg", props.mine.then_some("mine"))} data-id={m.id.0.to_string()}>
-            <time class="msg-time" datetime={iso_utc(ms)} title={full}>{ short }</time>
+        <li
+            id={row_id(m.id)}
+            class={classes!("msg", props.mine.then_some("mine"), props.highlight.then_some("highlight"))}
+            data-id={m.id.0.to_string()}
+            aria-current={props.highlight.then_some("true")}
+        >
+            <a class="msg-time" href={permalink(&m.channel, m.id)} aria-label={link_name} title={full}><time datetime={iso_utc(ms)}>{ short }</time></a>
             <span class="msg-nick" style={hue_style(&m.nick)}>{ m.nick.clone() }</span>
             <div class="msg-text">{ body }</div>
         </li>

@@ -8,6 +8,7 @@ mod connect_screen;
 mod message_list;
 mod message_row;
 mod offline_notice;
+mod permalinks;
 mod status_bar;
 
 pub use app::App;
@@ -18,6 +19,7 @@ pub use connect_screen::ConnectScreen;
 pub use message_list::MessageList;
 pub use message_row::MessageRow;
 pub use offline_notice::OfflineNotice;
+pub use permalinks::use_permalinks;
 pub use status_bar::StatusBar;
 
 use yew::prelude::*;
