@@ -2,7 +2,7 @@
 //! talks to the dumdum bridge over a WebSocket (`/ws`, subprotocol
 //! `dumdum.v2`).
 //!
-//! - [`engine`], [`state`], [`format`], [`backoff`], [`problem`]: the
+//! - [`engine`], [`state`], [`format`], [`backoff`], [`problem`], [`search`]: the
 //!   session logic, the view state with its reducer, and every formatting and
 //!   validation rule: plain Rust, tested natively with `cargo test`;
 //! - [`storage`], [`socket`]: thin wrappers over browser APIs, tested in
@@ -15,6 +15,7 @@ pub mod engine;
 pub mod format;
 pub mod hooks;
 pub mod problem;
+pub mod search;
 pub mod socket;
 pub mod state;
 pub mod storage;
