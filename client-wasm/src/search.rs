@@ -2,11 +2,20 @@
 //! the text and the nick, with the matched ranges for highlighting. Pure,
 //! tested natively; the search panel and the engine's "search older" use the
 //! same rules.
+//!
+//! Case is folded char by char by [`fold`], a small table of the cased
+//! alphabets most chats use (Latin with its accented letters, Greek,
+//! Cyrillic, Armenian, fullwidth Latin) rather than the standard library's
+//! full Unicode tables, which would add kilobytes to the page. Other
+//! letters match exactly as typed.
 
 use std::ops::Range;
 use std::rc::Rc;
 
 use dumdum_protocol::ChatMessage;
+
+use crate::format::DateTime;
+use crate::state::SearchStatus;
 
 /// Results listed in the search panel at most (newest first); the count
 /// says how many matched in all.
@@ -16,7 +25,39 @@ pub const MAX_LISTED: usize = 200;
 /// offers to go on): 100 pages of the server's 100 messages.
 pub const PAGES_PER_RUN: u32 = 100;
 
-/// A search term, prepared once: trimmed and lower-cased char by char.
+/// The lower case of `c` in Latin (Basic, Latin-1, Extended-A,
+/// Extended Additional), Greek (final sigma folds to σ), Cyrillic,
+/// Armenian and fullwidth Latin; `c` itself otherwise. One char always
+/// folds to one char.
+pub fn fold(c: char) -> char {
+    let u = u32::from(c);
+    let lower = match u {
+        0x41..=0x5A | 0xC0..=0xD6 | 0xD8..=0xDE => u + 32,
+        0x130 => 0x69,
+        0x178 => 0xFF,
+        0x100..=0x12F | 0x132..=0x137 | 0x14A..=0x177 if u % 2 == 0 => u + 1,
+        0x139..=0x148 | 0x179..=0x17E if u % 2 == 1 => u + 1,
+        0x386 => 0x3AC,
+        0x388..=0x38A => u + 37,
+        0x38C => 0x3CC,
+        0x38E..=0x38F => u + 63,
+        0x391..=0x3A1 | 0x3A3..=0x3AB => u + 32,
+        0x3C2 => 0x3C3,
+        0x400..=0x40F => u + 80,
+        0x410..=0x42F => u + 32,
+        0x460..=0x481 | 0x48A..=0x4BF | 0x4D0..=0x4FF if u % 2 == 0 => u + 1,
+        0x4C0 => 0x4CF,
+        0x4C1..=0x4CE if u % 2 == 1 => u + 1,
+        0x531..=0x556 => u + 48,
+        0x1E9E => 0xDF,
+        0x1E00..=0x1E95 | 0x1EA0..=0x1EFF if u % 2 == 0 => u + 1,
+        0xFF21..=0xFF3A => u + 32,
+        _ => u,
+    };
+    char::from_u32(lower).unwrap_or(c)
+}
+
+/// A search term, prepared once: trimmed and case-folded ([`fold`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Needle {
     folded: Vec<char>,
@@ -30,7 +71,7 @@ impl Needle {
         if query.is_empty() {
             return None;
         }
-        let folded: Vec<char> = query.chars().flat_map(char::to_lowercase).collect();
+        let folded: Vec<char> = query.chars().map(fold).collect();
         let ascii = query
             .is_ascii()
             .then(|| query.bytes().map(|b| b.to_ascii_lowercase()).collect());
@@ -60,28 +101,21 @@ impl Needle {
     }
 
     /// The first match starting at or after byte `from`, char by char (any
-    /// text): each char of the haystack lower-cased, compared with the term.
+    /// text): each char of the haystack folded, compared with the term.
     fn match_at_chars(&self, haystack: &str, from: usize) -> Option<Range<usize>> {
         let tail = haystack.get(from..)?;
         'start: for (i, _) in tail.char_indices() {
-            let mut want = self.folded.iter();
-            let mut pending = want.next();
-            for (j, c) in tail[i..].char_indices() {
-                for lc in c.to_lowercase() {
-                    match pending {
-                        Some(&w) if w == lc => pending = want.next(),
-                        // The term ended inside this char's lower case:
-                        // not a clean match.
-                        _ => continue 'start,
-                    }
-                }
-                if pending.is_none() {
-                    let end = i + j + c.len_utf8();
-                    return Some(from + i..from + end);
+            let mut rest = tail[i..].char_indices();
+            for &want in &self.folded {
+                match rest.next() {
+                    Some((_, c)) if fold(c) == want => {}
+                    Some(_) => continue 'start,
+                    // The haystack ended first: no later start can match.
+                    None => return None,
                 }
             }
-            // The haystack ended first: no later start can match either.
-            return None;
+            let end = rest.next().map_or(tail.len(), |(j, _)| i + j);
+            return Some(from + i..from + end);
         }
         None
     }
@@ -168,6 +202,82 @@ pub fn search(messages: &[Rc<ChatMessage>], needle: &Needle) -> Found {
     found
 }
 
+/// The permalink of message `id` in `channel`: `#<channel>/<id>`, the
+/// channel percent-encoded (as `encodeURIComponent` does, except that
+/// `!'()*` are encoded too).
+pub fn permalink(channel: &str, id: u64) -> String {
+    let mut out = String::with_capacity(channel.len() + 24);
+    out.push('#');
+    for b in channel.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push('/');
+    out.push_str(&id.to_string());
+    out
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// How far a search reached: "searched back to 3 May, 640 messages" (the
+/// year only when it is not the current one). `oldest_ms` is the oldest
+/// message searched, `count` how many were searched; offsets are minutes
+/// east of UTC at `oldest_ms` and at `now_ms`.
+pub fn searched_back(
+    oldest_ms: Option<u64>,
+    offset_min: i32,
+    now_ms: u64,
+    now_offset_min: i32,
+    count: usize,
+) -> String {
+    let n = format!("{count} message{}", if count == 1 { "" } else { "s" });
+    let Some(ms) = oldest_ms else {
+        return format!("searched {n}");
+    };
+    let t = DateTime::from_unix_ms(ms, offset_min);
+    let now = DateTime::from_unix_ms(now_ms, now_offset_min);
+    let month = MONTHS[(t.month as usize).saturating_sub(1) % 12];
+    if t.year == now.year {
+        format!("searched back to {} {month}, {n}", t.day)
+    } else {
+        format!("searched back to {} {month} {}, {n}", t.day, t.year)
+    }
+}
+
+/// The sentence the search panel shows for a "search older" in `status`;
+/// `back` is [`searched_back`]'s.
+pub fn older_note(status: SearchStatus, back: &str) -> String {
+    match status {
+        SearchStatus::Running => format!("Searching older messages… {back}"),
+        SearchStatus::Found(n) => format!(
+            "Found {n} older match{}; {back}",
+            if n == 1 { "" } else { "es" }
+        ),
+        SearchStatus::StartReached => {
+            format!("Start of history reached, no more matches; {back}")
+        }
+        SearchStatus::Paused => format!("No match yet; {back}. Search older to go on."),
+        SearchStatus::Stopped => format!("Stopped; {back}"),
+        SearchStatus::Interrupted => format!("The connection was lost; {back}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use dumdum_protocol::Snowflake;
@@ -195,7 +305,7 @@ mod tests {
     fn blank_terms_search_nothing() {
         assert_eq!(Needle::new(""), None);
         assert_eq!(Needle::new("  \t"), None);
-        assert_eq!(n("  cat ").find("a cat"), [2..5]);
+        assert_eq!(hits("a cat", "  cat "), ["cat"]);
     }
 
     #[test]
@@ -210,20 +320,62 @@ mod tests {
     #[test]
     fn non_ascii_text_matches_on_char_boundaries() {
         assert_eq!(hits("Grüße aus KÖLN", "köln"), ["KÖLN"]);
-        assert_eq!(hits("ΣΊΣΥΦΟΣ", "σίσυφοσ"), ["ΣΊΣΥΦΟΣ"]);
+        assert_eq!(hits("ΣΊΣΥΦΟΣ", "σίσυφος"), ["ΣΊΣΥΦΟΣ"]);
+        assert_eq!(hits("Москва и ЁЛКА", "москва"), ["Москва"]);
+        assert_eq!(hits("Москва и ЁЛКА", "ёлка"), ["ЁЛКА"]);
+        assert_eq!(hits("ŁÓDŹ, Žižkov, ĲSSEL", "łódź"), ["ŁÓDŹ"]);
+        assert_eq!(hits("ŁÓDŹ, Žižkov, ĲSSEL", "žIŽ"), ["Žiž"]);
+        assert_eq!(hits("ĲSSEL", "ĳ"), ["Ĳ"]);
+        assert_eq!(hits("TIẾNG VIỆT", "tiếng việt"), ["TIẾNG VIỆT"]);
+        assert_eq!(hits("ＦＵＬＬ width", "ｆｕｌｌ"), ["ＦＵＬＬ"]);
         assert_eq!(hits("日本語のテキスト", "テキ"), ["テキ"]);
         assert_eq!(hits("emoji 🎉 party 🎉", "🎉"), ["🎉", "🎉"]);
         // An ASCII term in non-ASCII text, and the reverse.
         assert_eq!(hits("café au lait", "AU"), ["au"]);
         assert!(hits("cafe", "café").is_empty());
-        // 'İ' lower-cases to two chars: "i̇" matches it whole, "i" alone
-        // would end inside it and does not.
-        assert_eq!(hits("İstanbul", "i\u{307}st"), ["İst"]);
-        assert!(hits("İ", "i").is_empty());
-        for text in ["İstanbul İ", "ẞ straße", "ǅemal"] {
-            for q in ["i", "ß", "ǆ", "st", "e"] {
+        assert_eq!(hits("İstanbul", "ist"), ["İst"]);
+        assert_eq!(hits("STRAẞE", "straße"), ["STRAẞE"]);
+        // Letters outside the table match exactly as typed.
+        assert_eq!(hits("ǅemal ǆ", "ǆ"), ["ǆ"]);
+        for text in ["İstanbul İ", "ẞ straße", "ǅemal", "a🎉b"] {
+            for q in ["i", "ß", "ǆ", "st", "e", "🎉b"] {
                 for r in n(q).find(text) {
                     assert!(text.is_char_boundary(r.start) && text.is_char_boundary(r.end));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn folding_agrees_with_the_standard_library_where_it_folds() {
+        for u in 0..0x1_0000u32 {
+            let Some(c) = char::from_u32(u) else { continue };
+            let f = fold(c);
+            if f != c {
+                let std: Vec<char> = c.to_lowercase().collect();
+                let same = std == [f] || (c == 'İ' && f == 'i') || (c == 'ς' && f == 'σ');
+                assert!(
+                    same,
+                    "{c:?} folds to {f:?}, the standard library says {std:?}"
+                );
+            }
+            // Lower-case letters of the table stay as they are.
+            if c.is_lowercase() {
+                assert!(f == c || c == 'ς', "{c:?} folds to {f:?}");
+            }
+        }
+        // Every upper-case letter of the alphabets in the table folds.
+        for (from, to) in [
+            (0x41, 0x5A),
+            (0xC0, 0xDE),
+            (0x391, 0x3A9),
+            (0x400, 0x42F),
+            (0x531, 0x556),
+        ] {
+            for u in from..=to {
+                let c = char::from_u32(u).unwrap();
+                if c.is_uppercase() {
+                    assert_ne!(fold(c), c, "{c:?}");
                 }
             }
         }
@@ -269,6 +421,49 @@ mod tests {
             [3, 1]
         );
         assert_eq!(search(&messages, &n("zzz")), Found::default());
+    }
+
+    #[test]
+    fn permalinks_encode_the_channel() {
+        assert_eq!(permalink("general", 42), "#general/42");
+        assert_eq!(permalink("dev-ops_2.x~", 7), "#dev-ops_2.x~/7");
+        assert_eq!(permalink("a b/c#d", 1), "#a%20b%2Fc%23d/1");
+        assert_eq!(permalink("café", 9), "#caf%C3%A9/9");
+    }
+
+    #[test]
+    fn progress_says_how_far_back_and_how_many() {
+        // 2026-05-03 12:00 UTC and 2026-12-03.
+        let may = 1_777_809_600_000;
+        let dec = 1_796_299_200_000;
+        assert_eq!(
+            searched_back(Some(may), 0, dec, 0, 640),
+            "searched back to 3 May, 640 messages"
+        );
+        // Local time: 23:00 UTC is the next day two hours east.
+        assert_eq!(
+            searched_back(Some(may + 11 * 3_600_000), 120, dec, 60, 1),
+            "searched back to 4 May, 1 message"
+        );
+        assert_eq!(
+            searched_back(Some(may - 365 * 86_400_000), 0, dec, 0, 5),
+            "searched back to 3 May 2025, 5 messages"
+        );
+        assert_eq!(searched_back(None, 0, dec, 0, 0), "searched 0 messages");
+        let back = "searched back to 3 May, 640 messages";
+        assert_eq!(
+            older_note(SearchStatus::Running, back),
+            "Searching older messages… searched back to 3 May, 640 messages"
+        );
+        assert_eq!(
+            older_note(SearchStatus::StartReached, back),
+            "Start of history reached, no more matches; searched back to 3 May, 640 messages"
+        );
+        assert_eq!(
+            older_note(SearchStatus::Found(2), back),
+            "Found 2 older matches; searched back to 3 May, 640 messages"
+        );
+        assert!(older_note(SearchStatus::Paused, back).ends_with("Search older to go on."));
     }
 
     #[test]

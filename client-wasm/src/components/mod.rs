@@ -5,8 +5,10 @@ mod channel_list;
 mod chat_screen;
 mod composer;
 mod connect_screen;
+mod help_dialog;
 mod message_list;
 mod message_row;
+mod search_panel;
 mod status_bar;
 
 pub use app::App;
@@ -14,8 +16,10 @@ pub use channel_list::ChannelList;
 pub use chat_screen::ChatScreen;
 pub use composer::Composer;
 pub use connect_screen::ConnectScreen;
+pub use help_dialog::HelpDialog;
 pub use message_list::MessageList;
 pub use message_row::MessageRow;
+pub use search_panel::SearchPanel;
 pub use status_bar::StatusBar;
 
 use yew::prelude::*;
