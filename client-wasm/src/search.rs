@@ -19,7 +19,7 @@ use crate::state::SearchStatus;
 
 /// Results listed in the search panel at most (newest first); the count
 /// says how many matched in all.
-pub const MAX_LISTED: usize = 200;
+pub const MAX_LISTED: usize = 100;
 
 /// Older pages one "Search older" fetches at most before it pauses (and
 /// offers to go on): 100 pages of the server's 100 messages.
