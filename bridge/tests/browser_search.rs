@@ -244,6 +244,7 @@ async fn scenario(c: &Client, url: &str, far_id: u64) -> Result<(), String> {
         "search older: {BACK} messages back ({} pages of 100) in {took:?}: {done:?}",
         (GENERAL - 100).div_ceil(100)
     );
+    let _ = screenshot(c, "search-found.png").await;
     // Filtering the whole of what is loaded now, as the user types.
     for term in ["zzz", "chat 65", "older chat"] {
         let (rendered, painted, listed) = filter_ms(c, term).await?;
@@ -341,6 +342,7 @@ async fn scenario(c: &Client, url: &str, far_id: u64) -> Result<(), String> {
             "{shortcut}: {dialog}"
         );
     }
+    let _ = screenshot(c, "search-help.png").await;
     press(c, ESC).await?;
     wait_js(
         c,
