@@ -38,7 +38,8 @@ use dumdum_protocol::{
 
 use crate::format::{draft_problem, nick_problem};
 use crate::problem::{Problem, code};
-use crate::state::{Action, HistoryKind, Security};
+use crate::search::{Needle, PAGES_PER_RUN};
+use crate::state::{Action, HistoryKind, OlderSearch, SearchStatus, Security};
 
 /// How many times a fresh session retries, with a new connection, a nick
 /// its previous session held before the page asks for another: the old
@@ -497,6 +498,21 @@ pub struct Engine {
     acked_in: u64,
     /// An [`Output::AckAfter`] is pending.
     ack_armed: bool,
+    /// The "search older" under way, if any.
+    hunt: Option<Hunt>,
+}
+
+/// A "search older" under way: pages back through one channel's history
+/// until a page holds a match ([`Engine::search_older`]).
+#[derive(Debug, Clone)]
+struct Hunt {
+    channel: String,
+    query: String,
+    needle: Needle,
+    /// The page asked for and not yet answered.
+    awaiting: HistoryQuery,
+    /// Pages answered so far.
+    pages: u32,
 }
 
 fn new_client() -> Client {
@@ -587,6 +603,7 @@ impl Engine {
             draining: false,
             acked_in: 0,
             ack_armed: false,
+            hunt: None,
         }
     }
 
@@ -1224,6 +1241,9 @@ impl Engine {
             self.reconnect_now = moved_out;
         }
         self.ack_armed = false;
+        if let Some(h) = self.hunt.take() {
+            self.search_status(&h, SearchStatus::Interrupted);
+        }
         let problem = self.fatal.take().unwrap_or_else(|| {
             Problem::from_close(
                 close_code,
@@ -1298,6 +1318,86 @@ impl Engine {
             channel: channel.to_owned(),
         }));
         self.request(channel, query);
+    }
+
+    /// "Search older": fetches older pages of `channel`, from before
+    /// `before` (the oldest message the page shows, as for
+    /// [`Engine::load_older`]), one at a time, until a page holds a message
+    /// matching `query` ([`Needle::matches`]), the server has nothing older,
+    /// or [`PAGES_PER_RUN`] pages were searched. Every page goes to the
+    /// view as an older page; the search's state as
+    /// [`Action::OlderSearch`]. A new search replaces the one under way.
+    pub fn search_older(&mut self, channel: &str, query: &str, before: Option<Snowflake>) {
+        let Some(needle) = Needle::new(query) else {
+            return;
+        };
+        let mut hunt = Hunt {
+            channel: channel.to_owned(),
+            query: query.to_owned(),
+            needle,
+            awaiting: HistoryQuery::Newest,
+            pages: 0,
+        };
+        self.hunt = None;
+        if !self.ready {
+            self.search_status(&hunt, SearchStatus::Interrupted);
+            return;
+        }
+        if let Some(oldest) = before.or_else(|| self.oldest.get(channel).copied()) {
+            hunt.awaiting = HistoryQuery::OlderThan(oldest);
+        }
+        self.search_status(&hunt, SearchStatus::Running);
+        self.out.push(Output::Act(Action::LoadingOlder {
+            channel: channel.to_owned(),
+        }));
+        let query = hunt.awaiting;
+        self.hunt = Some(hunt);
+        self.request(channel, query);
+    }
+
+    /// Stops the "search older" under way, if any (the page on its way is
+    /// still shown).
+    pub fn stop_search(&mut self) {
+        if let Some(h) = self.hunt.take() {
+            self.search_status(&h, SearchStatus::Stopped);
+        }
+    }
+
+    fn search_status(&mut self, h: &Hunt, status: SearchStatus) {
+        self.out.push(Output::Act(Action::OlderSearch(OlderSearch {
+            channel: h.channel.clone(),
+            query: h.query.clone(),
+            status,
+            pages: h.pages,
+        })));
+    }
+
+    /// A page the search asked for came with `hits` matches; `next` is the
+    /// page before it, if the server may hold one.
+    fn hunt_page(&mut self, hits: usize, next: Option<HistoryQuery>) {
+        let Some(mut h) = self.hunt.take() else {
+            return;
+        };
+        h.pages += 1;
+        let status = match next {
+            _ if hits > 0 => SearchStatus::Found(hits),
+            None => SearchStatus::StartReached,
+            Some(_) if h.pages % PAGES_PER_RUN == 0 => SearchStatus::Paused,
+            Some(next) => {
+                h.awaiting = next;
+                SearchStatus::Running
+            }
+        };
+        self.search_status(&h, status);
+        if status == SearchStatus::Running {
+            let channel = h.channel.clone();
+            self.out.push(Output::Act(Action::LoadingOlder {
+                channel: channel.clone(),
+            }));
+            let query = h.awaiting;
+            self.hunt = Some(h);
+            self.request(&channel, query);
+        }
     }
 
     fn request(&mut self, channel: &str, query: HistoryQuery) {
@@ -1447,6 +1547,11 @@ impl Engine {
                     self.seen(&channel, m.id);
                 }
                 let next = query.and_then(|q| q.next(&messages));
+                let hunted = self
+                    .hunt
+                    .as_ref()
+                    .filter(|h| h.channel == channel && query == Some(h.awaiting))
+                    .map(|h| messages.iter().filter(|m| h.needle.matches(m)).count());
                 let kind = match query {
                     Some(HistoryQuery::Newest) | None => HistoryKind::Newest {
                         more: next.is_some(),
@@ -1467,6 +1572,9 @@ impl Engine {
                     && let Some(next) = next
                 {
                     self.request(&channel, next);
+                }
+                if let Some(hits) = hunted {
+                    self.hunt_page(hits, next);
                 }
             }
             other => self
@@ -3056,5 +3164,185 @@ mod tests {
             },
         );
         assert!(!lone.move_if_quiet());
+    }
+
+    /// The "search older" states in `out`, in order.
+    fn searches(out: &[Output]) -> Vec<crate::state::OlderSearch> {
+        picked(out, |o| match o {
+            Output::Act(Action::OlderSearch(s)) => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    /// Runs a "search older" for `query` in general against a server
+    /// holding `all` until it stops (at most `rounds` pages); returns the
+    /// view state, the states it went through and the requests it sent.
+    fn hunt(
+        all: &[ChatMessage],
+        query: &str,
+        rounds: usize,
+    ) -> (
+        crate::state::ChatState,
+        Vec<crate::state::OlderSearch>,
+        Vec<ClientMessage>,
+    ) {
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        let mut state = crate::state::ChatState::default();
+        let got = in_general(&mut e, all);
+        apply_all(&mut state, &got);
+        let before = state.channel("general").and_then(|c| c.oldest());
+        e.search_older("general", query, before);
+        let mut statuses = Vec::new();
+        let mut requests = Vec::new();
+        for _ in 0..rounds {
+            let out = e.drain();
+            apply_all(&mut state, &out);
+            statuses.extend(searches(&out));
+            let asked = sent(&out);
+            assert!(asked.len() <= 1, "one page at a time: {asked:?}");
+            if asked.is_empty() {
+                break;
+            }
+            requests.extend(asked);
+            let got = answer(&mut e, &out, all);
+            apply_all(&mut state, &got);
+            statuses.extend(searches(&got));
+            e.out
+                .extend(got.into_iter().filter(|o| matches!(o, Output::Binary(_))));
+        }
+        (state, statuses, requests)
+    }
+
+    fn with_needle_at(n: u64, id: u64) -> Vec<ChatMessage> {
+        (1..=n)
+            .map(|i| {
+                let mut m = chat(i, "general", "x");
+                if i == id {
+                    m.content = "where is the Needle?".into();
+                }
+                m
+            })
+            .collect()
+    }
+
+    #[test]
+    fn search_older_pages_back_until_a_page_holds_a_match() {
+        let all = with_needle_at(650, 50);
+        let (state, statuses, requests) = hunt(&all, "needle", 20);
+        // The newest page is 551..=650: then 451.., 351.., 251.., 151..,
+        // 51.. and 1..=50, which holds the match.
+        let wanted: Vec<_> = [551, 451, 351, 251, 151, 51]
+            .into_iter()
+            .map(|b| HistoryQuery::OlderThan(Snowflake(b)).request("general"))
+            .collect();
+        assert_eq!(requests, wanted);
+        let last = statuses.last().unwrap();
+        assert_eq!(last.status, SearchStatus::Found(1));
+        assert_eq!((last.pages, last.query.as_str()), (6, "needle"));
+        assert!(
+            statuses[..statuses.len() - 1]
+                .iter()
+                .all(|s| s.status == SearchStatus::Running)
+        );
+        let g = state.channel("general").unwrap();
+        assert_eq!(g.messages.len(), 650, "every page searched is shown");
+        assert_eq!(g.older, crate::state::Older::Complete);
+        assert_eq!(state.older_search.as_ref(), Some(last));
+    }
+
+    #[test]
+    fn search_older_stops_at_the_first_page_with_a_match() {
+        let all = with_needle_at(650, 420);
+        let (state, statuses, requests) = hunt(&all, "NEEDLE", 20);
+        assert_eq!(requests.len(), 2, "{requests:?}");
+        assert_eq!(
+            statuses.last().map(|s| s.status),
+            Some(SearchStatus::Found(1))
+        );
+        let g = state.channel("general").unwrap();
+        assert_eq!(g.oldest(), Some(Snowflake(351)));
+        assert_eq!(g.older, crate::state::Older::More);
+    }
+
+    #[test]
+    fn search_older_without_a_match_ends_at_the_start_of_history() {
+        let all = with_needle_at(650, 0);
+        let (state, statuses, requests) = hunt(&all, "needle", 20);
+        assert_eq!(requests.len(), 6);
+        let last = statuses.last().unwrap();
+        assert_eq!((last.status, last.pages), (SearchStatus::StartReached, 6));
+        assert_eq!(state.channel("general").unwrap().messages.len(), 650);
+    }
+
+    #[test]
+    fn search_older_pauses_after_a_run_of_pages() {
+        let n = (PAGES_PER_RUN as u64 + 5) * 100;
+        let all = with_needle_at(n, 0);
+        let (_, statuses, requests) = hunt(&all, "needle", PAGES_PER_RUN as usize + 10);
+        assert_eq!(requests.len(), PAGES_PER_RUN as usize);
+        let last = statuses.last().unwrap();
+        assert_eq!(
+            (last.status, last.pages),
+            (SearchStatus::Paused, PAGES_PER_RUN)
+        );
+    }
+
+    #[test]
+    fn search_older_can_be_stopped_and_is_interrupted_by_a_lost_connection() {
+        let all = with_needle_at(650, 1);
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &all);
+        e.search_older("general", "needle", Some(Snowflake(551)));
+        let out = e.drain();
+        assert_eq!(sent(&out).len(), 1);
+        e.stop_search();
+        assert_eq!(
+            searches(&e.drain()).last().map(|s| s.status),
+            Some(SearchStatus::Stopped)
+        );
+        // The page on its way is still shown, and nothing more is asked.
+        let got = answer(&mut e, &out, &all);
+        assert!(
+            matches!(acts(&got).as_slice(), [Action::History { .. }]),
+            "{got:?}"
+        );
+        assert!(sent(&got).is_empty() && searches(&got).is_empty());
+
+        e.search_older("general", "needle", Some(Snowflake(451)));
+        assert_eq!(sent(&e.drain()).len(), 1);
+        let _ = e.on_close(1006, "");
+        assert_eq!(
+            searches(&e.drain()).last().map(|s| s.status),
+            Some(SearchStatus::Interrupted)
+        );
+        // Not connected: nothing is asked.
+        e.search_older("general", "needle", None);
+        let out = e.drain();
+        assert!(sent(&out).is_empty());
+        assert_eq!(
+            searches(&out).last().map(|s| s.status),
+            Some(SearchStatus::Interrupted)
+        );
+    }
+
+    #[test]
+    fn a_blank_search_asks_nothing_and_load_older_pages_are_not_taken_for_it() {
+        let all = with_needle_at(650, 1);
+        let mut e = Engine::new(Some("local".into()), "alice".into(), None);
+        in_general(&mut e, &all);
+        e.search_older("general", "   ", None);
+        assert!(e.drain().is_empty());
+        // A page the user asked for is not the search's.
+        e.load_older("general", Some(Snowflake(551)));
+        let user = e.drain();
+        e.search_older("general", "needle", Some(Snowflake(451)));
+        let hunt = e.drain();
+        let got = answer(&mut e, &user, &all);
+        assert!(searches(&got).is_empty(), "{got:?}");
+        let got = answer(&mut e, &hunt, &all);
+        assert_eq!(
+            searches(&got).last().map(|s| (s.status, s.pages)),
+            Some((SearchStatus::Running, 1))
+        );
     }
 }

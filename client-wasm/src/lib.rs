@@ -2,7 +2,7 @@
 //! talks to the dumdum bridge over a WebSocket (`/ws`, subprotocol
 //! `dumdum.v2`).
 //!
-//! - [`engine`], [`state`], [`format`], [`backoff`], [`problem`]: the
+//! - [`engine`], [`state`], [`format`], [`backoff`], [`problem`], [`search`]: the
 //!   session logic, the view state with its reducer, and every formatting and
 //!   validation rule: plain Rust, tested natively with `cargo test`;
 //! - [`storage`], [`socket`]: thin wrappers over browser APIs, tested in
@@ -18,6 +18,7 @@ pub mod messages;
 pub mod paste;
 pub mod permalink;
 pub mod problem;
+pub mod search;
 pub mod socket;
 pub mod state;
 pub mod storage;

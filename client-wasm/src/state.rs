@@ -181,6 +181,37 @@ pub fn merge_messages(
     Merged { added, dropped }
 }
 
+/// Where a "search older" stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchStatus {
+    /// Older pages are being fetched and searched.
+    Running,
+    /// A page brought this many matches: paging stopped.
+    Found(usize),
+    /// The server holds nothing older, and nothing older matched.
+    StartReached,
+    /// [`crate::search::PAGES_PER_RUN`] pages without a match: paused, can
+    /// go on.
+    Paused,
+    /// The user stopped it (or closed the search).
+    Stopped,
+    /// The connection ended while searching.
+    Interrupted,
+}
+
+/// A "search older" of one channel for one term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OlderSearch {
+    /// The channel searched.
+    pub channel: String,
+    /// The term, as typed.
+    pub query: String,
+    /// How it stands.
+    pub status: SearchStatus,
+    /// Older pages fetched by this search so far.
+    pub pages: u32,
+}
+
 /// What a history page was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryKind {
@@ -316,6 +347,9 @@ pub enum Action {
         /// The message.
         id: Snowflake,
     },
+    /// "Search older": how the search back through a channel's history
+    /// stands (see [`crate::engine::Engine::search_older`]).
+    OlderSearch(OlderSearch),
 }
 
 /// A message to scroll to and highlight: the message list fetches older
@@ -378,6 +412,8 @@ pub struct ChatState {
     pub draining_until_ms: Option<u64>,
     /// The last message asked to be revealed.
     pub reveal: Option<Reveal>,
+    /// The latest "search older", if any.
+    pub older_search: Option<OlderSearch>,
 }
 
 impl ChatState {
@@ -599,6 +635,7 @@ impl ChatState {
                     ..ChatState::default()
                 };
             }
+            Action::OlderSearch(search) => self.older_search = Some(search),
             Action::Batch(actions) => {
                 for a in actions {
                     self.apply(a);

@@ -1,12 +1,17 @@
 //! The chat screen: channel sidebar (collapsible on phones), header with
-//! the status line, messages and composer. Alt+Up/Down switches channels.
+//! the status line, messages and composer. Alt+Up/Down switches channels;
+//! Ctrl+F or `/` opens the search panel, `?` the keyboard shortcuts, Esc
+//! closes them (the focus goes back where it was).
 
 use gloo_events::{EventListener, EventListenerOptions};
 use wasm_bindgen::JsCast;
 use web_sys::KeyboardEvent;
 use yew::prelude::*;
 
-use super::{ChannelList, Composer, MessageList, StatusBar, hue_style, use_chat_context};
+use super::{
+    ChannelList, Composer, HelpDialog, MessageList, SearchPanel, StatusBar, hue_style,
+    use_chat_context,
+};
 use crate::hooks::Command;
 
 /// The chat.
@@ -16,6 +21,104 @@ pub fn ChatScreen() -> Html {
     let state = &*chat.state;
     let sidebar_open = use_state(|| false);
     super::use_permalinks();
+    let search_open = use_state(|| false);
+    let help_open = use_state(|| false);
+    // Where the focus was when the search / the help opened.
+    let search_return = use_mut_ref(|| None::<web_sys::Element>);
+    let help_return = use_mut_ref(|| None::<web_sys::Element>);
+
+    let open_search = {
+        let search_open = search_open.clone();
+        let search_return = search_return.clone();
+        Callback::from(move |()| {
+            if *search_open {
+                focus_search_input();
+                return;
+            }
+            *search_return.borrow_mut() = focused();
+            search_open.set(true);
+        })
+    };
+    let close_search = {
+        let search_open = search_open.clone();
+        let search_return = search_return.clone();
+        Callback::from(move |()| {
+            search_open.set(false);
+            refocus(search_return.borrow_mut().take());
+        })
+    };
+    let open_help = {
+        let help_open = help_open.clone();
+        let help_return = help_return.clone();
+        Callback::from(move |()| {
+            if !*help_open {
+                *help_return.borrow_mut() = focused();
+                help_open.set(true);
+            }
+        })
+    };
+    let close_help = {
+        let help_open = help_open.clone();
+        let help_return = help_return.clone();
+        Callback::from(move |()| {
+            help_open.set(false);
+            refocus(help_return.borrow_mut().take());
+        })
+    };
+
+    // Ctrl+F or `/`: search; `?`: the shortcuts; Esc closes them.
+    {
+        let (open_search, close_search) = (open_search.clone(), close_search.clone());
+        let (open_help, close_help) = (open_help.clone(), close_help.clone());
+        use_effect_with((*search_open, *help_open), move |&(searching, helping)| {
+            let listener = web_sys::window().map(|w| {
+                EventListener::new_with_options(
+                    &w,
+                    "keydown",
+                    EventListenerOptions::enable_prevent_default(),
+                    move |e| {
+                        let Some(e) = e.dyn_ref::<KeyboardEvent>() else {
+                            return;
+                        };
+                        if e.is_composing() {
+                            return;
+                        }
+                        let key = e.key();
+                        let command = e.ctrl_key() || e.meta_key();
+                        if helping {
+                            if key == "Escape" {
+                                e.prevent_default();
+                                close_help.emit(());
+                            }
+                            return;
+                        }
+                        if command && !e.alt_key() && key.eq_ignore_ascii_case("f") {
+                            e.prevent_default();
+                            open_search.emit(());
+                            return;
+                        }
+                        let free = !command && !e.alt_key() && !typing_in(e);
+                        match key.as_str() {
+                            "/" if free => {
+                                e.prevent_default();
+                                open_search.emit(());
+                            }
+                            "?" if free => {
+                                e.prevent_default();
+                                open_help.emit(());
+                            }
+                            "Escape" if searching => {
+                                e.prevent_default();
+                                close_search.emit(());
+                            }
+                            _ => {}
+                        }
+                    },
+                )
+            });
+            move || drop(listener)
+        });
+    }
 
     // Alt+Up / Alt+Down: previous / next channel, from anywhere on the page.
     {
@@ -83,6 +186,21 @@ pub fn ChatScreen() -> Html {
         let close = close.clone();
         Callback::from(move |_: MouseEvent| close.emit(()))
     };
+    let toggle_search = {
+        let (searching, open_search, close_search) =
+            (*search_open, open_search.clone(), close_search.clone());
+        Callback::from(move |_: MouseEvent| {
+            if searching {
+                close_search.emit(());
+            } else {
+                open_search.emit(());
+            }
+        })
+    };
+    let help_click = {
+        let open_help = open_help.clone();
+        Callback::from(move |_: MouseEvent| open_help.emit(()))
+    };
     let sign_out = {
         let cmd = chat.cmd.clone();
         Callback::from(move |_: MouseEvent| cmd.emit(Command::SignOut))
@@ -112,6 +230,7 @@ pub fn ChatScreen() -> Html {
                     }
                 </div>
                 <ChannelList on_pick={close} />
+                <button type="button" class="link-button help-open" onclick={help_click}>{ "Keyboard shortcuts (?)" }</button>
                 <div class="me">
                     <span class="avatar" style={hue_style(&nick)} aria-hidden="true">{ initial }</span>
                     <span class="me-nick" id="me-nick" title="Your nickname">{ nick.clone() }</span>
@@ -129,8 +248,14 @@ pub fn ChatScreen() -> Html {
                             <span class="hash" aria-hidden="true">{ "#" }</span>{ c.name.clone() }
                         }
                     </h1>
+                    <button type="button" class="search-toggle" aria-label="Search messages" title="Search (Ctrl+F or /)" aria-expanded={(*search_open).to_string()} onclick={toggle_search}>
+                        <svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="10.5" cy="10.5" r="6.5" fill="none" stroke="currentColor" stroke-width="2"/><path d="M15.5 15.5L21 21" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>
+                    </button>
                     <StatusBar />
                 </header>
+                if *search_open && let Some(c) = &active {
+                    <SearchPanel channel={c.clone()} on_close={close_search.clone()} />
+                }
                 if let Some(c) = active {
                     <MessageList channel={c.clone()} me={state.nick.clone()} />
                     <Composer channel={c.name.clone()} />
@@ -138,6 +263,65 @@ pub fn ChatScreen() -> Html {
                     <div class="messages-wrap"><p class="empty">{ "Loading channels…" }</p></div>
                 }
             </main>
+            if *help_open {
+                <HelpDialog on_close={close_help.clone()} />
+            }
         </div>
+    }
+}
+
+/// Whether the key event goes to a text field (where `/` and `?` type).
+fn typing_in(e: &KeyboardEvent) -> bool {
+    let Some(el) = e
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+    else {
+        return false;
+    };
+    let tag = el.tag_name();
+    if tag.eq_ignore_ascii_case("textarea") || tag.eq_ignore_ascii_case("select") {
+        return true;
+    }
+    if tag.eq_ignore_ascii_case("input") {
+        let kind = el.get_attribute("type").unwrap_or_default();
+        return !matches!(
+            kind.to_ascii_lowercase().as_str(),
+            "button" | "checkbox" | "radio" | "submit" | "reset" | "range" | "color" | "file"
+        );
+    }
+    el.dyn_ref::<web_sys::HtmlElement>()
+        .is_some_and(|h| h.is_content_editable())
+}
+
+/// The focused element, if any besides the page itself.
+fn focused() -> Option<web_sys::Element> {
+    let doc = web_sys::window()?.document()?;
+    let el = doc.active_element()?;
+    let body = doc.body().map(web_sys::Element::from);
+    (Some(&el) != body.as_ref()).then_some(el)
+}
+
+/// Gives the focus back to `el` if it is still on the page, else to the
+/// message box.
+fn refocus(el: Option<web_sys::Element>) {
+    let target = el.filter(|e| e.is_connected()).or_else(|| {
+        web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.get_element_by_id("composer-input"))
+    });
+    if let Some(h) = target.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
+        let _ = h.focus();
+    }
+}
+
+/// Focuses the search box and selects its text.
+fn focus_search_input() {
+    if let Some(input) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id("search-input"))
+        .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+    {
+        let _ = input.focus();
+        input.select();
     }
 }

@@ -5,10 +5,12 @@ mod channel_list;
 mod chat_screen;
 mod composer;
 mod connect_screen;
+mod help_dialog;
 mod message_list;
 mod message_row;
 mod offline_notice;
 mod permalinks;
+mod search_panel;
 mod status_bar;
 
 pub use app::App;
@@ -16,10 +18,12 @@ pub use channel_list::ChannelList;
 pub use chat_screen::ChatScreen;
 pub use composer::Composer;
 pub use connect_screen::ConnectScreen;
+pub use help_dialog::HelpDialog;
 pub use message_list::MessageList;
 pub use message_row::MessageRow;
 pub use offline_notice::OfflineNotice;
 pub use permalinks::use_permalinks;
+pub use search_panel::SearchPanel;
 pub use status_bar::StatusBar;
 
 use yew::prelude::*;

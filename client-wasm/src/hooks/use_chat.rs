@@ -60,6 +60,18 @@ pub enum Command {
         /// The oldest message shown (the page ends before it).
         before: Option<Snowflake>,
     },
+    /// Page back through a channel's history until a message matches
+    /// `query` ("Search older", see [`Engine::search_older`]).
+    SearchOlder {
+        /// The channel.
+        channel: String,
+        /// The term, as typed.
+        query: String,
+        /// The oldest message shown (the search starts before it).
+        before: Option<Snowflake>,
+    },
+    /// Stop the "search older" under way, if any.
+    StopSearch,
     /// Reconnect now instead of waiting.
     RetryNow,
     /// Leave: close the connection and go back to the connect screen.
@@ -513,6 +525,20 @@ impl Driver {
             Command::LoadOlder { channel, before } => {
                 if let Some(e) = self.engine.as_mut() {
                     e.load_older(&channel, before);
+                }
+            }
+            Command::SearchOlder {
+                channel,
+                query,
+                before,
+            } => {
+                if let Some(e) = self.engine.as_mut() {
+                    e.search_older(&channel, &query, before);
+                }
+            }
+            Command::StopSearch => {
+                if let Some(e) = self.engine.as_mut() {
+                    e.stop_search();
                 }
             }
             Command::RetryNow => {
