@@ -14,6 +14,7 @@ pub mod components;
 pub mod engine;
 pub mod format;
 pub mod hooks;
+pub mod notify;
 pub mod problem;
 pub mod socket;
 pub mod state;

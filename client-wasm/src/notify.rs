@@ -1,0 +1,491 @@
+//! Notifications and mentions: the rules, in plain Rust (tested natively).
+//!
+//! - [`Matcher::mentions`]: a message mentions us when it holds our nick or
+//!   one of the highlight words as a whole word, ignoring case;
+//! - [`should_notify`]: whether a message raises a desktop notification,
+//!   from the channel's [`Level`], the mention, and where the user is;
+//! - [`Prefs`] and [`Levels`]: what the settings panel keeps in
+//!   `localStorage` (see [`crate::storage`] for the keys).
+//!
+//! The browser side (the Notification API, the tone, the favicon) is in
+//! [`crate::components::settings_panel`] and the chat hook.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How much a channel notifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Every new message.
+    All,
+    /// Only messages that mention us (the default).
+    #[default]
+    Mentions,
+    /// Never.
+    Mute,
+}
+
+impl Level {
+    /// Every level, in the order the settings show them.
+    pub const ALL: [Level; 3] = [Level::All, Level::Mentions, Level::Mute];
+
+    /// Its value in storage and in the `<select>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::All => "all",
+            Level::Mentions => "mentions",
+            Level::Mute => "mute",
+        }
+    }
+
+    /// Its label in the settings.
+    pub fn label(self) -> &'static str {
+        match self {
+            Level::All => "All messages",
+            Level::Mentions => "Mentions only",
+            Level::Mute => "Mute",
+        }
+    }
+
+    /// The level named `s` (as [`Level::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+/// Whether `c` continues a word: a letter or digit of any script, or `_`.
+fn word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Whether `a` and `b` are the same letter ignoring case (each lowercased
+/// on its own, so byte lengths never matter).
+fn same_ignoring_case(a: char, b: char) -> bool {
+    a == b || a.to_lowercase().eq(b.to_lowercase())
+}
+
+/// Whether `text` holds `term` as a whole word, ignoring case: the
+/// characters right before and after the match are not word characters
+/// (letters, digits, `_`), or are the text's ends. Punctuation inside the
+/// term (a nick such as `[a]` or `bob-2`) must match as written.
+pub fn contains_word(text: &str, term: &str) -> bool {
+    let term: Vec<char> = term.chars().collect();
+    if term.is_empty() {
+        return false;
+    }
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() < term.len() {
+        return false;
+    }
+    (0..=chars.len() - term.len()).any(|start| {
+        let end = start + term.len();
+        let before_ok = start == 0 || !word_char(chars[start - 1]);
+        let after_ok = end == chars.len() || !word_char(chars[end]);
+        before_ok
+            && after_ok
+            && chars[start..end]
+                .iter()
+                .zip(&term)
+                .all(|(&a, &b)| same_ignoring_case(a, b))
+    })
+}
+
+/// The highlight words of `input`: comma-separated, trimmed, empty ones
+/// dropped, each once (ignoring case), in the order written.
+pub fn parse_words(input: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for w in input.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if !words.iter().any(|k| k.to_lowercase() == w.to_lowercase()) {
+            words.push(w.to_owned());
+        }
+    }
+    words
+}
+
+/// What counts as a mention: our nick and the highlight words.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Matcher {
+    /// Our nick, once known.
+    pub nick: Option<String>,
+    /// Highlight words.
+    pub words: Vec<String>,
+}
+
+impl Matcher {
+    /// Whether a message by `author` with `text` mentions us (never our
+    /// own messages).
+    pub fn mentions(&self, author: &str, text: &str) -> bool {
+        if self.nick.as_deref() == Some(author) {
+            return false;
+        }
+        self.nick
+            .iter()
+            .chain(&self.words)
+            .any(|t| contains_word(text, t.trim()))
+    }
+}
+
+/// What is known about one incoming message for [`should_notify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incoming {
+    /// The level of its channel.
+    pub level: Level,
+    /// It mentions us.
+    pub mention: bool,
+    /// We wrote it.
+    pub own: bool,
+    /// A new broadcast: not a history page, not a replay after a resume.
+    pub live: bool,
+    /// Its channel is the one shown.
+    pub in_view: bool,
+    /// The tab is visible and has the focus.
+    pub focused: bool,
+}
+
+/// Whether `m` raises a notification (notifications being on and allowed):
+/// only live messages of others; never for the channel in view while the
+/// tab has the focus; then as its channel's level says.
+pub fn should_notify(m: Incoming) -> bool {
+    if !m.live || m.own || (m.in_view && m.focused) {
+        return false;
+    }
+    match m.level {
+        Level::All => true,
+        Level::Mentions => m.mention,
+        Level::Mute => false,
+    }
+}
+
+/// The page-wide notification settings (`localStorage`, one key).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Prefs {
+    /// Desktop notifications wanted (the browser's permission aside).
+    pub enabled: bool,
+    /// A short tone with each notification.
+    pub sound: bool,
+    /// Highlight words.
+    pub words: Vec<String>,
+}
+
+impl Prefs {
+    /// The stored form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// From storage; the defaults when missing or unreadable.
+    pub fn from_json(json: Option<&str>) -> Prefs {
+        json.and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The channels' levels, per server and nick (only those not at the
+/// default are stored).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Levels(pub BTreeMap<String, Level>);
+
+impl Levels {
+    /// The level of `channel`.
+    pub fn get(&self, channel: &str) -> Level {
+        self.0.get(channel).copied().unwrap_or_default()
+    }
+
+    /// Sets the level of `channel`.
+    pub fn set(&mut self, channel: &str, level: Level) {
+        if level == Level::default() {
+            self.0.remove(channel);
+        } else {
+            self.0.insert(channel.to_owned(), level);
+        }
+    }
+
+    /// The stored form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// From storage; all at the default when missing or unreadable.
+    pub fn from_json(json: Option<&str>) -> Levels {
+        json.and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The tab title: `(N)` first when N mentions are unseen, else `•` when
+/// other messages are.
+pub fn tab_title(active: Option<&str>, unread: u32, mentions: u32) -> String {
+    let base = match active {
+        Some(a) => format!("#{a} · dumdum"),
+        None => "dumdum chat".into(),
+    };
+    if mentions > 0 {
+        format!("({mentions}) {base}")
+    } else if unread > 0 {
+        format!("• {base}")
+    } else {
+        base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(nick: &str, words: &[&str]) -> Matcher {
+        Matcher {
+            nick: Some(nick.into()),
+            words: words.iter().map(|w| (*w).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn whole_words_only_ignoring_case() {
+        let m = matcher("bob", &[]);
+        for yes in [
+            "bob",
+            "Bob: hi",
+            "hi BOB",
+            "hey, bob!",
+            "(bob)",
+            "@bob look",
+            "bob's idea",
+            "ask bob.",
+            "«bob»",
+            "bob\nnext line",
+        ] {
+            assert!(m.mentions("alice", yes), "{yes:?} mentions bob");
+        }
+        for no in ["bobby", "kabob", "bob_2", "bob2", "", "b o b", "bobé", "ébob"] {
+            assert!(!m.mentions("alice", no), "{no:?} does not mention bob");
+        }
+    }
+
+    #[test]
+    fn nicks_with_punctuation_match_as_written() {
+        let m = matcher("[a]", &[]);
+        assert!(m.mentions("x", "hi [a]"));
+        assert!(m.mentions("x", "[A]: yes"));
+        assert!(m.mentions("x", "([a])"));
+        assert!(!m.mentions("x", "hi a"), "the brackets are part of the nick");
+        assert!(!m.mentions("x", "x[a]"), "glued to a word");
+        assert!(!m.mentions("x", "[a]x"));
+        let m = matcher("bob-2", &[]);
+        assert!(m.mentions("x", "bob-2, ping"));
+        assert!(!m.mentions("x", "bob-22"));
+        assert!(!m.mentions("x", "bob"));
+        let m = matcher("a.b", &[]);
+        assert!(!m.mentions("x", "axb"), "no pattern syntax");
+        assert!(m.mentions("x", "A.B?"));
+    }
+
+    #[test]
+    fn unicode_letters_and_case() {
+        let m = matcher("Émile", &["straße", "日本"]);
+        assert!(m.mentions("x", "salut émile"));
+        assert!(m.mentions("x", "ÉMILE!"));
+        assert!(!m.mentions("x", "Émiles"));
+        assert!(m.mentions("x", "die Straße ist"));
+        assert!(!m.mentions("x", "STRASSE"), "no full case folding");
+        assert!(m.mentions("x", "「日本」"));
+        assert!(!m.mentions("x", "日本語"), "CJK letters are word characters");
+        // Characters whose lowercase has another length.
+        let m = matcher("İz", &[]);
+        assert!(m.mentions("x", "İZ"));
+        assert!(!m.mentions("x", "iz"));
+    }
+
+    #[test]
+    fn highlight_words_and_own_messages() {
+        let m = matcher("bob", &["deploy", "on call"]);
+        assert!(m.mentions("x", "Deploy done"));
+        assert!(m.mentions("x", "who is ON CALL?"));
+        assert!(!m.mentions("x", "deployed"));
+        assert!(!m.mentions("bob", "bob deploy"), "our own message");
+        let nobody = Matcher::default();
+        assert!(!nobody.mentions("x", "anything"));
+        let words_only = Matcher {
+            nick: None,
+            words: vec!["x".into()],
+        };
+        assert!(words_only.mentions("y", "x"));
+    }
+
+    #[test]
+    fn words_parse_trimmed_once_each() {
+        assert_eq!(
+            parse_words(" deploy, On Call ,,deploy,DEPLOY , x"),
+            ["deploy", "On Call", "x"]
+        );
+        assert!(parse_words(" , ,").is_empty());
+    }
+
+    /// A tiny deterministic generator (no dependency): xorshift.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+    }
+
+    #[test]
+    fn property_a_term_between_separators_always_matches_and_glued_never() {
+        let terms = ["bob", "[a]", "Émile", "x_y", "日本", "a.b", "İz", "o'neil"];
+        let seps = [" ", ",", ".", "!", "?", "(", ")", "\n", "«", "—", ":", "@", ""];
+        let glue = ["a", "Z", "9", "_", "é", "日"];
+        let words = ["hello", "the", "ünï", "42", "x"];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..5_000 {
+            let term = rng.pick(&terms);
+            let variant: String = if rng.next() % 2 == 0 {
+                term.to_uppercase()
+            } else {
+                term.to_owned()
+            };
+            let pre = format!("{}{}", rng.pick(&words), rng.pick(&seps[..12]));
+            let post = format!("{}{}", rng.pick(&seps[..12]), rng.pick(&words));
+            let m = matcher(term, &[]);
+            // `İz` uppercased is itself; others round-trip through
+            // to_uppercase only when their lowercase is the original.
+            let round_trips = variant.to_lowercase() == term.to_lowercase();
+            let text = format!("{pre}{variant}{post}");
+            if round_trips {
+                assert!(m.mentions("other", &text), "{term:?} in {text:?}");
+            }
+            // Glued to a word character on either side: never.
+            let g = rng.pick(&glue);
+            let glued_before = rng.next() % 2 == 0;
+            let glued = if glued_before {
+                format!("{pre}{g}{term}{post}")
+            } else {
+                format!("{pre}{term}{g}{post}")
+            };
+            // Only when the glued side of the term is itself a word
+            // character does it stop being a whole word.
+            let first = term.chars().next().is_some_and(word_char);
+            let last = term.chars().last().is_some_and(word_char);
+            if (glued_before && first) || (!glued_before && last) {
+                // The text has the term exactly once, glued: no mention.
+                assert!(!m.mentions("other", &glued), "{term:?} in {glued:?}");
+            }
+            // The author is never notified of their own message.
+            assert!(!matcher(term, &[]).mentions(term, &text));
+        }
+    }
+
+    #[test]
+    fn notify_decision_table() {
+        let mut count = 0;
+        for level in Level::ALL {
+            for mention in [false, true] {
+                for own in [false, true] {
+                    for live in [false, true] {
+                        for in_view in [false, true] {
+                            for focused in [false, true] {
+                                let got = should_notify(Incoming {
+                                    level,
+                                    mention,
+                                    own,
+                                    live,
+                                    in_view,
+                                    focused,
+                                });
+                                let expected = live
+                                    && !own
+                                    && !(in_view && focused)
+                                    && (level == Level::All
+                                        || (level == Level::Mentions && mention));
+                                assert_eq!(
+                                    got, expected,
+                                    "{level:?} mention={mention} own={own} live={live} in_view={in_view} focused={focused}"
+                                );
+                                count += usize::from(got);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // all: 3 where-combinations of 4 × 2 mention values; mentions: 3.
+        assert_eq!(count, 6 + 3);
+        // Spot checks, in words.
+        let base = Incoming {
+            level: Level::Mentions,
+            mention: true,
+            own: false,
+            live: true,
+            in_view: false,
+            focused: true,
+        };
+        assert!(should_notify(base), "a mention in a background channel");
+        assert!(
+            should_notify(Incoming {
+                in_view: true,
+                focused: false,
+                ..base
+            }),
+            "the channel in view while the tab is hidden"
+        );
+        assert!(!should_notify(Incoming {
+            in_view: true,
+            ..base
+        }));
+        assert!(!should_notify(Incoming {
+            level: Level::Mute,
+            ..base
+        }));
+        assert!(!should_notify(Incoming {
+            live: false,
+            ..base
+        }));
+    }
+
+    #[test]
+    fn prefs_and_levels_round_trip_and_survive_garbage() {
+        let p = Prefs {
+            enabled: true,
+            sound: false,
+            words: vec!["deploy".into()],
+        };
+        assert_eq!(Prefs::from_json(Some(&p.to_json())), p);
+        assert_eq!(Prefs::from_json(Some("{nope")), Prefs::default());
+        assert_eq!(
+            Prefs::from_json(Some(r#"{"enabled":true}"#)),
+            Prefs {
+                enabled: true,
+                ..Prefs::default()
+            }
+        );
+        let mut l = Levels::default();
+        assert_eq!(l.get("general"), Level::Mentions);
+        l.set("general", Level::Mute);
+        l.set("random", Level::All);
+        l.set("random", Level::Mentions);
+        assert_eq!(l.to_json(), r#"{"general":"mute"}"#);
+        let back = Levels::from_json(Some(&l.to_json()));
+        assert_eq!(back.get("general"), Level::Mute);
+        assert_eq!(back.get("random"), Level::Mentions);
+        assert_eq!(Levels::from_json(Some("[1]")), Levels::default());
+        for l in Level::ALL {
+            assert_eq!(Level::parse(l.as_str()), Some(l));
+        }
+        assert_eq!(Level::parse("loud"), None);
+    }
+
+    #[test]
+    fn titles() {
+        assert_eq!(tab_title(Some("general"), 0, 0), "#general · dumdum");
+        assert_eq!(tab_title(Some("general"), 5, 0), "• #general · dumdum");
+        assert_eq!(tab_title(Some("general"), 5, 2), "(2) #general · dumdum");
+        assert_eq!(tab_title(None, 0, 0), "dumdum chat");
+    }
+}
