@@ -9,6 +9,7 @@
 //!   headless Chromium with `wasm-bindgen-test`;
 //! - [`hooks`] and [`components`]: the Yew app.
 
+pub mod alerts;
 pub mod backoff;
 pub mod components;
 pub mod engine;

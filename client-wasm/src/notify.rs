@@ -259,7 +259,9 @@ mod tests {
         ] {
             assert!(m.mentions("alice", yes), "{yes:?} mentions bob");
         }
-        for no in ["bobby", "kabob", "bob_2", "bob2", "", "b o b", "bobé", "ébob"] {
+        for no in [
+            "bobby", "kabob", "bob_2", "bob2", "", "b o b", "bobé", "ébob",
+        ] {
             assert!(!m.mentions("alice", no), "{no:?} does not mention bob");
         }
     }
@@ -270,7 +272,10 @@ mod tests {
         assert!(m.mentions("x", "hi [a]"));
         assert!(m.mentions("x", "[A]: yes"));
         assert!(m.mentions("x", "([a])"));
-        assert!(!m.mentions("x", "hi a"), "the brackets are part of the nick");
+        assert!(
+            !m.mentions("x", "hi a"),
+            "the brackets are part of the nick"
+        );
         assert!(!m.mentions("x", "x[a]"), "glued to a word");
         assert!(!m.mentions("x", "[a]x"));
         let m = matcher("bob-2", &[]);
@@ -291,7 +296,10 @@ mod tests {
         assert!(m.mentions("x", "die Straße ist"));
         assert!(!m.mentions("x", "STRASSE"), "no full case folding");
         assert!(m.mentions("x", "「日本」"));
-        assert!(!m.mentions("x", "日本語"), "CJK letters are word characters");
+        assert!(
+            !m.mentions("x", "日本語"),
+            "CJK letters are word characters"
+        );
         // Characters whose lowercase has another length.
         let m = matcher("İz", &[]);
         assert!(m.mentions("x", "İZ"));
@@ -340,7 +348,9 @@ mod tests {
     #[test]
     fn property_a_term_between_separators_always_matches_and_glued_never() {
         let terms = ["bob", "[a]", "Émile", "x_y", "日本", "a.b", "İz", "o'neil"];
-        let seps = [" ", ",", ".", "!", "?", "(", ")", "\n", "«", "—", ":", "@", ""];
+        let seps = [
+            " ", ",", ".", "!", "?", "(", ")", "\n", "«", "—", ":", "@", "",
+        ];
         let glue = ["a", "Z", "9", "_", "é", "日"];
         let words = ["hello", "the", "ünï", "42", "x"];
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

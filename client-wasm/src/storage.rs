@@ -26,6 +26,15 @@ pub fn channel_key(server: Option<&str>) -> String {
     format!("dumdum.channel.{}", server.unwrap_or(""))
 }
 
+/// Key of the notification settings (on/off, sound, highlight words).
+pub const NOTIFY_KEY: &str = "dumdum.notify";
+
+/// The key of the channels' notification levels of `nick` on `server`
+/// (`None`: the bridge's default).
+pub fn levels_key(server: Option<&str>, nick: &str) -> String {
+    format!("dumdum.levels.{}.{nick}", server.unwrap_or(""))
+}
+
 /// Why storage did not work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -141,5 +150,12 @@ mod tests {
         assert_eq!(channel_key(Some("local")), "dumdum.channel.local");
         assert_eq!(channel_key(None), "dumdum.channel.");
         assert_ne!(channel_key(Some("a")), channel_key(Some("b")));
+    }
+
+    #[test]
+    fn level_keys_are_per_server_and_nick() {
+        assert_eq!(levels_key(Some("local"), "bob"), "dumdum.levels.local.bob");
+        assert_ne!(levels_key(Some("a"), "bob"), levels_key(Some("b"), "bob"));
+        assert_ne!(levels_key(None, "bob"), levels_key(None, "bo"));
     }
 }

@@ -6,7 +6,9 @@ use wasm_bindgen::JsCast;
 use web_sys::KeyboardEvent;
 use yew::prelude::*;
 
-use super::{ChannelList, Composer, MessageList, StatusBar, hue_style, use_chat_context};
+use super::{
+    ChannelList, Composer, MessageList, SettingsPanel, StatusBar, hue_style, use_chat_context,
+};
 use crate::hooks::Command;
 
 /// The chat.
@@ -51,24 +53,31 @@ pub fn ChatScreen() -> Html {
         });
     }
 
-    // Unread count in the tab title.
+    // Unseen mentions in the tab title, "(N)" first, and a dot on the
+    // favicon; other unread messages as "•".
     {
         let unread: u32 = state.channels.iter().map(|c| c.unread).sum();
+        let mentions = state.total_mentions();
         let active = state.active.clone();
-        use_effect_with((unread, active), move |(unread, active)| {
-            if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
-                let base = match active {
-                    Some(a) => format!("#{a} · dumdum"),
-                    None => "dumdum chat".into(),
-                };
-                doc.set_title(&if *unread > 0 {
-                    format!("({unread}) {base}")
-                } else {
-                    base
-                });
-            }
-        });
+        use_effect_with(
+            (unread, mentions, active),
+            move |(unread, mentions, active)| {
+                if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+                    doc.set_title(&crate::notify::tab_title(
+                        active.as_deref(),
+                        *unread,
+                        *mentions,
+                    ));
+                }
+                crate::alerts::set_favicon(*mentions > 0);
+            },
+        );
     }
+    // What the message rows mark as mentions.
+    let matcher = {
+        let m = state.matcher();
+        use_memo(m, |m| m.clone())
+    };
 
     let toggle = {
         let sidebar_open = sidebar_open.clone();
@@ -129,9 +138,12 @@ pub fn ChatScreen() -> Html {
                         }
                     </h1>
                     <StatusBar />
+                    <SettingsPanel />
                 </header>
                 if let Some(c) = active {
-                    <MessageList channel={c.clone()} me={state.nick.clone()} />
+                    <ContextProvider<std::rc::Rc<crate::notify::Matcher>> context={matcher}>
+                        <MessageList channel={c.clone()} me={state.nick.clone()} />
+                    </ContextProvider<std::rc::Rc<crate::notify::Matcher>>>
                     <Composer channel={c.name.clone()} />
                 } else {
                     <div class="messages-wrap"><p class="empty">{ "Loading channels…" }</p></div>

@@ -22,6 +22,8 @@ pub struct MessageRowProps {
 #[component]
 pub fn MessageRow(props: &MessageRowProps) -> Html {
     let m = &props.message;
+    let mention = use_context::<Rc<crate::notify::Matcher>>()
+        .is_some_and(|x| x.mentions(&m.nick, &m.content));
     let ms = m.id.unix_millis();
     let now = now_ms();
     let offset = local_offset_min(ms);
@@ -37,7 +39,7 @@ pub fn MessageRow(props: &MessageRowProps) -> Html {
         })
         .collect();
     html! {
-        <li class={classes!("msg", props.mine.then_some("mine"))} data-id={m.id.0.to_string()}>
+        <li class={classes!("msg", props.mine.then_some("mine"), mention.then_some("mention"))} data-id={m.id.0.to_string()}>
             <time class="msg-time" datetime={iso_utc(ms)} title={full}>{ short }</time>
             <span class="msg-nick" style={hue_style(&m.nick)}>{ m.nick.clone() }</span>
             <div class="msg-text">{ body }</div>

@@ -7,6 +7,7 @@ mod composer;
 mod connect_screen;
 mod message_list;
 mod message_row;
+mod settings_panel;
 mod status_bar;
 
 pub use app::App;
@@ -16,6 +17,7 @@ pub use composer::Composer;
 pub use connect_screen::ConnectScreen;
 pub use message_list::MessageList;
 pub use message_row::MessageRow;
+pub use settings_panel::SettingsPanel;
 pub use status_bar::StatusBar;
 
 use yew::prelude::*;

@@ -170,6 +170,9 @@ struct Driver {
     pending: Vec<Action>,
     /// The session as last written to `sessionStorage`.
     persisted: Persisted,
+    /// Between a resume and the bridge's notice that follows its replay:
+    /// the messages are not new, and notify nothing.
+    replaying: bool,
 }
 
 type Shared = Rc<RefCell<Driver>>;
@@ -263,7 +266,38 @@ impl Driver {
             }
         }
         acts.append(&mut self.pending);
+        for a in &acts {
+            self.watch(a);
+        }
         acts
+    }
+
+    /// Notifications (see [`crate::alerts`]): who is signed in, and each
+    /// new broadcast message, except a resume's replay.
+    fn watch(&mut self, a: &Action) {
+        match a {
+            Action::Authenticated { nick } | Action::Restored { nick, .. } => {
+                self.replaying = false;
+                let server = self.engine.as_ref().and_then(Engine::server);
+                crate::alerts::signed_in(server, nick);
+            }
+            Action::Resumed { .. } => self.replaying = true,
+            Action::Replayed { .. } | Action::Disconnected { .. } => self.replaying = false,
+            Action::Message(m) => {
+                let Some(engine) = self.engine.as_ref() else {
+                    return;
+                };
+                let own = engine.nick() == m.nick;
+                let in_view = engine.active() == Some(m.channel.as_str());
+                let me = self.me.clone();
+                crate::alerts::on_live_message(m, own, !self.replaying, in_view, move |channel| {
+                    if let Some(rc) = me.upgrade() {
+                        with_driver(&rc, |d| d.command(Command::Select(channel)));
+                    }
+                });
+            }
+            _ => {}
+        }
     }
 
     /// In `delay_ms`, leaves a draining bridge if the moment is quiet, else
@@ -625,6 +659,7 @@ pub fn use_chat() -> ChatContext {
                     move_timer: None,
                     pending: Vec::new(),
                     persisted: Persisted::default(),
+                    replaying: false,
                 })
             });
             if let Some(window) = web_sys::window() {
