@@ -193,7 +193,7 @@ pub fn SettingsPanel() -> Html {
                 class="settings-toggle"
                 aria-label="Settings"
                 aria-expanded={(*open).to_string()}
-                aria-controls="settings-panel"
+                aria-controls={open.then_some("settings-panel")}
                 ref={toggle_ref}
                 onclick={on_toggle}
             >
