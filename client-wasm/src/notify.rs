@@ -356,7 +356,7 @@ mod tests {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         for _ in 0..5_000 {
             let term = rng.pick(&terms);
-            let variant: String = if rng.next() % 2 == 0 {
+            let variant: String = if rng.next().is_multiple_of(2) {
                 term.to_uppercase()
             } else {
                 term.to_owned()
@@ -373,7 +373,7 @@ mod tests {
             }
             // Glued to a word character on either side: never.
             let g = rng.pick(&glue);
-            let glued_before = rng.next() % 2 == 0;
+            let glued_before = rng.next().is_multiple_of(2);
             let glued = if glued_before {
                 format!("{pre}{g}{term}{post}")
             } else {
