@@ -10,13 +10,10 @@
 //! The browser side (the Notification API, the tone, the favicon) is in
 //! [`crate::components::settings_panel`] and the chat hook.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// How much a channel notifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Level {
     /// Every new message.
     All,
@@ -60,10 +57,11 @@ fn word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Whether `a` and `b` are the same letter ignoring case (each lowercased
-/// on its own, so byte lengths never matter).
+/// Whether `a` and `b` are the same letter ignoring case (each uppercased
+/// on its own, so byte lengths never matter; uppercase, because the page
+/// already carries that table and not the lowercase one).
 fn same_ignoring_case(a: char, b: char) -> bool {
-    a == b || a.to_lowercase().eq(b.to_lowercase())
+    a == b || a.to_uppercase().eq(b.to_uppercase())
 }
 
 /// Whether `text` holds `term` as a whole word, ignoring case: the
@@ -97,7 +95,7 @@ pub fn contains_word(text: &str, term: &str) -> bool {
 pub fn parse_words(input: &str) -> Vec<String> {
     let mut words: Vec<String> = Vec::new();
     for w in input.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        if !words.iter().any(|k| k.to_lowercase() == w.to_lowercase()) {
+        if !words.iter().any(|k| k.to_uppercase() == w.to_uppercase()) {
             words.push(w.to_owned());
         }
     }
@@ -158,9 +156,10 @@ pub fn should_notify(m: Incoming) -> bool {
     }
 }
 
-/// The page-wide notification settings (`localStorage`, one key).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
+/// The page-wide notification settings (`localStorage`, one key, JSON).
+/// Read and written through `serde_json::Value`, which the page already
+/// carries, rather than with derived code of its own (smaller bundle).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Prefs {
     /// Desktop notifications wanted (the browser's permission aside).
     pub enabled: bool,
@@ -170,48 +169,92 @@ pub struct Prefs {
     pub words: Vec<String>,
 }
 
+/// The object stored under a key, if `json` is one.
+fn object(json: Option<&str>) -> Option<Map<String, Value>> {
+    match serde_json::from_str(json?).ok()? {
+        Value::Object(o) => Some(o),
+        _ => None,
+    }
+}
+
 impl Prefs {
     /// The stored form.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut o = Map::new();
+        o.insert("enabled".into(), Value::Bool(self.enabled));
+        o.insert("sound".into(), Value::Bool(self.sound));
+        o.insert(
+            "words".into(),
+            Value::Array(self.words.iter().cloned().map(Value::String).collect()),
+        );
+        Value::Object(o).to_string()
     }
 
-    /// From storage; the defaults when missing or unreadable.
+    /// From storage; the defaults for what is missing or unreadable.
     pub fn from_json(json: Option<&str>) -> Prefs {
-        json.and_then(|j| serde_json::from_str(j).ok())
-            .unwrap_or_default()
+        let Some(o) = object(json) else {
+            return Prefs::default();
+        };
+        let flag = |k: &str| o.get(k).and_then(Value::as_bool).unwrap_or(false);
+        Prefs {
+            enabled: flag("enabled"),
+            sound: flag("sound"),
+            words: o
+                .get("words")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
     }
 }
 
 /// The channels' levels, per server and nick (only those not at the
-/// default are stored).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Levels(pub BTreeMap<String, Level>);
+/// default are kept), stored as a JSON object `{"ops":"mute"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Levels(Vec<(String, Level)>);
 
 impl Levels {
     /// The level of `channel`.
     pub fn get(&self, channel: &str) -> Level {
-        self.0.get(channel).copied().unwrap_or_default()
+        self.0
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map_or_else(Level::default, |(_, l)| *l)
     }
 
     /// Sets the level of `channel`.
     pub fn set(&mut self, channel: &str, level: Level) {
-        if level == Level::default() {
-            self.0.remove(channel);
-        } else {
-            self.0.insert(channel.to_owned(), level);
+        self.0.retain(|(c, _)| c != channel);
+        if level != Level::default() {
+            self.0.push((channel.to_owned(), level));
+            self.0.sort_by(|a, b| a.0.cmp(&b.0));
         }
     }
 
     /// The stored form.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let o: Map<String, Value> = self
+            .0
+            .iter()
+            .map(|(c, l)| (c.clone(), Value::String(l.as_str().into())))
+            .collect();
+        Value::Object(o).to_string()
     }
 
     /// From storage; all at the default when missing or unreadable.
     pub fn from_json(json: Option<&str>) -> Levels {
-        json.and_then(|j| serde_json::from_str(j).ok())
-            .unwrap_or_default()
+        let mut levels = Levels::default();
+        for (c, l) in object(json).unwrap_or_default() {
+            if let Some(l) = l.as_str().and_then(Level::parse) {
+                levels.set(&c, l);
+            }
+        }
+        levels
     }
 }
 
@@ -485,6 +528,20 @@ mod tests {
         assert_eq!(back.get("general"), Level::Mute);
         assert_eq!(back.get("random"), Level::Mentions);
         assert_eq!(Levels::from_json(Some("[1]")), Levels::default());
+        let odd = Levels::from_json(Some(r#"{"ops":"loud","dev":"all","x":3}"#));
+        assert_eq!(
+            odd.to_json(),
+            r#"{"dev":"all"}"#,
+            "unknown values are dropped"
+        );
+        assert_eq!(
+            Prefs::from_json(Some(r#"{"enabled":1,"sound":true,"words":["a",2]}"#)),
+            Prefs {
+                enabled: false,
+                sound: true,
+                words: vec!["a".into()]
+            }
+        );
         for l in Level::ALL {
             assert_eq!(Level::parse(l.as_str()), Some(l));
         }
