@@ -12,6 +12,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::state::Action;
+
 /// How much a channel notifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Level {
@@ -255,6 +257,33 @@ impl Levels {
             }
         }
         levels
+    }
+}
+
+/// Tells a new broadcast message from one a resume replays: the bridge
+/// answers a resume with Success, then the frames the page missed, then its
+/// `session resumed` notice ([`Action::Replayed`]); messages in between
+/// are not new to the user and notify nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Replay {
+    replaying: bool,
+}
+
+impl Replay {
+    /// Follows `a`; for a message, whether it is live (not replayed).
+    pub fn observe(&mut self, a: &Action) -> Option<bool> {
+        match a {
+            Action::Resumed { .. } => self.replaying = true,
+            Action::Replayed { .. }
+            | Action::Authenticated { .. }
+            | Action::Restored { .. }
+            | Action::Disconnected { .. }
+            | Action::Offline
+            | Action::SignedOut => self.replaying = false,
+            Action::Message(_) => return Some(!self.replaying),
+            _ => {}
+        }
+        None
     }
 }
 
@@ -546,6 +575,41 @@ mod tests {
             assert_eq!(Level::parse(l.as_str()), Some(l));
         }
         assert_eq!(Level::parse("loud"), None);
+    }
+
+    #[test]
+    fn a_resume_replay_is_not_live_and_what_follows_is() {
+        use dumdum_protocol::{ChatMessage, Snowflake};
+        let m = Action::Message(ChatMessage {
+            id: Snowflake(1),
+            channel: "general".into(),
+            nick: "x".into(),
+            content: "me".into(),
+        });
+        let mut r = Replay::default();
+        assert_eq!(r.observe(&m), Some(true), "a first session: live");
+        assert_eq!(r.observe(&Action::Offline), None);
+        r.observe(&Action::Resumed {
+            server: "local".into(),
+            nick: Some("me".into()),
+            resent: 0,
+        });
+        assert_eq!(r.observe(&m), Some(false), "replayed");
+        assert_eq!(r.observe(&m), Some(false));
+        r.observe(&Action::Replayed { frames: 2 });
+        assert_eq!(r.observe(&m), Some(true), "after the notice: live");
+        // A resume cut before its notice: the next session starts live.
+        r.observe(&Action::Resumed {
+            server: "local".into(),
+            nick: None,
+            resent: 0,
+        });
+        r.observe(&Action::Disconnected {
+            problem: crate::problem::Problem::ConnectionLost,
+            retry_at_ms: Some(1),
+        });
+        r.observe(&Action::Authenticated { nick: "me".into() });
+        assert_eq!(r.observe(&m), Some(true));
     }
 
     #[test]

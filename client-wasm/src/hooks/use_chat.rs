@@ -170,9 +170,8 @@ struct Driver {
     pending: Vec<Action>,
     /// The session as last written to `sessionStorage`.
     persisted: Persisted,
-    /// Between a resume and the bridge's notice that follows its replay:
-    /// the messages are not new, and notify nothing.
-    replaying: bool,
+    /// Tells new messages from a resume's replay (which notifies nothing).
+    replay: crate::notify::Replay,
 }
 
 type Shared = Rc<RefCell<Driver>>;
@@ -275,14 +274,12 @@ impl Driver {
     /// Notifications (see [`crate::alerts`]): who is signed in, and each
     /// new broadcast message, except a resume's replay.
     fn watch(&mut self, a: &Action) {
+        let live = self.replay.observe(a);
         match a {
             Action::Authenticated { nick } | Action::Restored { nick, .. } => {
-                self.replaying = false;
                 let server = self.engine.as_ref().and_then(Engine::server);
                 crate::alerts::signed_in(server, nick);
             }
-            Action::Resumed { .. } => self.replaying = true,
-            Action::Replayed { .. } | Action::Disconnected { .. } => self.replaying = false,
             Action::Message(m) => {
                 let Some(engine) = self.engine.as_ref() else {
                     return;
@@ -290,7 +287,8 @@ impl Driver {
                 let own = engine.nick() == m.nick;
                 let in_view = engine.active() == Some(m.channel.as_str());
                 let me = self.me.clone();
-                crate::alerts::on_live_message(m, own, !self.replaying, in_view, move |channel| {
+                let live = live.unwrap_or(true);
+                crate::alerts::on_live_message(m, own, live, in_view, move |channel| {
                     if let Some(rc) = me.upgrade() {
                         with_driver(&rc, |d| d.command(Command::Select(channel)));
                     }
@@ -659,7 +657,7 @@ pub fn use_chat() -> ChatContext {
                     move_timer: None,
                     pending: Vec::new(),
                     persisted: Persisted::default(),
-                    replaying: false,
+                    replay: crate::notify::Replay::default(),
                 })
             });
             if let Some(window) = web_sys::window() {
