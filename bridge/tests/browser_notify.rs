@@ -453,6 +453,28 @@ async fn scenario(
         "not asked again (the permission is the browser's), and the resume notified nothing"
     );
     let _ = screenshot(c, "notify-settings.png").await;
+    // On a phone, in the dark theme: the panel fits the screen.
+    let cdp = format!("/session/{session}/goog/cdp/execute");
+    chromedriver_post(
+        driver,
+        &cdp,
+        &json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {"width": 390, "height": 800, "deviceScaleFactor": 1, "mobile": true}}),
+    )
+    .await;
+    chromedriver_post(
+        driver,
+        &cdp,
+        &json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}}),
+    )
+    .await;
+    let fits = wait_js(
+        c,
+        "the panel inside a phone's screen",
+        "const r = document.querySelector('.settings-panel')?.getBoundingClientRect(); return r && innerWidth === 390 && r.left >= 0 && r.right <= innerWidth ? [r.left, r.right] : null",
+    )
+    .await;
+    println!("notify: settings panel on a 390 px screen spans {fits}");
+    let _ = screenshot(c, "notify-settings-phone-dark.png").await;
     println!(
         "notify: first notification {first_ms} ms after the Python client sent the mention; scenario {:.1} s",
         started.elapsed().as_secs_f64()

@@ -64,11 +64,11 @@ pub fn ChannelList(props: &ChannelListProps) -> Html {
                             >
                                 <span class="hash" aria-hidden="true">{ "#" }</span>
                                 <span class="channel-name">{ c.name.clone() }</span>
-                                if c.mentions > 0 {
-                                    <span class="badge mention-badge" aria-hidden="true" title={mentions_text(c.mentions)}>{ format!("@{}", if c.mentions > 99 { "99+".to_string() } else { c.mentions.to_string() }) }</span>
-                                }
                                 if c.unread > 0 {
                                     <span class="badge" aria-hidden="true">{ if c.unread > 999 { "999+".to_string() } else { c.unread.to_string() } }</span>
+                                }
+                                if c.mentions > 0 {
+                                    <span class="badge mention-badge" aria-hidden="true" title={mentions_text(c.mentions)}>{ format!("@{}", if c.mentions > 99 { "99+".to_string() } else { c.mentions.to_string() }) }</span>
                                 }
                             </button>
                         </li>
