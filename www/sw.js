@@ -29,9 +29,10 @@ function below(url) {
   return url.pathname.slice(scope.pathname.length);
 }
 
-/** The files the page `html` loads (href/src of ./-relative names). */
+/** The files the page `html` loads (href/src of ./-relative names), with
+ *  the manifest and the favicon the page swaps in while mentions are unseen. */
 function shellFiles(html) {
-  const files = new Set(['manifest.webmanifest']);
+  const files = new Set(['manifest.webmanifest', 'icon-alert.svg']);
   for (const m of html.matchAll(/\b(?:href|src)="(?:\.\/)?([A-Za-z0-9._-]+)"/g)) {
     files.add(m[1]);
   }

@@ -9,6 +9,7 @@
 //!   headless Chromium with `wasm-bindgen-test`;
 //! - [`hooks`] and [`components`]: the Yew app.
 
+pub mod alerts;
 pub mod backoff;
 pub mod components;
 pub mod engine;
@@ -17,6 +18,7 @@ pub mod hooks;
 pub mod messages;
 pub mod paste;
 pub mod permalink;
+pub mod notify;
 pub mod problem;
 pub mod search;
 pub mod socket;

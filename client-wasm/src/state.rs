@@ -121,6 +121,8 @@ pub struct Channel {
     pub messages: Messages,
     /// Messages that arrived while another channel was shown.
     pub unread: u32,
+    /// Of those, the ones that mention us (see [`crate::notify::Matcher`]).
+    pub mentions: u32,
     /// Paging back.
     pub older: Older,
     /// Messages kept at most: [`MAX_KEPT`], raised by the older pages the
@@ -134,6 +136,7 @@ impl Channel {
             name,
             messages: Messages::default(),
             unread: 0,
+            mentions: 0,
             older: Older::NotLoaded,
             limit: MAX_KEPT,
         }
@@ -350,6 +353,8 @@ pub enum Action {
     /// "Search older": how the search back through a channel's history
     /// stands (see [`crate::engine::Engine::search_older`]).
     OlderSearch(OlderSearch),
+    /// The highlight words changed (settings): they count as mentions.
+    Highlights(Vec<String>),
 }
 
 /// A message to scroll to and highlight: the message list fetches older
@@ -414,6 +419,8 @@ pub struct ChatState {
     pub reveal: Option<Reveal>,
     /// The latest "search older", if any.
     pub older_search: Option<OlderSearch>,
+    /// Highlight words: with our nick, what counts as a mention.
+    pub highlights: Vec<String>,
 }
 
 impl ChatState {
@@ -573,12 +580,17 @@ impl ChatState {
             Action::Select(name) => self.select(&name),
             Action::Message(m) => {
                 let shown = self.active.as_deref() == Some(m.channel.as_str());
+                let mention = !shown && self.matcher().mentions(&m.nick, &m.content);
                 let ch = self.channel_mut(&m.channel);
                 let added = ch.merge(vec![m]).added;
                 if !shown && added > 0 {
                     ch.unread = ch.unread.saturating_add(1);
+                    if mention {
+                        ch.mentions = ch.mentions.saturating_add(1);
+                    }
                 }
             }
+            Action::Highlights(words) => self.highlights = words,
             Action::History {
                 channel,
                 messages,
@@ -630,8 +642,10 @@ impl ChatState {
             }
             Action::SignedOut => {
                 let servers = std::mem::take(&mut self.servers);
+                let highlights = std::mem::take(&mut self.highlights);
                 *self = ChatState {
                     servers,
+                    highlights,
                     ..ChatState::default()
                 };
             }
@@ -650,7 +664,24 @@ impl ChatState {
 
     fn select(&mut self, name: &str) {
         self.active = Some(name.to_owned());
-        self.channel_mut(name).unread = 0;
+        let ch = self.channel_mut(name);
+        ch.unread = 0;
+        ch.mentions = 0;
+    }
+
+    /// What counts as a mention now: our nick and the highlight words.
+    pub fn matcher(&self) -> crate::notify::Matcher {
+        crate::notify::Matcher {
+            nick: self.nick.clone(),
+            words: self.highlights.clone(),
+        }
+    }
+
+    /// Unseen mentions in every channel.
+    pub fn total_mentions(&self) -> u32 {
+        self.channels
+            .iter()
+            .fold(0u32, |n, c| n.saturating_add(c.mentions))
     }
 }
 
@@ -830,6 +861,46 @@ mod tests {
         s.apply(Action::Select("random".into()));
         assert_eq!(s.channel("random").map(|c| c.unread), Some(0));
         assert_eq!(s.active.as_deref(), Some("random"));
+    }
+
+    fn said(id: u64, channel: &str, nick: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            content: content.into(),
+            ..msg(id, channel, nick)
+        }
+    }
+
+    #[test]
+    fn mentions_are_counted_apart_from_unread_and_cleared_on_view() {
+        let mut s = joined();
+        s.apply(Action::Highlights(vec!["deploy".into()]));
+        s.apply(Action::Message(said(1, "random", "x", "hello all")));
+        s.apply(Action::Message(said(2, "random", "x", "ME: look")));
+        s.apply(Action::Message(said(3, "random", "x", "deploy at 5")));
+        s.apply(Action::Message(said(4, "random", "x", "memes")));
+        // The same message again (a catch-up overlap) counts once.
+        s.apply(Action::Message(said(3, "random", "x", "deploy at 5")));
+        // Our own message naming us is not a mention.
+        s.apply(Action::Message(said(5, "random", "me", "me again")));
+        // In the channel shown: neither unread nor a mention.
+        s.apply(Action::Message(said(6, "general", "x", "hi me")));
+        let r = s.channel("random").cloned().unwrap();
+        assert_eq!((r.unread, r.mentions), (5, 2));
+        assert_eq!(s.channel("general").map(|c| c.mentions), Some(0));
+        assert_eq!(s.total_mentions(), 2);
+        // History pages are never counted.
+        s.apply(Action::History {
+            channel: "random".into(),
+            messages: vec![said(0, "random", "x", "me, before")],
+            kind: HistoryKind::CatchUp,
+        });
+        assert_eq!(s.total_mentions(), 2);
+        s.apply(Action::Select("random".into()));
+        assert_eq!(s.total_mentions(), 0);
+        assert_eq!(s.channel("random").map(|c| c.unread), Some(0));
+        // Highlight words are kept across a sign-out.
+        s.apply(Action::SignedOut);
+        assert_eq!(s.highlights, ["deploy"]);
     }
 
     #[test]

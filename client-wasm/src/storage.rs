@@ -33,6 +33,15 @@ pub fn read_key(server: Option<&str>, nick: &str, channel: &str) -> String {
     format!("dumdum.read.{}.{nick}.{channel}", server.unwrap_or(""))
 }
 
+/// Key of the notification settings (on/off, sound, highlight words).
+pub const NOTIFY_KEY: &str = "dumdum.notify";
+
+/// The key of the channels' notification levels of `nick` on `server`
+/// (`None`: the bridge's default).
+pub fn levels_key(server: Option<&str>, nick: &str) -> String {
+    format!("dumdum.levels.{}.{nick}", server.unwrap_or(""))
+}
+
 /// Why storage did not work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -161,5 +170,12 @@ mod tests {
             read_key(Some("a"), "bob", "g"),
             read_key(Some("b"), "bob", "g")
         );
+    }
+
+    #[test]
+    fn level_keys_are_per_server_and_nick() {
+        assert_eq!(levels_key(Some("local"), "bob"), "dumdum.levels.local.bob");
+        assert_ne!(levels_key(Some("a"), "bob"), levels_key(Some("b"), "bob"));
+        assert_ne!(levels_key(None, "bob"), levels_key(None, "bo"));
     }
 }

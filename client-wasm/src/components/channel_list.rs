@@ -13,6 +13,15 @@ pub struct ChannelListProps {
     pub on_pick: Callback<()>,
 }
 
+/// "1 mention", "2 mentions".
+fn mentions_text(n: u32) -> String {
+    if n == 1 {
+        "1 mention".into()
+    } else {
+        format!("{n} mentions")
+    }
+}
+
 /// The channels of the server.
 #[component]
 pub fn ChannelList(props: &ChannelListProps) -> Html {
@@ -36,11 +45,13 @@ pub fn ChannelList(props: &ChannelListProps) -> Html {
                             on_pick.emit(());
                         })
                     };
-                    let label = if c.unread > 0 {
-                        format!("{} {} unread", c.name, c.unread)
-                    } else {
-                        c.name.clone()
-                    };
+                    let mut label = c.name.clone();
+                    if c.mentions > 0 {
+                        label.push_str(&format!(", {}", mentions_text(c.mentions)));
+                    }
+                    if c.unread > 0 {
+                        label.push_str(&format!(", {} unread", c.unread));
+                    }
                     html! {
                         <li key={c.name.clone()}>
                             <button
@@ -57,6 +68,9 @@ pub fn ChannelList(props: &ChannelListProps) -> Html {
                                 <span class="channel-name">{ format!("{} ", c.name) }</span>
                                 if c.unread > 0 {
                                     <span class="badge" aria-hidden="true">{ if c.unread > 999 { "999+".to_string() } else { c.unread.to_string() } }</span>
+                                }
+                                if c.mentions > 0 {
+                                    <span class="badge mention-badge" aria-hidden="true" title={mentions_text(c.mentions)}>{ format!("@{}", if c.mentions > 99 { "99+".to_string() } else { c.mentions.to_string() }) }</span>
                                 }
                             </button>
                         </li>

@@ -9,7 +9,7 @@ use web_sys::KeyboardEvent;
 use yew::prelude::*;
 
 use super::{
-    ChannelList, Composer, HelpDialog, MessageList, SearchPanel, StatusBar, hue_style,
+    ChannelList, Composer, HelpDialog, MessageList, SearchPanel, SettingsPanel, StatusBar, hue_style,
     use_chat_context,
 };
 use crate::hooks::Command;
@@ -155,24 +155,31 @@ pub fn ChatScreen() -> Html {
         });
     }
 
-    // Unread count in the tab title.
+    // Unseen mentions in the tab title, "(N)" first, and a dot on the
+    // favicon; other unread messages as "•".
     {
         let unread: u32 = state.channels.iter().map(|c| c.unread).sum();
+        let mentions = state.total_mentions();
         let active = state.active.clone();
-        use_effect_with((unread, active), move |(unread, active)| {
-            if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
-                let base = match active {
-                    Some(a) => format!("#{a} · dumdum"),
-                    None => "dumdum chat".into(),
-                };
-                doc.set_title(&if *unread > 0 {
-                    format!("({unread}) {base}")
-                } else {
-                    base
-                });
-            }
-        });
+        use_effect_with(
+            (unread, mentions, active),
+            move |(unread, mentions, active)| {
+                if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+                    doc.set_title(&crate::notify::tab_title(
+                        active.as_deref(),
+                        *unread,
+                        *mentions,
+                    ));
+                }
+                crate::alerts::set_favicon(*mentions > 0);
+            },
+        );
     }
+    // What the message rows mark as mentions.
+    let matcher = {
+        let m = state.matcher();
+        use_memo(m, |m| m.clone())
+    };
 
     let toggle = {
         let sidebar_open = sidebar_open.clone();
@@ -252,12 +259,15 @@ pub fn ChatScreen() -> Html {
                         <svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="10.5" cy="10.5" r="6.5" fill="none" stroke="currentColor" stroke-width="2"/><path d="M15.5 15.5L21 21" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>
                     </button>
                     <StatusBar />
+                    <SettingsPanel />
                 </header>
                 if *search_open && let Some(c) = &active {
                     <SearchPanel channel={c.clone()} on_close={close_search.clone()} />
                 }
                 if let Some(c) = active {
-                    <MessageList channel={c.clone()} me={state.nick.clone()} />
+                    <ContextProvider<std::rc::Rc<crate::notify::Matcher>> context={matcher}>
+                        <MessageList channel={c.clone()} me={state.nick.clone()} />
+                    </ContextProvider<std::rc::Rc<crate::notify::Matcher>>>
                     <Composer channel={c.name.clone()} />
                 } else {
                     <div class="messages-wrap"><p class="empty">{ "Loading channels…" }</p></div>

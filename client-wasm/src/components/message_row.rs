@@ -28,6 +28,8 @@ pub struct MessageRowProps {
 #[component]
 pub fn MessageRow(props: &MessageRowProps) -> Html {
     let m = &props.message;
+    let mention = use_context::<Rc<crate::notify::Matcher>>()
+        .is_some_and(|x| x.mentions(&m.nick, &m.content));
     let ms = m.id.unix_millis();
     let now = now_ms();
     let offset = local_offset_min(ms);
@@ -46,7 +48,7 @@ pub fn MessageRow(props: &MessageRowProps) -> Html {
     html! {
         <li
             id={row_id(m.id)}
-            class={classes!("msg", props.mine.then_some("mine"), props.highlight.then_some("highlight"))}
+            class={classes!("msg", props.mine.then_some("mine"), props.highlight.then_some("highlight"), mention.then_some("mention"))}
             data-id={m.id.0.to_string()}
             aria-current={props.highlight.then_some("true")}
         >

@@ -11,6 +11,7 @@ mod message_row;
 mod offline_notice;
 mod permalinks;
 mod search_panel;
+mod settings_panel;
 mod status_bar;
 
 pub use app::App;
@@ -24,6 +25,7 @@ pub use message_row::MessageRow;
 pub use offline_notice::OfflineNotice;
 pub use permalinks::use_permalinks;
 pub use search_panel::SearchPanel;
+pub use settings_panel::SettingsPanel;
 pub use status_bar::StatusBar;
 
 use yew::prelude::*;

@@ -182,6 +182,8 @@ struct Driver {
     pending: Vec<Action>,
     /// The session as last written to `sessionStorage`.
     persisted: Persisted,
+    /// Tells new messages from a resume's replay (which notifies nothing).
+    replay: crate::notify::Replay,
 }
 
 type Shared = Rc<RefCell<Driver>>;
@@ -275,7 +277,37 @@ impl Driver {
             }
         }
         acts.append(&mut self.pending);
+        for a in &acts {
+            self.watch(a);
+        }
         acts
+    }
+
+    /// Notifications (see [`crate::alerts`]): who is signed in, and each
+    /// new broadcast message, except a resume's replay.
+    fn watch(&mut self, a: &Action) {
+        let live = self.replay.observe(a);
+        match a {
+            Action::Authenticated { nick } | Action::Restored { nick, .. } => {
+                let server = self.engine.as_ref().and_then(Engine::server);
+                crate::alerts::signed_in(server, nick);
+            }
+            Action::Message(m) => {
+                let Some(engine) = self.engine.as_ref() else {
+                    return;
+                };
+                let own = engine.nick() == m.nick;
+                let in_view = engine.active() == Some(m.channel.as_str());
+                let me = self.me.clone();
+                let live = live.unwrap_or(true);
+                crate::alerts::on_live_message(m, own, live, in_view, move |channel| {
+                    if let Some(rc) = me.upgrade() {
+                        with_driver(&rc, |d| d.command(Command::Select(channel)));
+                    }
+                });
+            }
+            _ => {}
+        }
     }
 
     /// In `delay_ms`, leaves a draining bridge if the moment is quiet, else
@@ -662,6 +694,7 @@ pub fn use_chat() -> ChatContext {
                     move_timer: None,
                     pending: Vec::new(),
                     persisted: Persisted::default(),
+                    replay: crate::notify::Replay::default(),
                 })
             });
             if let Some(window) = web_sys::window() {
