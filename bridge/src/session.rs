@@ -240,6 +240,8 @@ struct Attachment {
     queued: usize,
     /// Handed to the WebSocket since its last flush.
     need_flush: bool,
+    /// The batch being written has let the other ready tasks run once.
+    deferred: bool,
     /// Binary frames handed to the WebSocket but not flushed yet.
     unflushed: u64,
     /// Binary frames flushed to the socket, for the replay ring.
@@ -280,6 +282,7 @@ impl Attachment {
             out: VecDeque::new(),
             queued: 0,
             need_flush: false,
+            deferred: false,
             unflushed: 0,
             flushed: 0,
             base,
@@ -328,6 +331,14 @@ impl Attachment {
         let Some(sink) = self.sink.as_mut() else {
             return Poll::Pending;
         };
+        if !self.deferred && !self.need_flush {
+            // A new batch: let the tasks that are ready run first (in a
+            // busy room, the other sessions' posts), so that what they
+            // broadcast joins this write instead of costing one of its own.
+            self.deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         while !self.out.is_empty() {
             std::task::ready!(sink.poll_ready_unpin(cx))?;
             let Some(m) = self.out.pop_front() else { break };
@@ -344,6 +355,7 @@ impl Attachment {
         }
         std::task::ready!(sink.poll_flush_unpin(cx))?;
         self.need_flush = false;
+        self.deferred = false;
         self.flushed += std::mem::take(&mut self.unflushed);
         Poll::Ready(Ok(()))
     }
@@ -387,6 +399,12 @@ impl Drop for Attachment {
         };
         rt.spawn(self.tracker.track_future(close_ws(sink, out, close, done)));
     }
+}
+
+/// The close for a WebSocket whose Restart gave up (its handshake timed
+/// out) while the session had its sending half.
+fn abandoned() -> (u16, String) {
+    (code::POLICY, "handshake timed out".into())
 }
 
 /// Sends what was left queued and a close frame (or finishes the close
@@ -874,10 +892,8 @@ impl Session {
                 r = std::future::poll_fn(|cx| match att.as_mut() {
                     Some(a) => a.poll_write(cx),
                     None => Poll::Pending,
-                }), if writing => if r.is_err() {
-                    if let Some(a) = self.att.as_mut() {
-                        a.write_failed();
-                    }
+                }), if writing => if r.is_err() && let Some(a) = self.att.as_mut() {
+                    a.write_failed();
                 },
             }
         }
@@ -1000,10 +1016,8 @@ impl Session {
                 r = std::future::poll_fn(|cx| match att.as_mut() {
                     Some(a) => a.poll_write(cx),
                     None => Poll::Pending,
-                }), if ws_writing => if r.is_err() {
-                    if let Some(a) = self.att.as_mut() {
-                        a.write_failed();
-                    }
+                }), if ws_writing => if r.is_err() && let Some(a) = self.att.as_mut() {
+                    a.write_failed();
                 },
                 r = read_into(&mut rd, &mut decoder) => {
                     match r {
@@ -1470,11 +1484,18 @@ impl Session {
         if reply.is_closed() {
             // The handshake gave up (timeout, socket gone) before we got
             // here: attaching its writer would leave a session that no
-            // reader ever detaches. Stay held.
+            // reader ever detaches. Stay held; its WebSocket, lent to us,
+            // is closed as its handshake would have.
             tracing::debug!(
                 session = %key_prefix(&self.key),
                 "resume abandoned by the new WebSocket"
             );
+            self.app.tracker.spawn(close_ws(
+                out.sink,
+                VecDeque::new(),
+                Some(abandoned()),
+                out.done,
+            ));
             return Ok(());
         }
         let replay: Vec<Bytes> = match self.ring.since(received) {
@@ -1527,7 +1548,9 @@ impl Session {
         if reply.send(Ok(())).is_err() {
             // Gave up just now: undo, stay held with the same deadline
             // (the attachment's drop closes its WebSocket).
-            self.att = None;
+            if let Some(mut att) = self.att.take() {
+                att.close = Some(abandoned());
+            }
             self.held_until = held_until;
             tracing::debug!(
                 session = %key_prefix(&self.key),
@@ -1743,6 +1766,7 @@ mod tests {
             out: VecDeque::new(),
             queued: 0,
             need_flush: false,
+            deferred: false,
             unflushed: 0,
             flushed: 0,
             base: 0,
