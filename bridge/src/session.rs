@@ -242,6 +242,10 @@ struct Attachment {
     need_flush: bool,
     /// The batch being written has let the other ready tasks run once.
     deferred: bool,
+    /// Whether a batch waits for that (only with the embedded server: its
+    /// broadcasts reach the sessions from other tasks; with a TCP upstream
+    /// the wait costs more than it gathers).
+    defer: bool,
     /// Binary frames handed to the WebSocket but not flushed yet.
     unflushed: u64,
     /// Binary frames flushed to the socket, for the replay ring.
@@ -283,6 +287,7 @@ impl Attachment {
             queued: 0,
             need_flush: false,
             deferred: false,
+            defer: false,
             unflushed: 0,
             flushed: 0,
             base,
@@ -331,7 +336,7 @@ impl Attachment {
         let Some(sink) = self.sink.as_mut() else {
             return Poll::Pending;
         };
-        if !self.deferred && !self.need_flush {
+        if self.defer && !self.deferred && !self.need_flush {
             // A new batch: let the tasks that are ready run first (in a
             // busy room, the other sessions' posts), so that what they
             // broadcast joins this write instead of costing one of its own.
@@ -715,6 +720,7 @@ pub(crate) fn spawn(
         return Err(Box::new(out));
     };
     let tls_mode = upstream.tls_mode;
+    let embedded = matches!(upstream.target, Target::Embedded(_));
     let retain = !app.config.resume_grace.is_zero();
     let client = out.client;
     let session = Session {
@@ -732,7 +738,11 @@ pub(crate) fn spawn(
             0,
             0,
             app.tracker.clone(),
-        )),
+        ))
+        .map(|mut a| {
+            a.defer = embedded;
+            a
+        }),
         held_until: None,
         held_charge: None,
         probe: None,
@@ -1516,6 +1526,7 @@ impl Session {
             received,
             self.app.tracker.clone(),
         );
+        att.defer = matches!(self.upstream.target, Target::Embedded(_));
         let success = Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded)
             .with_node(self.app.config.node.clone());
         att.push(Out::Text(Content::Handshake(success).to_json()));
@@ -1767,6 +1778,7 @@ mod tests {
             queued: 0,
             need_flush: false,
             deferred: false,
+            defer: false,
             unflushed: 0,
             flushed: 0,
             base: 0,
