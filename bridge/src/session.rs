@@ -12,9 +12,12 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
 
 use bytes::{Bytes, BytesMut};
 use dumdum_protocol::session::{Content, Handshake, Notice};
@@ -22,17 +25,20 @@ use dumdum_protocol::{
     Client, ClientConfig, ClientMessage, ClientState, DEFAULT_BUFFER_LIMIT, Decode, Decoder,
     Readiness, ServerMessage,
 };
+use futures_util::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::{App, IpGuard, Peer, Registered, Target, Upstream, key_prefix};
 use crate::budget::HeldCharge;
 use crate::link::Link;
 use crate::queue;
 use crate::tls;
+use crate::ws::{CLOSE_WAIT, PING_EVERY, Sink};
 
 /// Commands queued from WebSockets to a session (a full queue holds its
 /// WebSocket's reader back).
@@ -49,6 +55,9 @@ const ATTACHED_RETAIN: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Frames handed to one vectored write upstream.
 const MAX_IOV: usize = 64;
+/// A drained WebSocket queue that grew beyond this many frames gives its
+/// storage back.
+const OUT_KEEP: usize = 64;
 /// How long a WebSocket that is attached when a Restart with its key arrives
 /// has to answer a ping before it is counted as dead (a phone that changed
 /// networks leaves its old socket behind without a FIN).
@@ -57,13 +66,12 @@ pub(crate) const PROBE_WAIT: Duration = Duration::from_millis(2500);
 /// Close codes of the spec (defined once, in the protocol crate).
 pub(crate) use dumdum_protocol::session::close as code;
 
-/// Something for a WebSocket's writer.
+/// Something for a session's WebSocket.
 #[derive(Debug)]
 pub(crate) enum Out {
     Binary(Bytes),
     Text(String),
-    Close(u16, String),
-    /// A keep-alive ping (made by the writer itself).
+    /// A keep-alive ping, or a probe.
     Ping,
 }
 
@@ -72,9 +80,15 @@ impl Out {
         match self {
             Out::Binary(b) => b.len(),
             Out::Text(t) => t.len(),
-            // Not counted: a close may bypass the queue's limit (and its
-            // counter), and the writer subtracts what `cost` says.
-            Out::Close(..) | Out::Ping => 0,
+            Out::Ping => 0,
+        }
+    }
+
+    fn into_message(self) -> Message {
+        match self {
+            Out::Binary(b) => Message::Binary(b),
+            Out::Text(t) => Message::Text(t.into()),
+            Out::Ping => Message::Ping(Bytes::new()),
         }
     }
 }
@@ -145,15 +159,17 @@ impl WsCtrl {
     }
 }
 
-/// A WebSocket's side of an attachment, handed to a session.
+/// A WebSocket's side of an attachment, handed to a session: its sending
+/// half, which the session's own task writes to (a frame for a browser
+/// wakes one task, not a session and then a writer).
 #[derive(Debug)]
 pub(crate) struct AttachOut {
     pub id: u64,
-    pub tx: queue::Sender<Out>,
-    pub queued: Arc<AtomicUsize>,
-    /// Binary frames the writer has flushed to the socket.
-    pub flushed: Arc<AtomicU64>,
+    pub sink: Sink,
     pub ctrl: Arc<WsCtrl>,
+    /// Cancelled once the sending half is done with (closed, or failed):
+    /// the WebSocket's reader then waits a bounded time for the close.
+    pub done: CancellationToken,
     pub sn: u32,
     pub client: Peer,
 }
@@ -199,23 +215,45 @@ pub(crate) enum Cmd {
     Detach { att: u64, how: Detach },
     /// A running acknowledgement from the client: server frames received.
     Ack { att: u64, received: u64 },
-    /// A Restart with this session's key.
+    /// A Restart with this session's key. A refusal gives the WebSocket's
+    /// sending half back (the handshake goes on with it).
     Attach {
         received: u64,
         out: Box<AttachOut>,
-        reply: oneshot::Sender<Result<(), Refusal>>,
+        reply: oneshot::Sender<AttachReply>,
     },
 }
 
-/// The current WebSocket of a session.
+/// The answer to [`Cmd::Attach`].
+pub(crate) type AttachReply = Result<(), (Refusal, Box<AttachOut>)>;
+
+/// The current WebSocket of a session. The session's task writes its
+/// frames: queued here, written and flushed as one batch by the session's
+/// loop (see [`Attachment::poll_write`]).
 struct Attachment {
     id: u64,
-    tx: queue::Sender<Out>,
-    queued: Arc<AtomicUsize>,
-    flushed: Arc<AtomicU64>,
+    /// `None` once a write failed (the reader then detaches).
+    sink: Option<Sink>,
+    /// Frames not yet handed to the WebSocket.
+    out: VecDeque<Out>,
+    /// Bytes in `out` (the slow-reader limit counts these).
+    queued: usize,
+    /// Handed to the WebSocket since its last flush.
+    need_flush: bool,
+    /// The batch being written has let the other ready tasks run once.
+    deferred: bool,
+    /// Whether a batch waits for that (only with the embedded server: its
+    /// broadcasts reach the sessions from other tasks; with a TCP upstream
+    /// the wait costs more than it gathers).
+    defer: bool,
+    /// Binary frames handed to the WebSocket but not flushed yet.
+    unflushed: u64,
+    /// Binary frames flushed to the socket, for the replay ring.
+    flushed: u64,
     /// The ring number of the first binary frame queued to this WebSocket.
     base: u64,
     ctrl: Arc<WsCtrl>,
+    done: CancellationToken,
     sn: u32,
     limit: usize,
     /// The configured limit; `limit` is raised by a replay's size after a
@@ -223,33 +261,58 @@ struct Attachment {
     base_limit: usize,
     /// The replay is queued: `limit` drops back once the queue is short.
     replay_queued: bool,
+    /// When the next keep-alive ping is due.
+    ping_at: Instant,
+    /// How the WebSocket is closed when the attachment is dropped (a close
+    /// set on `ctrl` wins); `None`: a plain close.
+    close: Option<(u16, String)>,
+    /// Whether what is still queued goes out before that close (the
+    /// session ended) or not (the WebSocket was lost or replaced).
+    flush_on_close: bool,
+    tracker: TaskTracker,
 }
 
 impl Attachment {
-    fn new(out: AttachOut, base_limit: usize, replay: usize, base: u64) -> Self {
+    fn new(
+        out: AttachOut,
+        base_limit: usize,
+        replay: usize,
+        base: u64,
+        tracker: TaskTracker,
+    ) -> Self {
         Attachment {
             id: out.id,
-            tx: out.tx,
-            queued: out.queued,
-            flushed: out.flushed,
+            sink: Some(out.sink),
+            out: VecDeque::new(),
+            queued: 0,
+            need_flush: false,
+            deferred: false,
+            defer: false,
+            unflushed: 0,
+            flushed: 0,
             base,
             ctrl: out.ctrl,
+            done: out.done,
             sn: out.sn,
             limit: base_limit.saturating_add(replay),
             base_limit,
             replay_queued: false,
+            ping_at: Instant::now() + PING_EVERY,
+            close: None,
+            flush_on_close: false,
+            tracker,
         }
     }
 
-    /// Ring number of the first frame the writer has not flushed yet.
+    /// Ring number of the first frame the WebSocket has not flushed yet.
     fn flushed_upto(&self) -> u64 {
-        self.base + self.flushed.load(Ordering::Acquire)
+        self.base + self.flushed
     }
 
     /// Queues `out`; false when the browser is too slow.
     fn push(&mut self, out: Out) -> bool {
         let cost = out.cost();
-        let before = self.queued.fetch_add(cost, Ordering::Relaxed);
+        let before = self.queued;
         if self.replay_queued && self.limit > self.base_limit && before <= self.base_limit {
             // The replay has drained: back to the configured limit.
             self.limit = self.base_limit;
@@ -257,9 +320,55 @@ impl Attachment {
         if before + cost > self.limit {
             return false;
         }
-        // A writer that is gone is noticed by its reader, which detaches.
-        let _ = self.tx.try_send(out);
+        self.queued += cost;
+        self.out.push_back(out);
         true
+    }
+
+    /// Something to write or flush.
+    fn busy(&self) -> bool {
+        self.sink.is_some() && (self.need_flush || !self.out.is_empty())
+    }
+
+    /// Hands every queued frame to the WebSocket, then flushes them
+    /// together (one write for the batch). Ready once flushed, or failed.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+        let Some(sink) = self.sink.as_mut() else {
+            return Poll::Pending;
+        };
+        if self.defer && !self.deferred && !self.need_flush {
+            // A new batch: let the tasks that are ready run first (in a
+            // busy room, the other sessions' posts), so that what they
+            // broadcast joins this write instead of costing one of its own.
+            self.deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        while !self.out.is_empty() {
+            std::task::ready!(sink.poll_ready_unpin(cx))?;
+            let Some(m) = self.out.pop_front() else { break };
+            self.queued -= m.cost();
+            if let Out::Binary(_) = m {
+                self.unflushed += 1;
+            }
+            sink.start_send_unpin(m.into_message())?;
+            self.need_flush = true;
+        }
+        if self.out.capacity() > OUT_KEEP {
+            // A burst is over: an idle attachment keeps no queue storage.
+            self.out = VecDeque::new();
+        }
+        std::task::ready!(sink.poll_flush_unpin(cx))?;
+        self.need_flush = false;
+        self.deferred = false;
+        self.flushed += std::mem::take(&mut self.unflushed);
+        Poll::Ready(Ok(()))
+    }
+
+    /// A write failed: the WebSocket is done for (its reader detaches).
+    fn write_failed(&mut self) {
+        self.sink = None;
+        self.done.cancel();
     }
 
     fn next_sn(&mut self) -> u32 {
@@ -269,12 +378,73 @@ impl Attachment {
     }
 }
 
+impl Drop for Attachment {
+    /// Closes the WebSocket in a task of its own (bounded by
+    /// [`CLOSE_WAIT`]): a browser that does not read never holds the
+    /// session's task.
+    fn drop(&mut self) {
+        let done = self.done.clone();
+        let Some(sink) = self.sink.take() else {
+            done.cancel();
+            return;
+        };
+        let close = if self.ctrl.token.is_cancelled() {
+            Some(self.ctrl.take())
+        } else {
+            self.close.take()
+        };
+        let out = if self.flush_on_close {
+            std::mem::take(&mut self.out)
+        } else {
+            VecDeque::new()
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            done.cancel();
+            return;
+        };
+        rt.spawn(self.tracker.track_future(close_ws(sink, out, close, done)));
+    }
+}
+
+/// The close for a WebSocket whose Restart gave up (its handshake timed
+/// out) while the session had its sending half.
+fn abandoned() -> (u16, String) {
+    (code::POLICY, "handshake timed out".into())
+}
+
+/// Sends what was left queued and a close frame (or finishes the close
+/// the browser started), within [`CLOSE_WAIT`].
+async fn close_ws(
+    mut sink: Sink,
+    out: VecDeque<Out>,
+    close: Option<(u16, String)>,
+    done: CancellationToken,
+) {
+    let work = async {
+        for m in out {
+            sink.feed(m.into_message()).await?;
+        }
+        match close {
+            Some((code, reason)) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: crate::ws::clip_reason(&reason).into(),
+                };
+                sink.send(Message::Close(Some(frame))).await
+            }
+            None => sink.close().await,
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, work).await;
+    done.cancel();
+}
+
 /// A Restart for a session whose WebSocket is still attached, waiting for
 /// that WebSocket to answer a ping.
 struct Probe {
     received: u64,
     out: AttachOut,
-    reply: oneshot::Sender<Result<(), Refusal>>,
+    reply: oneshot::Sender<AttachReply>,
     deadline: Instant,
     ctrl: Arc<WsCtrl>,
 }
@@ -544,10 +714,13 @@ pub(crate) fn spawn(
     upstream: Arc<Upstream>,
     out: AttachOut,
     ip_slot: IpGuard,
-) -> Option<queue::Sender<Cmd>> {
+) -> Result<queue::Sender<Cmd>, Box<AttachOut>> {
     let (tx, rx) = queue::channel(CMD_QUEUE);
-    let registered = Registered::new(app, &key, tx.clone())?;
+    let Some(registered) = Registered::new(app, &key, tx.clone()) else {
+        return Err(Box::new(out));
+    };
     let tls_mode = upstream.tls_mode;
+    let embedded = matches!(upstream.target, Target::Embedded(_));
     let retain = !app.config.resume_grace.is_zero();
     let client = out.client;
     let session = Session {
@@ -559,7 +732,17 @@ pub(crate) fn spawn(
         client,
         started: Instant::now(),
         cmds: rx,
-        att: Some(Attachment::new(out, app.config.send_queue_bytes, 0, 0)),
+        att: Some(Attachment::new(
+            out,
+            app.config.send_queue_bytes,
+            0,
+            0,
+            app.tracker.clone(),
+        ))
+        .map(|mut a| {
+            a.defer = embedded;
+            a
+        }),
         held_until: None,
         held_charge: None,
         probe: None,
@@ -589,7 +772,7 @@ pub(crate) fn spawn(
     // Boxed: the task's future then holds a pointer, not the session (an
     // async fn's argument takes room in its future twice).
     app.tracker.spawn(Box::new(session).run());
-    Some(tx)
+    Ok(tx)
 }
 
 struct Session {
@@ -660,10 +843,14 @@ impl Session {
         if let Some(notice) = end.notice.clone() {
             self.send_notice(notice);
         }
-        if let Some(att) = self.att.as_mut()
-            && let Some((code, reason)) = end.close.clone()
-        {
-            let _ = att.tx.try_send(Out::Close(code, reason));
+        if let Some(mut att) = self.att.take() {
+            // Dropped: what is queued and the close go out in a task of
+            // their own.
+            att.close = end.close.clone();
+            att.flush_on_close = true;
+        }
+        if let Some(p) = self.probe.take() {
+            let _ = p.reply.send(Err((Refusal::NotHeld, Box::new(p.out))));
         }
         self.registered = None;
         self.held_charge = None;
@@ -700,38 +887,24 @@ impl Session {
         }
     }
 
+    /// Connects upstream while the WebSocket's queue (Success, notices)
+    /// goes on being written.
     async fn connect(&mut self) -> Result<Link, End> {
-        let address = match &self.upstream.target {
-            Target::Embedded(server) => return Ok(Link::Mem(Box::new(server.connect()))),
-            Target::Tcp { address, .. } => address.clone(),
-        };
-        let timeout = self.app.config.connect_timeout;
-        let name = self.upstream.name.clone();
-        let result = tokio::select! {
-            () = self.app.stop.cancelled() => return Err(End::stopping(&self.app)),
-            r = tokio::time::timeout(timeout, TcpStream::connect(address.as_str())) => r,
-        };
-        match result {
-            Ok(Ok(tcp)) => {
-                let _ = tcp.set_nodelay(true);
-                Ok(Link::Tcp(tcp))
-            }
-            Ok(Err(e)) => {
-                self.app.metrics.upstream_connect_errors.increment(1);
-                Err(End::upstream_error(
-                    code::UPSTREAM_UNREACHABLE,
-                    format!("cannot connect to {name}: {e}"),
-                ))
-            }
-            Err(_) => {
-                self.app.metrics.upstream_connect_errors.increment(1);
-                Err(End::upstream_error(
-                    code::UPSTREAM_UNREACHABLE,
-                    format!(
-                        "connecting to {name} timed out after {} s",
-                        timeout.as_secs_f32()
-                    ),
-                ))
+        let (app, upstream) = (self.app.clone(), self.upstream.clone());
+        let connect = connect(&app, &upstream);
+        tokio::pin!(connect);
+        loop {
+            let writing = self.att.as_ref().is_some_and(Attachment::busy);
+            let att = &mut self.att;
+            tokio::select! {
+                biased;
+                r = &mut connect => return r,
+                r = std::future::poll_fn(|cx| match att.as_mut() {
+                    Some(a) => a.poll_write(cx),
+                    None => Poll::Pending,
+                }), if writing => if r.is_err() && let Some(a) = self.att.as_mut() {
+                    a.write_failed();
+                },
             }
         }
     }
@@ -803,10 +976,22 @@ impl Session {
         let grace = tokio::time::sleep_until(Instant::now());
         // When a `session ack` is due, likewise.
         let ack_timer = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(stopped, draining, grace, ack_timer);
+        // When the attached WebSocket's next keep-alive ping is due.
+        let ping = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(stopped, draining, grace, ack_timer, ping);
         let mut grace_armed = None;
         let mut ack_armed = None;
+        let mut ping_armed = None;
         loop {
+            let ping_at = self.att.as_ref().map(|a| a.ping_at);
+            if let Some(t) = ping_at
+                && ping_armed != Some(t)
+            {
+                ping.as_mut().reset(t);
+                ping_armed = Some(t);
+            }
+            let ws_writing = self.att.as_ref().is_some_and(Attachment::busy);
+            let att = &mut self.att;
             let writing = !self.up_out.is_empty();
             let up_out = &self.up_out;
             let held_until = self.held_until;
@@ -835,6 +1020,15 @@ impl Session {
                     self.drain_noticed = true;
                     self.notice_drain();
                 }
+                // Before the upstream read: what a read queued goes out in
+                // one batch before the next read, and a busy upstream
+                // cannot starve the browser into the slow-reader limit.
+                r = std::future::poll_fn(|cx| match att.as_mut() {
+                    Some(a) => a.poll_write(cx),
+                    None => Poll::Pending,
+                }), if ws_writing => if r.is_err() && let Some(a) = self.att.as_mut() {
+                    a.write_failed();
+                },
                 r = read_into(&mut rd, &mut decoder) => {
                     match r {
                         Ok(0) => {
@@ -916,6 +1110,10 @@ impl Session {
                     return Err(End::quiet("resume grace period expired"));
                 }
                 () = &mut ack_timer, if ack_due.is_some() => self.send_ack(),
+                () = &mut ping, if ping_at.is_some() => if let Some(a) = self.att.as_mut() {
+                    a.out.push_back(Out::Ping);
+                    a.ping_at = Instant::now() + PING_EVERY;
+                },
             }
         }
     }
@@ -1206,18 +1404,21 @@ impl Session {
                 // answers keeps the session (a leaked key cannot take over a
                 // live session); one that does not is dropped for this one.
                 if self.probe.is_some() || !self.ring.enabled {
-                    let _ = reply.send(Err(Refusal::Attached));
+                    let _ = reply.send(Err((Refusal::Attached, Box::new(out))));
                     return Ok(());
                 }
                 current.ctrl.start_probe();
-                // Bypasses the queue's limit: a ping costs nothing.
-                let _ = current.tx.try_send(Out::Ping);
+                let ctrl = current.ctrl.clone();
+                if let Some(current) = self.att.as_mut() {
+                    // Bypasses the queue's limit: a ping costs nothing.
+                    current.out.push_back(Out::Ping);
+                }
                 self.probe = Some(Probe {
                     received,
                     out,
                     reply,
                     deadline: Instant::now() + PROBE_WAIT,
-                    ctrl: current.ctrl.clone(),
+                    ctrl,
                 });
                 Ok(())
             }
@@ -1269,7 +1470,7 @@ impl Session {
                 session = %key_prefix(&self.key),
                 "resume refused: the attached WebSocket answered a ping"
             );
-            let _ = p.reply.send(Err(Refusal::Attached));
+            let _ = p.reply.send(Err((Refusal::Attached, Box::new(p.out))));
             return Ok(());
         }
         tracing::info!(
@@ -1288,22 +1489,29 @@ impl Session {
         &mut self,
         received: u64,
         out: AttachOut,
-        reply: oneshot::Sender<Result<(), Refusal>>,
+        reply: oneshot::Sender<AttachReply>,
     ) -> Result<(), End> {
         if reply.is_closed() {
             // The handshake gave up (timeout, socket gone) before we got
             // here: attaching its writer would leave a session that no
-            // reader ever detaches. Stay held.
+            // reader ever detaches. Stay held; its WebSocket, lent to us,
+            // is closed as its handshake would have.
             tracing::debug!(
                 session = %key_prefix(&self.key),
                 "resume abandoned by the new WebSocket"
             );
+            self.app.tracker.spawn(close_ws(
+                out.sink,
+                VecDeque::new(),
+                Some(abandoned()),
+                out.done,
+            ));
             return Ok(());
         }
         let replay: Vec<Bytes> = match self.ring.since(received) {
             Some(frames) => frames.cloned().collect(),
             None => {
-                let _ = reply.send(Err(Refusal::NotHeld));
+                let _ = reply.send(Err((Refusal::NotHeld, Box::new(out))));
                 return Err(End::quiet(
                     "resume refused: the frames the client missed are no longer held",
                 ));
@@ -1316,7 +1524,9 @@ impl Session {
             self.app.config.send_queue_bytes,
             replay_bytes,
             received,
+            self.app.tracker.clone(),
         );
+        att.defer = matches!(self.upstream.target, Target::Embedded(_));
         let success = Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded)
             .with_node(self.app.config.node.clone());
         att.push(Out::Text(Content::Handshake(success).to_json()));
@@ -1347,8 +1557,11 @@ impl Session {
         let held_until = self.held_until.take();
         self.att = Some(att);
         if reply.send(Ok(())).is_err() {
-            // Gave up just now: undo, stay held with the same deadline.
-            self.att = None;
+            // Gave up just now: undo, stay held with the same deadline
+            // (the attachment's drop closes its WebSocket).
+            if let Some(mut att) = self.att.take() {
+                att.close = Some(abandoned());
+            }
             self.held_until = held_until;
             tracing::debug!(
                 session = %key_prefix(&self.key),
@@ -1375,6 +1588,43 @@ impl Session {
             "session resumed"
         );
         self.release()
+    }
+}
+
+/// Opens the upstream transport.
+async fn connect(app: &App, upstream: &Upstream) -> Result<Link, End> {
+    let address = match &upstream.target {
+        Target::Embedded(server) => return Ok(Link::Mem(Box::new(server.connect()))),
+        Target::Tcp { address, .. } => address.clone(),
+    };
+    let timeout = app.config.connect_timeout;
+    let name = upstream.name.clone();
+    let result = tokio::select! {
+        () = app.stop.cancelled() => return Err(End::stopping(app)),
+        r = tokio::time::timeout(timeout, TcpStream::connect(address.as_str())) => r,
+    };
+    match result {
+        Ok(Ok(tcp)) => {
+            let _ = tcp.set_nodelay(true);
+            Ok(Link::Tcp(tcp))
+        }
+        Ok(Err(e)) => {
+            app.metrics.upstream_connect_errors.increment(1);
+            Err(End::upstream_error(
+                code::UPSTREAM_UNREACHABLE,
+                format!("cannot connect to {name}: {e}"),
+            ))
+        }
+        Err(_) => {
+            app.metrics.upstream_connect_errors.increment(1);
+            Err(End::upstream_error(
+                code::UPSTREAM_UNREACHABLE,
+                format!(
+                    "connecting to {name} timed out after {} s",
+                    timeout.as_secs_f32()
+                ),
+            ))
+        }
     }
 }
 
@@ -1520,52 +1770,61 @@ mod tests {
         );
     }
 
-    fn attachment(base_limit: usize, replay: usize) -> (Attachment, queue::Receiver<Out>) {
-        let (tx, rx) = queue::channel(usize::MAX);
-        let out = AttachOut {
+    fn attachment(base_limit: usize, replay: usize) -> Attachment {
+        Attachment {
             id: 1,
-            tx,
-            queued: Arc::new(AtomicUsize::new(0)),
-            flushed: Arc::new(AtomicU64::new(0)),
+            sink: None,
+            out: VecDeque::new(),
+            queued: 0,
+            need_flush: false,
+            deferred: false,
+            defer: false,
+            unflushed: 0,
+            flushed: 0,
+            base: 0,
             ctrl: Arc::new(WsCtrl::default()),
+            done: CancellationToken::new(),
             sn: 1,
-            client: std::net::SocketAddr::from(([127, 0, 0, 1], 1)).into(),
-        };
-        (Attachment::new(out, base_limit, replay, 0), rx)
+            limit: base_limit + replay,
+            base_limit,
+            replay_queued: false,
+            ping_at: Instant::now(),
+            close: None,
+            flush_on_close: false,
+            tracker: TaskTracker::new(),
+        }
     }
 
-    /// What the writer does with what it takes off the queue.
-    fn drain(att: &Attachment, rx: &mut queue::Receiver<Out>) {
-        while let Some(out) = rx.try_recv() {
-            att.queued.fetch_sub(out.cost(), Ordering::Relaxed);
+    /// What writing does with what it takes off the queue.
+    fn drain(att: &mut Attachment) {
+        while let Some(out) = att.out.pop_front() {
+            att.queued -= out.cost();
         }
     }
 
     #[test]
     fn the_slow_reader_limit_drops_back_once_a_replay_has_drained() {
-        let (mut att, mut rx) = attachment(100, 1000);
+        let mut att = attachment(100, 1000);
         assert!(
             att.push(Out::Binary(Bytes::from(vec![0; 1000]))),
             "the replay fits"
         );
         att.replay_queued = true;
-        drain(&att, &mut rx);
+        drain(&mut att);
         assert!(att.push(Out::Binary(Bytes::from(vec![0; 60]))));
         assert!(
             !att.push(Out::Binary(Bytes::from(vec![0; 60]))),
             "120 bytes queued: over the configured 100 again"
         );
+        assert_eq!(att.queued, 60, "a refused frame is not counted");
     }
 
     #[test]
-    fn a_close_sent_past_the_queue_does_not_wrap_its_counter() {
-        let (att, mut rx) = attachment(100, 0);
-        // As the session does when it ends: straight to the writer.
-        let _ = att
-            .tx
-            .try_send(Out::Close(1000, "a reason of some length".into()));
-        drain(&att, &mut rx);
-        assert_eq!(att.queued.load(Ordering::Relaxed), 0);
+    fn a_dropped_attachment_without_a_socket_tells_its_reader() {
+        let att = attachment(100, 0);
+        let done = att.done.clone();
+        drop(att);
+        assert!(done.is_cancelled(), "the reader stops waiting for a close");
     }
 
     /// What every idle session pays for: its command queue's block of 32

@@ -1,17 +1,14 @@
-//! One WebSocket: the session handshake, then a reader (client frames,
-//! validated, to the session) and a writer (the session's queue to the
-//! browser) in one task.
+//! One WebSocket: the session handshake, then its reader (client frames,
+//! validated, to the session). Once attached, the WebSocket's sending half
+//! belongs to its session, whose task writes the browser's frames itself.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use bytes::Bytes;
 use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice};
 use dumdum_protocol::{ClientMessage, Decode};
-use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -19,17 +16,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, IpGuard, Peer, key_prefix, new_session_key};
 use crate::queue;
-use crate::session::{self, AttachOut, Cmd, Detach, Out, WsCtrl, code};
+use crate::session::{self, AttachOut, Cmd, Detach, WsCtrl, code};
 
-type Sink = SplitSink<WebSocket, Message>;
+/// A WebSocket's sending half.
+pub(crate) type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
 /// How long a close frame may take to go out, and the peer's answer to come.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Start/Restart rounds allowed on one WebSocket.
 const MAX_HANDSHAKES: u32 = 4;
 /// The bridge pings an attached browser this often ...
-const PING_EVERY: Duration = Duration::from_secs(25);
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(25);
 /// ... and counts a WebSocket as lost (the session is held) after this long
 /// without hearing anything, pongs included.
 const SILENCE_LIMIT: Duration = Duration::from_secs(70);
@@ -39,7 +37,9 @@ pub(crate) fn clip_reason(reason: &str) -> String {
     dumdum_protocol::session::close::clip_reason(reason).into_owned()
 }
 
-async fn send_close(sink: &mut Sink, code: u16, reason: &str) {
+async fn send_close(sink: &mut Option<Sink>, code: u16, reason: &str) {
+    // Gone with a session that ended while it held it.
+    let Some(sink) = sink.as_mut() else { return };
     let frame = CloseFrame {
         code,
         reason: clip_reason(reason).into(),
@@ -47,46 +47,35 @@ async fn send_close(sink: &mut Sink, code: u16, reason: &str) {
     let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
 }
 
-/// The writer's end of an attachment.
-struct WriterSide {
-    rx: queue::Receiver<Out>,
-    queued: Arc<AtomicUsize>,
-    /// Binary frames flushed to the socket, for the session's replay ring.
-    flushed: Arc<AtomicU64>,
+/// What the WebSocket's task keeps of an attachment.
+struct ReaderSide {
     ctrl: Arc<WsCtrl>,
+    done: CancellationToken,
     id: u64,
 }
 
-fn new_attachment(app: &App, client: Peer, sn: u32) -> (AttachOut, WriterSide) {
-    let (tx, rx) = queue::channel(usize::MAX);
-    let queued = Arc::new(AtomicUsize::new(0));
-    let flushed = Arc::new(AtomicU64::new(0));
+fn new_attachment(app: &App, client: Peer, sn: u32, sink: Sink) -> (AttachOut, ReaderSide) {
     let ctrl = Arc::new(WsCtrl::default());
+    let done = CancellationToken::new();
     let id = app.next_id();
     (
         AttachOut {
             id,
-            tx,
-            queued: queued.clone(),
-            flushed: flushed.clone(),
+            sink,
             ctrl: ctrl.clone(),
+            done: done.clone(),
             sn,
             client,
         },
-        WriterSide {
-            rx,
-            queued,
-            flushed,
-            ctrl,
-            id,
-        },
+        ReaderSide { ctrl, done, id },
     )
 }
 
 /// Serves one upgraded WebSocket.
 pub(crate) async fn handle(socket: WebSocket, app: Arc<App>, client: Peer, guard: Option<IpGuard>) {
     app.metrics.websockets_active.increment(1.0);
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
+    let mut sink = Some(sink);
     if guard.is_none() {
         app.metrics.capacity_per_ip.increment(1);
         tracing::info!(client = %client, "refused: too many sessions from this address");
@@ -107,7 +96,17 @@ pub(crate) async fn handle(socket: WebSocket, app: Arc<App>, client: Peer, guard
             ) => r.unwrap_or_else(|_| Err(Some((code::POLICY, "handshake timed out".to_string())))),
         };
         match outcome {
-            Ok((cmds, side)) => pump(&app, sink, stream, cmds, side).await,
+            Ok((cmds, side)) => {
+                reader(
+                    stream,
+                    cmds,
+                    side.id,
+                    side.ctrl,
+                    side.done,
+                    app.config.max_frame_size,
+                )
+                .await;
+            }
             Err(Some((code, reason))) => {
                 tracing::info!(client = %client, code, "handshake refused: {reason}");
                 send_close(&mut sink, code, &reason).await;
@@ -119,11 +118,16 @@ pub(crate) async fn handle(socket: WebSocket, app: Arc<App>, client: Peer, guard
     app.metrics.websockets_active.decrement(1.0);
 }
 
-type HsResult = Result<(queue::Sender<Cmd>, WriterSide), Option<(u16, String)>>;
+type HsResult = Result<(queue::Sender<Cmd>, ReaderSide), Option<(u16, String)>>;
 
 /// Runs the DIMP handshake: Start -> Again -> Restart -> Success, or a
 /// Restart that resumes a held session.
-async fn handshake(app: &Arc<App>, sink: &mut Sink, stream: &mut Stream, client: Peer) -> HsResult {
+async fn handshake(
+    app: &Arc<App>,
+    sink: &mut Option<Sink>,
+    stream: &mut Stream,
+    client: Peer,
+) -> HsResult {
     let policy = |r: String| Some((code::POLICY, r));
     let mut issued: Option<(String, Arc<crate::app::Upstream>)> = None;
     let mut sn: u32 = 1;
@@ -160,10 +164,14 @@ async fn handshake(app: &Arc<App>, sink: &mut Sink, stream: &mut Stream, client:
                             "too many sessions from your address: try again later".into(),
                         )));
                     };
-                    let (out, side) = new_attachment(app, client, sn);
+                    let Some(ws) = sink.take() else {
+                        return Err(None);
+                    };
+                    let (out, side) = new_attachment(app, client, sn, ws);
                     return match session::spawn(app, key, upstream.clone(), out, slot) {
-                        Some(cmds) => Ok((cmds, side)),
-                        None => {
+                        Ok(cmds) => Ok((cmds, side)),
+                        Err(out) => {
+                            *sink = Some(out.sink);
                             app.metrics.capacity_global.increment(1);
                             Err(Some((
                                 code::TRY_AGAIN_LATER,
@@ -172,24 +180,32 @@ async fn handshake(app: &Arc<App>, sink: &mut Sink, stream: &mut Stream, client:
                         }
                     };
                 }
-                if let Some(cmds) = app.registry.get(&key) {
-                    let (out, side) = new_attachment(app, client, sn);
+                if let Some(cmds) = app.registry.get(&key)
+                    && let Some(ws) = sink.take()
+                {
+                    let (out, side) = new_attachment(app, client, sn, ws);
                     let (reply, answer) = oneshot::channel();
                     let attach = Cmd::Attach {
                         received: h.received.unwrap_or(0),
                         out: Box::new(out),
                         reply,
                     };
-                    if cmds.send(attach).await.is_ok() {
-                        match answer.await {
+                    match cmds.send(attach).await {
+                        Ok(()) => match answer.await {
                             Ok(Ok(())) => return Ok((cmds, side)),
-                            Ok(Err(refusal)) => tracing::info!(
-                                client = %client,
-                                session = %key_prefix(&key),
-                                "resume refused: {refusal}"
-                            ),
-                            Err(_) => {}
-                        }
+                            Ok(Err((refusal, out))) => {
+                                *sink = Some(out.sink);
+                                tracing::info!(
+                                    client = %client,
+                                    session = %key_prefix(&key),
+                                    "resume refused: {refusal}"
+                                );
+                            }
+                            // The session ended with our sending half.
+                            Err(_) => return Err(None),
+                        },
+                        Err(Cmd::Attach { out, .. }) => *sink = Some(out.sink),
+                        Err(_) => return Err(None),
                     }
                 }
                 app.metrics.resumes_refused.increment(1);
@@ -222,7 +238,10 @@ async fn handshake(app: &Arc<App>, sink: &mut Sink, stream: &mut Stream, client:
         let again = Handshake::again(sn, key.clone()).with_node(app.config.node.clone());
         let again = Content::Handshake(again).to_json();
         sn = sn.wrapping_add(1);
-        if sink.send(Message::Text(again.into())).await.is_err() {
+        let Some(ws) = sink.as_mut() else {
+            return Err(None);
+        };
+        if ws.send(Message::Text(again.into())).await.is_err() {
             return Err(None);
         }
         issued = Some((key, upstream));
@@ -236,114 +255,6 @@ fn drain_refusal(app: &App) -> Option<(u16, String)> {
         code::SERVICE_RESTART,
         "this bridge is being taken out of service: reconnect for another instance".into(),
     ))
-}
-
-/// Relays between an attached WebSocket and its session until either ends.
-async fn pump(
-    app: &Arc<App>,
-    sink: Sink,
-    stream: Stream,
-    cmds: queue::Sender<Cmd>,
-    side: WriterSide,
-) {
-    let done = CancellationToken::new();
-    let id = side.id;
-    let ctrl = side.ctrl.clone();
-    // Both halves run in this task, each with its own waker: a join would
-    // poll the reader again at every batch the writer is woken for, and a
-    // WebSocket read that finds no data still zeroes tungstenite's read
-    // buffer (4 KiB) and re-registers its wakers. In a busy room the writer
-    // is woken for every broadcast, the reader only for the browser's posts.
-    // Each half boxed on its own: unboxed, every node of the set (and its
-    // stub) would be as large as the larger half.
-    let mut halves: FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
-        FuturesUnordered::new();
-    halves.push(Box::pin(writer(sink, side, app, done.clone())));
-    halves.push(Box::pin(reader(
-        stream,
-        cmds,
-        id,
-        ctrl,
-        done,
-        app.config.max_frame_size,
-    )));
-    while halves.next().await.is_some() {}
-}
-
-async fn writer(mut sink: Sink, mut side: WriterSide, app: &App, done: CancellationToken) {
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Created once for the WebSocket's life, not per batch: each creation
-    // registers with (and each drop unregisters from) the token's waiter
-    // list, and `stop` is shared by every task of the bridge.
-    let ctrl = side.ctrl.clone();
-    let stopped = app.stop.cancelled();
-    let closed = ctrl.token.cancelled();
-    tokio::pin!(stopped, closed);
-    let close = loop {
-        let first = tokio::select! {
-            biased;
-            () = &mut stopped => break Some(app.closing()),
-            () = &mut closed => break Some(ctrl.take()),
-            m = side.rx.recv() => m,
-            _ = ping.tick() => Some(Out::Ping),
-        };
-        let Some(first) = first else { break None };
-        let rx = &mut side.rx;
-        let queued = &side.queued;
-        let flushed = &side.flushed;
-        let sink_ref = &mut sink;
-        let io = async move {
-            let mut next = Some(first);
-            let mut n = 0;
-            let mut binaries = 0u64;
-            while let Some(m) = next.take() {
-                queued.fetch_sub(m.cost(), Ordering::Relaxed);
-                match m {
-                    Out::Close(code, reason) => {
-                        sink_ref.flush().await?;
-                        flushed.fetch_add(binaries, Ordering::Release);
-                        return Ok(Some((code, reason)));
-                    }
-                    Out::Binary(b) => {
-                        sink_ref.feed(Message::Binary(b)).await?;
-                        binaries += 1;
-                    }
-                    Out::Ping => sink_ref.feed(Message::Ping(Bytes::new())).await?,
-                    Out::Text(t) => sink_ref.feed(Message::Text(t.into())).await?,
-                }
-                n += 1;
-                if n < 256 {
-                    next = rx.try_recv();
-                }
-            }
-            sink_ref.flush().await?;
-            flushed.fetch_add(binaries, Ordering::Release);
-            Ok::<_, axum::Error>(None)
-        };
-        tokio::select! {
-            biased;
-            () = &mut stopped => break Some(app.closing()),
-            () = &mut closed => break Some(ctrl.take()),
-            r = io => match r {
-                Ok(None) => {}
-                Ok(Some(close)) => break Some(close),
-                Err(_) => {
-                    done.cancel();
-                    return;
-                }
-            }
-        }
-    };
-    match close {
-        Some((code, reason)) => send_close(&mut sink, code, &reason).await,
-        // The session let go of us (the client closed): finish the close
-        // handshake tungstenite started.
-        None => {
-            let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
-        }
-    }
-    done.cancel();
 }
 
 fn is_capacity(e: axum::Error) -> bool {
