@@ -183,7 +183,10 @@ impl Prefs {
         Object::new()
             .bool("enabled", self.enabled)
             .bool("sound", self.sound)
-            .raw("words", json::array(self.words.iter().map(|w| json::string(w))))
+            .raw(
+                "words",
+                json::array(self.words.iter().map(|w| json::string(w))),
+            )
             .finish()
     }
 

@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn search_lists_text_and_nick_matches_newest_first() {
-        let messages = vec![
+        let messages = [
             msg(1, "alice", "hello"),
             msg(2, "bob", "nothing here"),
             msg(3, "carol", "Alice, hi"),

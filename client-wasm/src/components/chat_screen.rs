@@ -9,8 +9,8 @@ use web_sys::KeyboardEvent;
 use yew::prelude::*;
 
 use super::{
-    ChannelList, Composer, HelpDialog, MessageList, SearchPanel, SettingsPanel, StatusBar, hue_style,
-    use_chat_context,
+    ChannelList, Composer, HelpDialog, MessageList, SearchPanel, SettingsPanel, StatusBar,
+    hue_style, use_chat_context,
 };
 use crate::hooks::Command;
 
