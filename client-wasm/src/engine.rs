@@ -1115,9 +1115,11 @@ impl Engine {
                 )));
                 self.out.push(Output::Draining { deadline_s });
             }
-            other => self
+            Notice::Other { module, act } => self
                 .out
-                .push(Output::Log(format!("bridge notice: {other:?}"))),
+                .push(Output::Log(format!("ignored bridge notice {module}/{act}"))),
+            // Notices newer than this page: nothing to do.
+            _ => {}
         }
     }
 
@@ -1501,7 +1503,7 @@ impl Engine {
                 // Catch up on every channel seen before a reconnect.
                 let mut known: Vec<(String, Snowflake)> =
                     self.newest.iter().map(|(c, &id)| (c.clone(), id)).collect();
-                known.sort();
+                crate::small_sort::sort_by(&mut known, |a, b| a.0 < b.0);
                 for (channel, newest) in known {
                     self.request(&channel, HistoryQuery::NewerThan(newest));
                 }
@@ -1512,7 +1514,7 @@ impl Engine {
                     .filter(|c| !self.newest.contains_key(*c))
                     .cloned()
                     .collect();
-                empty.sort();
+                crate::small_sort::sort_by(&mut empty, |a, b| a < b);
                 for channel in empty {
                     self.request(&channel, HistoryQuery::Newest);
                 }
@@ -1577,9 +1579,9 @@ impl Engine {
                     self.hunt_page(hits, next);
                 }
             }
-            other => self
-                .out
-                .push(Output::Log(format!("unhandled event {other:?}"))),
+            // Events the page has no use for (formatting them with Debug
+            // would add kilobytes to the page).
+            _ => self.out.push(Output::Log("ignored a server event".into())),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod paste;
 pub mod permalink;
 pub mod problem;
 pub mod search;
+pub mod small_sort;
 pub mod socket;
 pub mod state;
 pub mod storage;

@@ -175,9 +175,20 @@ impl Messages {
         } else if prepends {
             self.prepend(page);
         } else {
-            let mut all: Vec<Rc<ChatMessage>> = self.iter().cloned().collect();
-            all.extend(page.into_iter().map(Rc::new));
-            all.sort_by_key(|m| m.id);
+            // The page sorted (it is short), then merged with the held
+            // messages (sorted): a held message comes before a copy of it
+            // from the page, so it is the one kept.
+            let mut page: Vec<Rc<ChatMessage>> = page.into_iter().map(Rc::new).collect();
+            crate::small_sort::sort_by(&mut page, |a, b| a.id < b.id);
+            let mut all = Vec::with_capacity(self.len + page.len());
+            let mut page = page.into_iter().peekable();
+            for m in self.iter() {
+                while let Some(p) = page.next_if(|p| p.id < m.id) {
+                    all.push(p);
+                }
+                all.push(m.clone());
+            }
+            all.extend(page);
             all.dedup_by_key(|m| m.id);
             *self = Messages::from_sorted(all);
         }

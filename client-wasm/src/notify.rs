@@ -10,6 +10,7 @@
 //! The browser side (the Notification API, the tone, the favicon) is in
 //! [`crate::components::settings_panel`] and the chat hook.
 
+use crate::search::fold;
 use dumdum_protocol::json::{self, Object, Value};
 
 use crate::state::Action;
@@ -59,11 +60,11 @@ fn word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Whether `a` and `b` are the same letter ignoring case (each uppercased
-/// on its own, so byte lengths never matter; uppercase, because the page
-/// already carries that table and not the lowercase one).
+/// Whether `a` and `b` are the same letter ignoring case, folded as the
+/// search folds them ([`crate::search::fold`]: Latin, Greek, Cyrillic,
+/// Armenian, fullwidth; no Unicode case tables in the page).
 fn same_ignoring_case(a: char, b: char) -> bool {
-    a == b || a.to_uppercase().eq(b.to_uppercase())
+    a == b || fold(a) == fold(b)
 }
 
 /// Whether `text` holds `term` as a whole word, ignoring case: the
@@ -97,7 +98,8 @@ pub fn contains_word(text: &str, term: &str) -> bool {
 pub fn parse_words(input: &str) -> Vec<String> {
     let mut words: Vec<String> = Vec::new();
     for w in input.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        if !words.iter().any(|k| k.to_uppercase() == w.to_uppercase()) {
+        let same = |k: &String| k.chars().map(fold).eq(w.chars().map(fold));
+        if !words.iter().any(same) {
             words.push(w.to_owned());
         }
     }
@@ -232,7 +234,7 @@ impl Levels {
         self.0.retain(|(c, _)| c != channel);
         if level != Level::default() {
             self.0.push((channel.to_owned(), level));
-            self.0.sort_by(|a, b| a.0.cmp(&b.0));
+            crate::small_sort::sort_by(&mut self.0, |a, b| a.0 < b.0);
         }
     }
 
@@ -371,10 +373,11 @@ mod tests {
             !m.mentions("x", "日本語"),
             "CJK letters are word characters"
         );
-        // Characters whose lowercase has another length.
+        // Characters whose lowercase has another length: İ folds to i, as
+        // in the search.
         let m = matcher("İz", &[]);
         assert!(m.mentions("x", "İZ"));
-        assert!(!m.mentions("x", "iz"));
+        assert!(m.mentions("x", "iz"));
     }
 
     #[test]

@@ -134,6 +134,17 @@ pub enum Probe {
     },
 }
 
+impl Probe {
+    /// What was found, for the console.
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::NoAnswer => "no answer".into(),
+            Probe::AnsweredWithoutCors => "an answer this page may not read (no CORS)".into(),
+            Probe::Health { status, body } => format!("HTTP {status} {body}"),
+        }
+    }
+}
+
 fn upgrade_hint(cross_origin: bool) -> &'static str {
     if cross_origin {
         "It allows this page's origin, so something between them most likely refused the upgrade or dropped its dumdum.v2 subprotocol (a proxy such as trunk's [[proxy]] does), or the bridge refused the Host name. The bridge's log says which."

@@ -118,10 +118,23 @@ fn build_bundle(root: &Path, target: &Path, out: &Path) -> Result<()> {
     // The workspace profile strips everything, including the
     // `target_features` section wasm-bindgen reads; wasm-bindgen strips the
     // names itself, so keep symbols until then.
+    // Panic locations name source files: without the machine's registry
+    // and checkout paths they are shorter (and the build reproducible).
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .unwrap_or_default();
+    let mut remap = vec![format!("--remap-path-prefix={}/=", root.display())];
+    if let Ok(indexes) = fs::read_dir(cargo_home.join("registry").join("src")) {
+        for index in indexes.flatten() {
+            remap.push(format!("--remap-path-prefix={}/=", index.path().display()));
+        }
+    }
     exec(
         cargo()
             .current_dir(root)
             .env("CARGO_PROFILE_WASM_RELEASE_STRIP", "debuginfo")
+            .env("CARGO_ENCODED_RUSTFLAGS", remap.join("\u{1f}"))
             .args([
                 "build",
                 "-p",

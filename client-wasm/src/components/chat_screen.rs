@@ -214,11 +214,9 @@ pub fn ChatScreen() -> Html {
     };
 
     let nick = state.nick.clone().unwrap_or_default();
-    let initial = nick
-        .chars()
-        .next()
-        .map(|c| c.to_uppercase().to_string())
-        .unwrap_or_default();
+    // Upper-cased by the style sheet (`text-transform`): Rust's Unicode
+    // case tables would add kilobytes to the page.
+    let initial: String = nick.chars().take(1).collect();
     let active = state.active_channel().cloned();
     let server = match &state.link {
         crate::state::Link::Connected { server } => Some(server.clone()),

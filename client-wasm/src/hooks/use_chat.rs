@@ -492,7 +492,11 @@ impl Driver {
         wasm_bindgen_futures::spawn_local(async move {
             let found = probe(&bridge).await;
             let problem = Problem::after_failed_open(&bridge, &page_origin(), &found);
-            crate::log(&format!("dumdum: probe of {}: {found:?}", bridge.origin()));
+            crate::log(&format!(
+                "dumdum: probe of {}: {}",
+                bridge.origin(),
+                found.describe()
+            ));
             let Some(rc) = me.upgrade() else {
                 return;
             };
