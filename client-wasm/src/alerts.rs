@@ -201,7 +201,10 @@ fn show(m: &ChatMessage, open: impl FnOnce(String) + 'static) {
     let n = match web_sys::Notification::new_with_options(&title, &options) {
         Ok(n) => n,
         Err(e) => {
-            crate::log(&format!("dumdum: notification not shown: {e:?}"));
+            crate::log(&format!(
+                "dumdum: notification not shown: {}",
+                crate::js_text(&e)
+            ));
             return;
         }
     };
@@ -250,7 +253,7 @@ pub fn tone() {
         Ok(())
     };
     if let Err(e) = play() {
-        crate::log(&format!("dumdum: no sound: {e:?}"));
+        crate::log(&format!("dumdum: no sound: {}", crate::js_text(&e)));
     }
 }
 

@@ -28,7 +28,7 @@
 //! the bridge how many frames it received ([`Output::AckAfter`],
 //! [`Engine::ack_due`]) and trims its unconfirmed frames on the bridge's.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice, ack};
 use dumdum_protocol::{
@@ -39,6 +39,7 @@ use dumdum_protocol::{
 use crate::format::{draft_problem, nick_problem};
 use crate::problem::{Problem, code};
 use crate::search::{Needle, PAGES_PER_RUN};
+use crate::small::NameMap;
 use crate::state::{Action, HistoryKind, OlderSearch, SearchStatus, Security};
 
 /// How many times a fresh session retries, with a new connection, a nick
@@ -469,9 +470,9 @@ pub struct Engine {
     upstream_note: Option<String>,
     channels: Vec<String>,
     active: Option<String>,
-    oldest: HashMap<String, Snowflake>,
-    newest: HashMap<String, Snowflake>,
-    requested: HashSet<String>,
+    oldest: NameMap<Snowflake>,
+    newest: NameMap<Snowflake>,
+    requested: NameMap<()>,
     out: Vec<Output>,
     /// The bridge instance that holds the session, as Again or Success
     /// named it (`None`: not named, or no session).
@@ -590,9 +591,9 @@ impl Engine {
             upstream_note: None,
             channels: Vec::new(),
             active: None,
-            oldest: HashMap::new(),
-            newest: HashMap::new(),
-            requested: HashSet::new(),
+            oldest: NameMap::new(),
+            newest: NameMap::new(),
+            requested: NameMap::new(),
             out: Vec::new(),
             node: None,
             via_node: false,
@@ -787,7 +788,7 @@ impl Engine {
             .history_in_flight
             .iter()
             .filter(|(_, q)| *q == HistoryQuery::Newest)
-            .map(|(c, _)| c.clone())
+            .map(|(c, _)| (c.clone(), ()))
             .collect();
         e.active = saved.active;
         e.upstream_name = saved.upstream;
@@ -1300,7 +1301,7 @@ impl Engine {
             channel: channel.to_owned(),
         }));
         self.preferred_channel = Some(channel.to_owned());
-        if self.ready && !self.requested.contains(channel) {
+        if self.ready && !self.requested.contains_key(channel) {
             self.request(channel, HistoryQuery::Newest);
         }
     }
@@ -1403,7 +1404,7 @@ impl Engine {
     }
 
     fn request(&mut self, channel: &str, query: HistoryQuery) {
-        self.requested.insert(channel.to_owned());
+        self.requested.insert(channel.to_owned(), ());
         match self.client.list_messages(channel, query) {
             Ok(()) => self
                 .history_in_flight
@@ -1416,9 +1417,9 @@ impl Engine {
     }
 
     fn seen(&mut self, channel: &str, id: Snowflake) {
-        let newest = self.newest.entry(channel.to_owned()).or_insert(id);
+        let newest = self.newest.get_or_insert(channel, id);
         *newest = (*newest).max(id);
-        let oldest = self.oldest.entry(channel.to_owned()).or_insert(id);
+        let oldest = self.oldest.get_or_insert(channel, id);
         *oldest = (*oldest).min(id);
     }
 
@@ -1503,7 +1504,7 @@ impl Engine {
                 // Catch up on every channel seen before a reconnect.
                 let mut known: Vec<(String, Snowflake)> =
                     self.newest.iter().map(|(c, &id)| (c.clone(), id)).collect();
-                crate::small_sort::sort_by(&mut known, |a, b| a.0 < b.0);
+                crate::small::sort_by(&mut known, |a, b| a.0 < b.0);
                 for (channel, newest) in known {
                     self.request(&channel, HistoryQuery::NewerThan(newest));
                 }
@@ -1511,10 +1512,11 @@ impl Engine {
                 let mut empty: Vec<String> = self
                     .requested
                     .iter()
-                    .filter(|c| !self.newest.contains_key(*c))
+                    .map(|(c, _)| c)
+                    .filter(|c| !self.newest.contains_key(c))
                     .cloned()
                     .collect();
-                crate::small_sort::sort_by(&mut empty, |a, b| a < b);
+                crate::small::sort_by(&mut empty, |a, b| a < b);
                 for channel in empty {
                     self.request(&channel, HistoryQuery::Newest);
                 }

@@ -21,7 +21,7 @@ pub mod paste;
 pub mod permalink;
 pub mod problem;
 pub mod search;
-pub mod small_sort;
+pub mod small;
 pub mod socket;
 pub mod state;
 pub mod storage;
@@ -34,6 +34,20 @@ pub fn log(line: &str) {
     web_sys::console::log_1(&line.into());
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("{line}");
+}
+
+/// What a JavaScript error or thrown value says: the string itself, an
+/// `Error`'s message (a `DOMException` is one), else its JSON, else
+/// "unknown error". (Not `Debug`, whose glue adds to the page.)
+pub fn js_text(v: &wasm_bindgen::JsValue) -> String {
+    use wasm_bindgen::JsCast;
+    v.as_string()
+        .or_else(|| {
+            v.dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+        })
+        .or_else(|| js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()))
+        .unwrap_or_else(|| "unknown error".into())
 }
 
 /// Starts the app in `#app` when the wasm module is instantiated.

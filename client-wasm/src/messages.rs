@@ -179,7 +179,7 @@ impl Messages {
             // messages (sorted): a held message comes before a copy of it
             // from the page, so it is the one kept.
             let mut page: Vec<Rc<ChatMessage>> = page.into_iter().map(Rc::new).collect();
-            crate::small_sort::sort_by(&mut page, |a, b| a.id < b.id);
+            crate::small::sort_by(&mut page, |a, b| a.id < b.id);
             let mut all = Vec::with_capacity(self.len + page.len());
             let mut page = page.into_iter().peekable();
             for m in self.iter() {

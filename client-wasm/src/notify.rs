@@ -234,7 +234,7 @@ impl Levels {
         self.0.retain(|(c, _)| c != channel);
         if level != Level::default() {
             self.0.push((channel.to_owned(), level));
-            crate::small_sort::sort_by(&mut self.0, |a, b| a.0 < b.0);
+            crate::small::sort_by(&mut self.0, |a, b| a.0 < b.0);
         }
     }
 

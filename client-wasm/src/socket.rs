@@ -48,15 +48,6 @@ pub enum SocketEvent {
     },
 }
 
-fn js_text(v: &wasm_bindgen::JsValue) -> String {
-    v.as_string()
-        .or_else(|| {
-            v.dyn_ref::<js_sys::Error>()
-                .map(|e| String::from(e.message()))
-        })
-        .unwrap_or_else(|| format!("{v:?}"))
-}
-
 type Handler = Rc<dyn Fn(SocketEvent)>;
 
 /// An open (or opening) WebSocket with its handlers.
@@ -84,7 +75,7 @@ impl Socket {
     ) -> Result<Socket, SocketError> {
         let ws = WebSocket::new_with_str(url, protocol).map_err(|e| SocketError::Open {
             url: url.to_owned(),
-            reason: js_text(&e),
+            reason: crate::js_text(&e),
         })?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let handler: Handler = Rc::new(handler);
@@ -136,7 +127,7 @@ impl Socket {
         }
         self.ws
             .send_with_str(text)
-            .map_err(|e| SocketError::Send(js_text(&e)))
+            .map_err(|e| SocketError::Send(crate::js_text(&e)))
     }
 
     /// Sends a binary frame.
@@ -146,7 +137,7 @@ impl Socket {
         }
         self.ws
             .send_with_u8_array(bytes)
-            .map_err(|e| SocketError::Send(js_text(&e)))
+            .map_err(|e| SocketError::Send(crate::js_text(&e)))
     }
 
     /// Closes with `code` and `reason`; the close event still arrives.

@@ -6,8 +6,6 @@
 //! disabled cookies); the page then works without memory, and says why in
 //! [`StorageError`].
 
-use wasm_bindgen::JsValue;
-
 /// Key of the remembered nick.
 pub const NICK_KEY: &str = "dumdum.nick";
 /// Key of the remembered server.
@@ -56,12 +54,6 @@ pub enum StorageError {
     WriteRefused(String),
 }
 
-fn js_text(v: &JsValue) -> String {
-    v.as_string()
-        .or_else(|| js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()))
-        .unwrap_or_else(|| "unknown error".into())
-}
-
 /// A handle on `window.localStorage` or `window.sessionStorage`.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -75,7 +67,7 @@ impl Store {
         match window.local_storage() {
             Ok(Some(inner)) => Ok(Store { inner }),
             Ok(None) => Err(StorageError::Unavailable("no localStorage".into())),
-            Err(e) => Err(StorageError::Unavailable(js_text(&e))),
+            Err(e) => Err(StorageError::Unavailable(crate::js_text(&e))),
         }
     }
 
@@ -86,7 +78,7 @@ impl Store {
         match window.session_storage() {
             Ok(Some(inner)) => Ok(Store { inner }),
             Ok(None) => Err(StorageError::Unavailable("no sessionStorage".into())),
-            Err(e) => Err(StorageError::Unavailable(js_text(&e))),
+            Err(e) => Err(StorageError::Unavailable(crate::js_text(&e))),
         }
     }
 
@@ -99,14 +91,14 @@ impl Store {
     pub fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
         self.inner
             .set_item(key, value)
-            .map_err(|e| StorageError::WriteRefused(js_text(&e)))
+            .map_err(|e| StorageError::WriteRefused(crate::js_text(&e)))
     }
 
     /// Forgets `key`.
     pub fn remove(&self, key: &str) -> Result<(), StorageError> {
         self.inner
             .remove_item(key)
-            .map_err(|e| StorageError::WriteRefused(js_text(&e)))
+            .map_err(|e| StorageError::WriteRefused(crate::js_text(&e)))
     }
 }
 

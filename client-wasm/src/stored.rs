@@ -65,6 +65,19 @@ fn array<'a>(v: &'a Value, key: &'static str) -> Result<&'a [Value], StoredError
     v.as_array().ok_or(StoredError::Field(key))
 }
 
+/// Each item read with `read`; the first error ends it. (A loop: smaller
+/// wasm than `collect::<Result<Vec<_>, _>>`.)
+fn each<T>(
+    items: &[Value],
+    read: impl Fn(&Value) -> Result<T, StoredError>,
+) -> Result<Vec<T>, StoredError> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(read(item)?);
+    }
+    Ok(out)
+}
+
 impl SavedQuery {
     fn to_json(self) -> String {
         let o = Object::new();
@@ -191,9 +204,9 @@ impl Saved {
     /// Reads what [`Saved::to_json`] wrote (or an older page did).
     pub fn from_json(text: &str) -> Result<Saved, StoredError> {
         let v = json::parse(text)?;
-        let history = array(field(&v, "history")?, "history")?
-            .iter()
-            .map(|pair| match pair.as_array() {
+        let history = each(
+            array(field(&v, "history")?, "history")?,
+            |pair| match pair.as_array() {
                 Some([channel, q]) => Ok((
                     channel
                         .as_str()
@@ -202,8 +215,8 @@ impl Saved {
                     SavedQuery::from_value(q)?,
                 )),
                 _ => Err(StoredError::Field("history")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            },
+        )?;
         Ok(Saved {
             server: opt_str(&v, "server")?,
             nick: req_str(&v, "nick")?,
@@ -240,14 +253,11 @@ impl SavedFrames {
         Ok(SavedFrames {
             key: req_str(&v, "key")?,
             from: req_u64(&v, "from")?,
-            frames: array(field(&v, "frames")?, "frames")?
-                .iter()
-                .map(|f| {
-                    f.as_str()
-                        .map(str::to_owned)
-                        .ok_or(StoredError::Field("frames"))
-                })
-                .collect::<Result<_, _>>()?,
+            frames: each(array(field(&v, "frames")?, "frames")?, |f| {
+                f.as_str()
+                    .map(str::to_owned)
+                    .ok_or(StoredError::Field("frames"))
+            })?,
         })
     }
 }
@@ -256,16 +266,13 @@ impl ServerInfo {
     /// The bridge's `/api/servers` answer: `[{"name", "tls"?, "default"?}]`.
     pub fn list_from_json(text: &str) -> Result<Vec<ServerInfo>, StoredError> {
         let v = json::parse(text)?;
-        array(&v, "servers")?
-            .iter()
-            .map(|s| {
-                Ok(ServerInfo {
-                    name: req_str(s, "name")?,
-                    tls: opt_bool(s, "tls")?,
-                    default: opt_bool(s, "default")?,
-                })
+        each(array(&v, "servers")?, |s| {
+            Ok(ServerInfo {
+                name: req_str(s, "name")?,
+                tls: opt_bool(s, "tls")?,
+                default: opt_bool(s, "default")?,
             })
-            .collect()
+        })
     }
 }
 

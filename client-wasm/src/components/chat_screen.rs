@@ -10,7 +10,7 @@ use yew::prelude::*;
 
 use super::{
     ChannelList, Composer, HelpDialog, MessageList, SearchPanel, SettingsPanel, StatusBar,
-    hue_style, use_chat_context,
+    hue_style, icon, use_chat_context,
 };
 use crate::hooks::Command;
 
@@ -246,7 +246,7 @@ pub fn ChatScreen() -> Html {
             <main class="main">
                 <header class="topbar">
                     <button type="button" class="menu-toggle" aria-controls="sidebar" aria-expanded={(*sidebar_open).to_string()} aria-label="Channels" onclick={toggle}>
-                        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 6h18M3 12h18M3 18h18" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>
+                        { icon("#i-menu", None) }
                     </button>
                     <h1 class="channel-title">
                         if let Some(c) = &active {
@@ -254,7 +254,7 @@ pub fn ChatScreen() -> Html {
                         }
                     </h1>
                     <button type="button" class="search-toggle" aria-label="Search messages" title="Search (Ctrl+F or /)" aria-expanded={(*search_open).to_string()} onclick={toggle_search}>
-                        <svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="10.5" cy="10.5" r="6.5" fill="none" stroke="currentColor" stroke-width="2"/><path d="M15.5 15.5L21 21" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>
+                        { icon("#i-search", None) }
                     </button>
                     <StatusBar />
                     <SettingsPanel />

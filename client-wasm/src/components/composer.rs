@@ -2,17 +2,16 @@
 //! and sending disabled with the reason while it cannot work. Drafts are
 //! kept per channel and survive disconnects.
 
-use std::collections::HashMap;
-
 use dumdum_protocol::MAX_CONTENT_LEN;
 use wasm_bindgen::JsCast;
 use web_sys::{HtmlElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
-use super::use_chat_context;
+use super::{icon, use_chat_context};
 use crate::format::{ByteCount, draft_problem};
 use crate::hooks::Command;
 use crate::paste::{clamp_to_limit, paste_asks, split_paste};
+use crate::small::NameMap;
 
 /// A paste waiting for "Send as N messages?".
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +47,7 @@ pub struct ComposerProps {
 pub fn Composer(props: &ComposerProps) -> Html {
     let chat = use_chat_context();
     let state = &*chat.state;
-    let drafts = use_state(HashMap::<String, String>::new);
+    let drafts = use_state(NameMap::<String>::new);
     let input_ref = use_node_ref();
     let text = drafts.get(&props.channel).cloned().unwrap_or_default();
     let pending = use_state(|| None::<PendingPaste>);
@@ -258,7 +257,7 @@ pub fn Composer(props: &ComposerProps) -> Html {
                     aria-invalid={if count.over() { "true" } else { "false" }}
                 />
                 <button id="send" type="submit" class="send" disabled={!can_send} aria-label="Send" title={blocked.clone().or(content_problem.clone()).unwrap_or_else(|| "Send".into())}>
-                    <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3.4 20.4 21 12 3.4 3.6 3.4 10.2 15 12 3.4 13.8z" fill="currentColor"/></svg>
+                    { icon("#i-send", None) }
                 </button>
             </div>
             <div class="composer-foot">

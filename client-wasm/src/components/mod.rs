@@ -30,6 +30,15 @@ pub use status_bar::StatusBar;
 
 use yew::prelude::*;
 
+/// An icon of the page's sprite (`www/index.html`), `href` such as
+/// `#i-search`: one `<use>` instead of the shapes in every component
+/// (smaller wasm). Decorative: hidden from assistive technology.
+pub fn icon(href: &'static str, class: Option<&'static str>) -> Html {
+    html! {
+        <svg {class} viewBox="0 0 24 24" aria-hidden="true"><use {href} /></svg>
+    }
+}
+
 use crate::hooks::ChatContext;
 
 /// The chat context; every component below [`App`] has one.

@@ -10,7 +10,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{HtmlElement, HtmlInputElement, KeyboardEvent};
 use yew::prelude::*;
 
-use super::{hue_style, local_offset_min, now_ms, use_chat_context};
+use super::{hue_style, icon, local_offset_min, now_ms, use_chat_context};
 use crate::format::{format_full_time, format_time, iso_utc};
 use crate::hooks::Command;
 use crate::permalink::permalink;
@@ -236,7 +236,7 @@ pub fn SearchPanel(props: &SearchPanelProps) -> Html {
         <section class="search-panel" role="search" aria-label={format!("Search in #{name}")}>
             <div class="search-bar">
                 <label class="visually-hidden" for="search-input">{ format!("Search in #{name}") }</label>
-                <svg class="search-icon" viewBox="0 0 24 24" aria-hidden="true"><circle cx="10.5" cy="10.5" r="6.5" fill="none" stroke="currentColor" stroke-width="2"/><path d="M15.5 15.5L21 21" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>
+                { icon("#i-search", Some("search-icon")) }
                 <input
                     id="search-input"
                     ref={input}
@@ -254,7 +254,7 @@ pub fn SearchPanel(props: &SearchPanelProps) -> Html {
                     <button type="button" class="search-older" onclick={older_click}>{ "Search older" }</button>
                 }
                 <button type="button" class="search-close" aria-label="Close search" title="Close (Esc)" onclick={close}>
-                    <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>
+                    { icon("#i-close", None) }
                 </button>
             </div>
             <p class="search-count" role="status">{ count_text }</p>

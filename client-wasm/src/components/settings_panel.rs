@@ -8,7 +8,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{HtmlInputElement, HtmlSelectElement, KeyboardEvent};
 use yew::prelude::*;
 
-use super::use_chat_context;
+use super::{icon, use_chat_context};
 use crate::alerts::{self, Permission};
 use crate::notify::{Level, parse_words};
 use crate::state::Action;
@@ -197,7 +197,7 @@ pub fn SettingsPanel() -> Html {
                 ref={toggle_ref}
                 onclick={on_toggle}
             >
-                <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 15.5a3.5 3.5 0 1 0 0-7 3.5 3.5 0 0 0 0 7Z M19.4 13a7.7 7.7 0 0 0 0-2l2-1.6-2-3.4-2.4 1a7.5 7.5 0 0 0-1.7-1L15 3.5h-4l-.4 2.5a7.5 7.5 0 0 0-1.7 1l-2.4-1-2 3.4L6.6 11a7.7 7.7 0 0 0 0 2l-2 1.6 2 3.4 2.4-1a7.5 7.5 0 0 0 1.7 1l.4 2.5h4l.4-2.5a7.5 7.5 0 0 0 1.7-1l2.4 1 2-3.4Z" fill="none" stroke="currentColor" stroke-width="1.6" stroke-linejoin="round"/></svg>
+                { icon("#i-settings", None) }
             </button>
             if *open {
                 <section id="settings-panel" class="settings-panel" aria-labelledby="settings-title" ref={panel_ref}>
