@@ -418,50 +418,6 @@ async fn tls_scenario(c: &Client, url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A chromedriver command the WebDriver standard lacks (here Chromium's
-/// network emulation), over plain HTTP on loopback; bounded.
-async fn chromedriver_cmd(driver: &ChromeDriver, method: &str, path: &str, body: &Value) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = driver.url.trim_start_matches("http://").to_string();
-    let body = body.to_string();
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(&host).await.ok()?;
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        // chromedriver may keep the connection open: read one response.
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = s.read(&mut buf).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&out);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len = head.lines().find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())
-                        .flatten()
-                });
-                if len.is_some_and(|len| body.len() >= len) {
-                    break;
-                }
-            }
-        }
-        Some(String::from_utf8_lossy(&out).to_string())
-    };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("chromedriver did not answer {method} {path}"))
-}
-
 /// Extra latency added to every request from the page while it reloads
 /// (Chromium's network emulation; in Firefox, [`DelayRelay`]): the page is
 /// away from the bridge long enough for the Python peer to post while it

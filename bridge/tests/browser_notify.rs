@@ -75,49 +75,6 @@ async fn local_bridge(addr: SocketAddr, www: PathBuf) -> Bridge {
     .await
 }
 
-/// A chromedriver command outside WebDriver (here CDP), over plain HTTP on
-/// loopback; bounded. Returns the response.
-async fn chromedriver_post(driver: &ChromeDriver, path: &str, body: &Value) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = driver.url.trim_start_matches("http://").to_string();
-    let body = body.to_string();
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(&host).await.ok()?;
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = s.read(&mut buf).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&out);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len = head.lines().find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())
-                        .flatten()
-                });
-                if len.is_some_and(|len| body.len() >= len) {
-                    break;
-                }
-            }
-        }
-        Some(String::from_utf8_lossy(&out).to_string())
-    };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("chromedriver did not answer POST {path}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mentions_notify_and_muted_channels_do_not() {
     let www = bundle();
@@ -217,8 +174,9 @@ async fn scenario(
         .await
         .map_err(|e| e.to_string())?
         .ok_or("no WebDriver session")?;
-    let answer = chromedriver_post(
+    let answer = chromedriver_cmd(
         driver,
+        "POST",
         &format!("/session/{session}/goog/cdp/execute"),
         &json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": FAKE_NOTIFICATION}}),
     )
@@ -455,14 +413,16 @@ async fn scenario(
     let _ = screenshot(c, "notify-settings.png").await;
     // On a phone, in the dark theme: the panel fits the screen.
     let cdp = format!("/session/{session}/goog/cdp/execute");
-    chromedriver_post(
+    chromedriver_cmd(
         driver,
+        "POST",
         &cdp,
         &json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {"width": 390, "height": 800, "deviceScaleFactor": 1, "mobile": true}}),
     )
     .await;
-    chromedriver_post(
+    chromedriver_cmd(
         driver,
+        "POST",
         &cdp,
         &json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}}),
     )

@@ -189,7 +189,27 @@ impl DateTime {
             second: (rem % 60) as u32,
         }
     }
+
+    /// The month's name in full ("December").
+    pub fn month_name(&self) -> &'static str {
+        MONTH_NAMES[(self.month as usize).saturating_sub(1) % 12]
+    }
 }
+
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

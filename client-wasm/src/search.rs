@@ -205,21 +205,6 @@ pub fn search<'a>(
     found
 }
 
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-
 /// How far a search reached: "searched back to 3 May, 640 messages" (the
 /// year only when it is not the current one). `oldest_ms` is the oldest
 /// message searched, `count` how many were searched; offsets are minutes
@@ -237,7 +222,7 @@ pub fn searched_back(
     };
     let t = DateTime::from_unix_ms(ms, offset_min);
     let now = DateTime::from_unix_ms(now_ms, now_offset_min);
-    let month = MONTHS[(t.month as usize).saturating_sub(1) % 12];
+    let month = t.month_name();
     if t.year == now.year {
         format!("searched back to {} {month}, {n}", t.day)
     } else {

@@ -106,22 +106,8 @@ fn scroll_to_bottom(el: &HtmlElement) {
 }
 
 fn day_label(ms: u64) -> ((i64, u32, u32), String) {
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
     let t = DateTime::from_unix_ms(ms, local_offset_min(ms));
-    let month = MONTHS[(t.month as usize).saturating_sub(1) % 12];
+    let month = t.month_name();
     (
         (t.year, t.month, t.day),
         format!("{} {month} {}", t.day, t.year),
