@@ -244,6 +244,14 @@ async fn scenario(c: &Client, url: &str, far_id: u64) -> Result<(), String> {
         "search older: {BACK} messages back ({} pages of 100) in {took:?}: {done:?}",
         (GENERAL - 100).div_ceil(100)
     );
+    // The older pages went in above the rows in view: the list still shows
+    // messages (it stays at the bottom), not the spacer standing for them.
+    wait_js(
+        c,
+        "message rows in view after search older",
+        "const s = document.querySelector('#messages').getBoundingClientRect(); return [...document.querySelectorAll('#messages .msg')].some(r => { const b = r.getBoundingClientRect(); return b.bottom > s.top && b.top < s.bottom; }) || null",
+    )
+    .await;
     let _ = screenshot(c, "search-found.png").await;
     // Filtering the whole of what is loaded now, as the user types.
     for term in ["zzz", "chat 65", "older chat"] {

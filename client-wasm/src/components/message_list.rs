@@ -46,6 +46,8 @@ struct Ui {
     anchor: Option<(Snowflake, f64)>,
     /// The newest message when last rendered.
     last: Option<Snowflake>,
+    /// The oldest message when last rendered.
+    first: Option<Snowflake>,
     /// The reveal request handled last.
     reveal_seq: u64,
     /// A revealed message to scroll to once rendered.
@@ -76,6 +78,7 @@ impl Default for Ui {
             row_px: window::DEFAULT_ROW_PX,
             anchor: None,
             last: None,
+            first: None,
             reveal_seq: 0,
             scroll_to: None,
             read_at_open: None,
@@ -313,6 +316,11 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         let key = key.clone();
         let mine = props.me.clone();
         let win = win.clone();
+        let revealing = chat
+            .state
+            .reveal
+            .as_ref()
+            .is_some_and(|r| r.channel == name && r.seq > ui.borrow().reveal_seq);
         use_effect(move || {
             let (Some(el), Some(list)) =
                 (scroller.cast::<HtmlElement>(), list_ref.cast::<Element>())
@@ -341,7 +349,15 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 }
                 u.anchor = None;
             } else if *view == View::Bottom {
-                if fresh || u.last.is_none() || at_bottom(&el) {
+                // Following the bottom, the last rows are the ones
+                // rendered: when older pages went in above (a search
+                // older) and the spacer standing for them grew under the
+                // scroll position, so that no row is in view, go back
+                // down to them. Not while a reveal fetches older pages: it
+                // places the view itself.
+                let prepended = u.first.is_some() && messages.first().map(|m| m.id) < u.first;
+                let lost = prepended && !revealing && rows_in_view(&el, &list).is_none();
+                if fresh || u.last.is_none() || lost || at_bottom(&el) {
                     scroll_to_bottom(&el);
                 }
                 u.anchor = None;
@@ -366,6 +382,7 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 }
             }
             u.last = last;
+            u.first = messages.first().map(|m| m.id);
             u.window = win.clone();
             u.scroll_top = el.scroll_top();
             u.scroll_height = el.scroll_height();
