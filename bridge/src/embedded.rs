@@ -121,7 +121,7 @@ impl Embedded {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             nick: None,
             tx,
-            rx,
+            rx: Some(rx),
             kill: CancellationToken::new(),
             pending: Bytes::new(),
         }
@@ -375,14 +375,16 @@ async fn hello(
 /// server's state machine at once, in the writer's task; reading takes the
 /// frames queued for this connection (replies and broadcasts, in order)
 /// straight from its queue. So a message crosses no pipe and wakes no other
-/// task than the recipients' own sessions.
+/// task than the recipients' own sessions. A session can also take those
+/// frames whole, as the server encoded them, through [`MemConn::inbox`].
 pub struct MemConn {
     server: Arc<Embedded>,
     machine: Server,
     id: u64,
     nick: Option<String>,
     tx: queue::Sender<Bytes>,
-    rx: queue::Receiver<Bytes>,
+    /// `None` once taken by [`MemConn::inbox`].
+    rx: Option<queue::Receiver<Bytes>>,
     /// Cancelled by a broadcaster that found the queue full.
     kill: CancellationToken,
     /// The rest of a frame that did not fit the last read.
@@ -399,11 +401,6 @@ impl std::fmt::Debug for MemConn {
 }
 
 impl MemConn {
-    fn take(&mut self, buf: &mut ReadBuf<'_>) {
-        let n = self.pending.len().min(buf.remaining());
-        buf.put_slice(&self.pending.split_to(n));
-    }
-
     fn handle(&mut self, data: &[u8]) -> Result<(), String> {
         self.machine
             .handle_data(data)
@@ -429,10 +426,65 @@ impl MemConn {
     }
 
     fn killed(&self) -> io::Result<()> {
-        if self.kill.is_cancelled() {
-            return Err(io::Error::other(TOO_SLOW));
+        killed(&self.kill)
+    }
+
+    /// Takes the frames queued for this connection as they are, one server
+    /// message each (no byte stream to split again); `None` if already
+    /// taken. From then on, reading the connection as a byte stream fails.
+    pub(crate) fn inbox(&mut self) -> Option<MemInbox> {
+        Some(MemInbox {
+            rx: self.rx.take()?,
+            kill: self.kill.clone(),
+        })
+    }
+}
+
+/// Moves what fits of `pending` into `buf`.
+fn take(pending: &mut Bytes, buf: &mut ReadBuf<'_>) {
+    let n = pending.len().min(buf.remaining());
+    buf.put_slice(&pending.split_to(n));
+}
+
+fn killed(kill: &CancellationToken) -> io::Result<()> {
+    if kill.is_cancelled() {
+        return Err(io::Error::other(TOO_SLOW));
+    }
+    Ok(())
+}
+
+/// The frames queued for a [`MemConn`] (see [`MemConn::inbox`]): replies
+/// and broadcasts in order, each exactly one server message as the
+/// embedded server encoded it. A broadcast is the same `Bytes` for every
+/// recipient, so keeping it costs no copy.
+pub(crate) struct MemInbox {
+    rx: queue::Receiver<Bytes>,
+    kill: CancellationToken,
+}
+
+impl std::fmt::Debug for MemInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemInbox").finish_non_exhaustive()
+    }
+}
+
+impl MemInbox {
+    /// The next frame; an error once the connection was dropped as too
+    /// slow (its queue was full).
+    pub(crate) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+        killed(&self.kill)?;
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(frame)) => Poll::Ready(Ok(frame)),
+            // Never: the connection holds a sender itself.
+            Poll::Ready(None) => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+            Poll::Pending => Poll::Pending,
         }
-        Ok(())
+    }
+
+    /// The next frame if one is queued.
+    pub(crate) fn try_frame(&mut self) -> io::Result<Option<Bytes>> {
+        killed(&self.kill)?;
+        Ok(self.rx.try_recv())
     }
 }
 
@@ -453,13 +505,18 @@ impl AsyncRead for MemConn {
         // so a reader is never left waiting for this.
         me.killed()?;
         let start = buf.filled().len();
-        me.take(buf);
+        take(&mut me.pending, buf);
+        let Some(rx) = me.rx.as_mut() else {
+            return Poll::Ready(Err(io::Error::other(
+                "the connection's frames are read through its inbox",
+            )));
+        };
         // Fill the read with what else is queued: one read, many frames.
         while buf.remaining() > 0 {
-            match me.rx.poll_recv(cx) {
+            match rx.poll_recv(cx) {
                 Poll::Ready(Some(frame)) => {
                     me.pending = frame;
-                    me.take(buf);
+                    take(&mut me.pending, buf);
                 }
                 // Never: the connection holds a sender itself.
                 Poll::Ready(None) => break,
@@ -550,7 +607,7 @@ async fn write_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dumdum_protocol::{ClientMessage, Decoder, PROTOCOL_VERSION};
+    use dumdum_protocol::{ClientMessage, Decode, Decoder, PROTOCOL_VERSION};
 
     async fn next(conn: &mut MemConn, decoder: &mut Decoder<ServerMessage>) -> ServerMessage {
         loop {
@@ -631,6 +688,35 @@ mod tests {
                 }
             }
         }
+
+        // Through its inbox, a connection takes whole frames: one message
+        // each, the same allocation for every recipient of a broadcast.
+        let mut inbox = alice.inbox().expect("not taken yet");
+        assert!(alice.inbox().is_none(), "taken once");
+        let mut buf = [0u8; 16];
+        assert!(
+            alice.read(&mut buf).await.is_err(),
+            "no byte stream once the inbox is taken"
+        );
+        bob.write_all(
+            &ClientMessage::SendMessage {
+                channel: "general".into(),
+                content: "three".into(),
+            }
+            .to_bytes()
+            .expect("encodable"),
+        )
+        .await
+        .expect("a write");
+        let frame = inbox
+            .try_frame()
+            .expect("not killed")
+            .expect("the broadcast is queued at once");
+        match ServerMessage::decode_exact(&frame).expect("one whole message") {
+            ServerMessage::SendMessage(m) => assert_eq!(m.content, "three"),
+            other => panic!("expected a message, got {other:?}"),
+        }
+        assert!(inbox.try_frame().expect("not killed").is_none());
 
         // A protocol error is a write error, not a panic.
         assert!(alice.write_all(&[0xEE, 0, 0, 0]).await.is_err());

@@ -8,7 +8,10 @@
 //! bytes are split into messages by a [`Decoder`]; each message's exact
 //! bytes become one binary frame, are fed to the model, and are copied once
 //! into a bounded ring (the copy is what the WebSocket's writer sends) so a
-//! client that reconnects can be replayed what it missed.
+//! client that reconnects can be replayed what it missed. The embedded
+//! server's frames arrive whole (see [`MemInbox`]): an authenticated
+//! session's chat, channel lists and history pages are neither split nor
+//! validated again, and are kept in the ring without a copy.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -35,6 +38,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::{App, IpGuard, Peer, Registered, Target, Upstream, key_prefix};
 use crate::budget::HeldCharge;
+use crate::embedded::MemInbox;
 use crate::link::Link;
 use crate::queue;
 use crate::tls;
@@ -449,6 +453,16 @@ struct Probe {
     ctrl: Arc<WsCtrl>,
 }
 
+/// How the replay ring keeps a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// A slice of a read buffer: copied into the ring's own storage.
+    Copy,
+    /// A frame in an allocation of its own (the embedded server's): kept
+    /// as it is.
+    Shared,
+}
+
 /// Server frames kept for replay, numbered from the session's first.
 ///
 /// The ring keeps copies in storage of its own (`arena`), never slices of
@@ -524,6 +538,18 @@ impl Ring {
         self.end += kept.len() as u64;
         self.frames.push_back((self.end, kept.clone()));
         kept
+    }
+
+    /// Keeps `frame` itself, for a frame that pins no larger buffer (see
+    /// [`Keep::Shared`]); disabled, only counts it. Returns `frame`.
+    fn keep(&mut self, frame: Bytes) -> Bytes {
+        if !self.enabled {
+            self.first += 1;
+            return frame;
+        }
+        self.end += frame.len() as u64;
+        self.frames.push_back((self.end, frame.clone()));
+        frame
     }
 
     fn pop_front(&mut self) -> Option<usize> {
@@ -959,10 +985,16 @@ impl Session {
     async fn relay(&mut self) -> Result<Infallible, End> {
         // Boxed, as the TLS upgrade below: a future that ran once would
         // otherwise take room in every idle session's task.
-        let link = Box::pin(self.connect()).await?;
+        let mut link = Box::pin(self.connect()).await?;
         self.send_notice(Notice::UpstreamConnected {
             server: self.upstream.name.clone(),
         });
+        // The embedded server's frames are taken whole, not as a byte
+        // stream to split into messages again.
+        let mut inbox = match &mut link {
+            Link::Mem(conn) => conn.inbox(),
+            Link::Tcp(_) | Link::Tls(_) => None,
+        };
         let (mut rd, mut wr): (ReadHalf<Link>, WriteHalf<Link>) = tokio::io::split(link);
         self.linked = true;
         let mut decoder = Decoder::<ServerMessage>::new(DEFAULT_BUFFER_LIMIT);
@@ -1011,6 +1043,7 @@ impl Session {
             let drain_noticed = self.drain_noticed;
             let probe = self.probe.as_ref().map(|p| (p.deadline, p.ctrl.clone()));
             let evicted = self.held_charge.as_ref().map(|c| c.evicted().clone());
+            let from_inbox = inbox.is_some();
             tokio::select! {
                 biased;
                 () = &mut stopped => {
@@ -1029,7 +1062,19 @@ impl Session {
                 }), if ws_writing => if r.is_err() && let Some(a) = self.att.as_mut() {
                     a.write_failed();
                 },
-                r = read_into(&mut rd, &mut decoder) => {
+                r = std::future::poll_fn(|cx| match inbox.as_mut() {
+                    Some(i) => i.poll_frame(cx),
+                    None => Poll::Pending,
+                }), if from_inbox => {
+                    let first = r.map_err(|e| {
+                        self.app.metrics.upstream_closed.increment(1);
+                        End::upstream_closed(format!("read error: {e}"))
+                    })?;
+                    if let Some(i) = inbox.as_mut() {
+                        self.on_frames(first, i, &mut decoder)?;
+                    }
+                }
+                r = read_into(&mut rd, &mut decoder), if !from_inbox => {
                     match r {
                         Ok(0) => {
                             self.app.metrics.upstream_closed.increment(1);
@@ -1150,6 +1195,63 @@ impl Session {
         r
     }
 
+    /// The embedded server's frames: `first` and what else is queued, up to
+    /// [`READ_CHUNK`] bytes (as one read of a byte stream would take),
+    /// counting them in the metrics once. Chat, channel lists and history
+    /// pages of an authenticated session are forwarded as they are: the
+    /// server encoded them from typed values, there is nothing to validate,
+    /// and a broadcast is one allocation shared by every recipient (kept
+    /// in the ring without a copy). Anything else goes through the decoder
+    /// and the model as bytes from a TCP server would.
+    fn on_frames(
+        &mut self,
+        first: Bytes,
+        inbox: &mut MemInbox,
+        decoder: &mut Decoder<ServerMessage>,
+    ) -> Result<(), End> {
+        let (frames, bytes) = (self.frames_down, self.bytes_down);
+        let r = self.on_frames_inner(first, inbox, decoder);
+        if self.frames_down > frames {
+            let m = &self.app.metrics;
+            m.frames_to_client.increment(self.frames_down - frames);
+            m.bytes_to_client.increment(self.bytes_down - bytes);
+        }
+        r
+    }
+
+    fn on_frames_inner(
+        &mut self,
+        first: Bytes,
+        inbox: &mut MemInbox,
+        decoder: &mut Decoder<ServerMessage>,
+    ) -> Result<(), End> {
+        let mut taken = 0;
+        let mut next = Some(first);
+        while let Some(frame) = next {
+            taken += frame.len();
+            let ready = matches!(self.model.state(), ClientState::Ready { .. });
+            if ready && decoder.buffered() == 0 && matches!(frame.first(), Some(0x03..=0x05)) {
+                self.deliver(frame, Keep::Shared)?;
+            } else {
+                decoder.feed(&frame);
+                if self.on_server_data(decoder)? {
+                    return Err(End::upstream_error(
+                        code::UPSTREAM_TLS,
+                        "the server announced TLS on a link that cannot upgrade".into(),
+                    ));
+                }
+            }
+            if taken >= READ_CHUNK {
+                break;
+            }
+            next = inbox.try_frame().map_err(|e| {
+                self.app.metrics.upstream_closed.increment(1);
+                End::upstream_closed(format!("read error: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Handles every whole server message buffered; true when the server
     /// announced TLS and the upgrade must happen now.
     fn on_server_data(&mut self, decoder: &mut Decoder<ServerMessage>) -> Result<bool, End> {
@@ -1160,7 +1262,7 @@ impl Session {
                 // them without building them.
                 match decoder.next_frame() {
                     Ok(Some((0x03..=0x05, raw))) => {
-                        self.deliver(raw)?;
+                        self.deliver(raw, Keep::Copy)?;
                         continue;
                     }
                     // Anything else is out of order: let the model say why.
@@ -1197,7 +1299,7 @@ impl Session {
                 });
             }
             while self.model.poll_event().is_some() {}
-            self.deliver(raw)?;
+            self.deliver(raw, Keep::Copy)?;
             if announces_tls && *self.model.state() == ClientState::AwaitingTls {
                 return Ok(true);
             }
@@ -1206,13 +1308,16 @@ impl Session {
     }
 
     /// Sends one server frame to the client (or holds it for a resume).
-    fn deliver(&mut self, raw: Bytes) -> Result<(), End> {
+    fn deliver(&mut self, raw: Bytes, keep: Keep) -> Result<(), End> {
         // Counted in the metrics once per read (see `on_read`).
         self.frames_down += 1;
         self.bytes_down += raw.len() as u64;
         let resume_buffer = self.app.config.resume_buffer;
-        // The ring's own copy from now on (shared with the writer's queue).
-        let frame = self.ring.push(raw);
+        // What the ring keeps from now on (shared with the writer's queue).
+        let frame = match keep {
+            Keep::Copy => self.ring.push(raw),
+            Keep::Shared => self.ring.keep(raw),
+        };
         match self.att.as_mut() {
             Some(att) => {
                 if !att.push(Out::Binary(frame)) {
@@ -1835,6 +1940,27 @@ mod tests {
         assert!(cmd <= 56, "Cmd is {cmd} bytes: box its large parts");
         let out = std::mem::size_of::<Out>();
         assert!(out <= 40, "Out is {out} bytes");
+    }
+
+    #[test]
+    fn shared_frames_are_kept_without_a_copy() {
+        let mut r = ring(true);
+        let copied = r.push(Bytes::from_static(b"hello"));
+        let shared = Bytes::from(vec![3u8; 100]);
+        let kept = r.keep(shared.clone());
+        assert!(std::ptr::eq(kept.as_ptr(), shared.as_ptr()), "no copy");
+        assert_eq!((r.total(), r.bytes()), (2, 105));
+        let held: Vec<&Bytes> = r.since(0).unwrap().collect();
+        assert_eq!(held, [&copied, &shared]);
+        r.drop_below(2);
+        assert_eq!((r.first, r.bytes()), (2, 0));
+
+        let mut off = ring(false);
+        assert!(std::ptr::eq(
+            off.keep(shared.clone()).as_ptr(),
+            shared.as_ptr()
+        ));
+        assert_eq!((off.total(), off.bytes()), (1, 0));
     }
 
     #[test]
