@@ -63,10 +63,6 @@ fn revealed_js(id: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn permalinks_unread_marker_and_paste() {
-    each_browser("permalinks_unread_marker_and_paste", |_| permalinks_unread_marker_and_paste_once()).await;
-}
-
-async fn permalinks_unread_marker_and_paste_once() {
     let www = bundle();
     let server = DumdumServer::start();
     let addr = server.addr();
@@ -423,10 +419,6 @@ fn stats(v: &Value) -> (f64, f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_thousand_messages_cost_what_fifty_do() {
-    each_browser("twenty_thousand_messages_cost_what_fifty_do", |_| twenty_thousand_messages_cost_what_fifty_do_once()).await;
-}
-
-async fn twenty_thousand_messages_cost_what_fifty_do_once() {
     let www = bundle();
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let bridge = Bridge::start(Config {

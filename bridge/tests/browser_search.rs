@@ -46,7 +46,10 @@ const RELEASE: &str = "\u{E000}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn search_in_the_channel_and_older() {
-    each_browser("search_in_the_channel_and_older", |_| search_in_the_channel_and_older_once()).await;
+    each_browser("search_in_the_channel_and_older", |_| {
+        search_in_the_channel_and_older_once()
+    })
+    .await;
 }
 
 async fn search_in_the_channel_and_older_once() {

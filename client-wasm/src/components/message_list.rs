@@ -356,7 +356,10 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 // down to them. Not while a reveal fetches older pages: it
                 // places the view itself.
                 let prepended = u.first.is_some() && messages.first().map(|m| m.id) < u.first;
-                let lost = prepended && !revealing && rows_in_view(&el, &list).is_none();
+                // (And only when the reader has not scrolled since the
+                // last render: a scroll not yet handled is theirs.)
+                let unmoved = el.scroll_top() == u.scroll_top;
+                let lost = prepended && unmoved && !revealing && rows_in_view(&el, &list).is_none();
                 if fresh || u.last.is_none() || lost || at_bottom(&el) {
                     scroll_to_bottom(&el);
                 }
