@@ -1185,8 +1185,14 @@ impl Session {
     /// [`Session::on_server_data`] after a read, counting the frames it
     /// delivered in the metrics (once per read, not once per frame).
     fn on_read(&mut self, decoder: &mut Decoder<ServerMessage>) -> Result<bool, End> {
+        self.counting_frames(|s| s.on_server_data(decoder))
+    }
+
+    /// Runs `deliver`, then counts the frames and bytes it sent towards the
+    /// client in the metrics, once for the lot.
+    fn counting_frames<T>(&mut self, deliver: impl FnOnce(&mut Self) -> T) -> T {
         let (frames, bytes) = (self.frames_down, self.bytes_down);
-        let r = self.on_server_data(decoder);
+        let r = deliver(self);
         if self.frames_down > frames {
             let m = &self.app.metrics;
             m.frames_to_client.increment(self.frames_down - frames);
@@ -1209,14 +1215,7 @@ impl Session {
         inbox: &mut MemInbox,
         decoder: &mut Decoder<ServerMessage>,
     ) -> Result<(), End> {
-        let (frames, bytes) = (self.frames_down, self.bytes_down);
-        let r = self.on_frames_inner(first, inbox, decoder);
-        if self.frames_down > frames {
-            let m = &self.app.metrics;
-            m.frames_to_client.increment(self.frames_down - frames);
-            m.bytes_to_client.increment(self.bytes_down - bytes);
-        }
-        r
+        self.counting_frames(|s| s.on_frames_inner(first, inbox, decoder))
     }
 
     fn on_frames_inner(
