@@ -514,6 +514,18 @@ pub fn MessageList(props: &MessageListProps) -> Html {
             else {
                 return;
             };
+            // What the view shows now counts as read (and moves the
+            // unread marker's state); done after each way this event ends.
+            let note_read = || {
+                observe(
+                    &mut ui.borrow_mut(),
+                    &el,
+                    &list,
+                    &messages,
+                    &key,
+                    &unread_above,
+                )
+            };
             let len = messages.len();
             let (win, row_px) = {
                 let u = ui.borrow();
@@ -535,27 +547,13 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                     u.scroll_top = el.scroll_top();
                     u.scroll_height = el.scroll_height();
                 }
-                observe(
-                    &mut ui.borrow_mut(),
-                    &el,
-                    &list,
-                    &messages,
-                    &key,
-                    &unread_above,
-                );
+                note_read();
                 return;
             }
             if at_bottom(&el) && win.end == len {
                 view.set(View::Bottom);
                 unseen.set(0);
-                observe(
-                    &mut ui.borrow_mut(),
-                    &el,
-                    &list,
-                    &messages,
-                    &key,
-                    &unread_above,
-                );
+                note_read();
                 return;
             }
             let next = match rows_in_view(&el, &list) {
@@ -585,14 +583,7 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 want
             };
             view.set(want);
-            observe(
-                &mut ui.borrow_mut(),
-                &el,
-                &list,
-                &messages,
-                &key,
-                &unread_above,
-            );
+            note_read();
         })
     };
     let jump = {
