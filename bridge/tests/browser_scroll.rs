@@ -382,7 +382,8 @@ requestAnimationFrame(step);
 "#;
 
 /// Scrolls the list up 300 px a frame for 150 frames from the bottom,
-/// returning the id of the first row in view after each frame.
+/// returning, for each frame, the id of the first row in view, the scroll
+/// position and the scroll height (for the failure message).
 const STEADY: &str = r#"
 const done = arguments[arguments.length - 1];
 const m = document.getElementById('messages');
@@ -396,7 +397,7 @@ const first = () => {
 };
 const ids = []; let n = 0;
 const step = () => {
-  ids.push(first());
+  ids.push([first(), m.scrollTop, m.scrollHeight]);
   m.scrollTop -= 300;
   if (++n < 150) requestAnimationFrame(step); else done(ids);
 };
@@ -530,18 +531,40 @@ async fn measure_scenario(c: &Client, bridge: &Bridge, listen: SocketAddr) -> Re
         .execute_async(STEADY, vec![])
         .await
         .map_err(|e| e.to_string())?;
-    let ids: Vec<u128> = ids
+    let frames: Vec<(u128, i64, i64)> = ids
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| {
+                    Some((f[0].as_str()?.parse().ok()?, f[1].as_i64()?, f[2].as_i64()?))
+                })
+                .collect()
+        })
         .unwrap_or_default();
+    let ids: Vec<u128> = frames.iter().map(|f| f.0).collect();
     assert!(ids.len() >= 140, "first rows in view: {}", ids.len());
     let back = ids.windows(2).filter(|w| w[1] < w[0]).count();
-    let forward = ids.windows(2).filter(|w| w[1] > w[0]).count();
+    let forward: Vec<usize> = (1..ids.len()).filter(|&i| ids[i] > ids[i - 1]).collect();
     println!(
-        "scrolling up 150 frames of 300 px: the first row in view went back {back} times, stayed {} times, went forward {forward} times",
-        ids.len() - 1 - back - forward
+        "scrolling up 150 frames of 300 px: the first row in view went back {back} times, stayed {} times, went forward {} times",
+        ids.len() - 1 - back - forward.len(),
+        forward.len()
     );
-    assert_eq!(forward, 0, "the view jumped forward while scrolling up");
+    let around: Vec<_> = forward
+        .iter()
+        .flat_map(|&i| i.saturating_sub(2)..(i + 2).min(frames.len()))
+        .map(|i| {
+            format!(
+                "frame {i}: first row {} scrollTop {} scrollHeight {}",
+                frames[i].0, frames[i].1, frames[i].2
+            )
+        })
+        .collect();
+    assert!(
+        forward.is_empty(),
+        "the view jumped forward while scrolling up:\n{}",
+        around.join("\n")
+    );
     assert!(
         back * 10 >= (ids.len() - 1) * 9,
         "the view stalled: {back} of {}",

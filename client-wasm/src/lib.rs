@@ -9,6 +9,12 @@
 //!   headless Chromium with `wasm-bindgen-test`;
 //! - [`hooks`] and [`components`]: the Yew app.
 
+// Talc instead of the default dlmalloc: smaller (the bundle has a budget)
+// and faster. The page is single-threaded (no `atomics`).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 pub mod alerts;
 pub mod backoff;
 pub mod components;

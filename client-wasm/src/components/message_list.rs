@@ -108,6 +108,19 @@ fn scroll_to_bottom(el: &HtmlElement) {
     el.set_scroll_top(el.scroll_height());
 }
 
+/// Scrolls so that the anchor row is where it was before the render
+/// (once: the first of the effect and the microtask to run does it).
+fn keep_anchor(u: &mut Ui, el: &HtmlElement) {
+    if let Some((id, before)) = u.anchor.take()
+        && let Some(now) = offset_in(el, id)
+    {
+        let delta = now - before;
+        if delta.abs() >= 0.5 {
+            el.set_scroll_top(el.scroll_top() + delta.round() as i32);
+        }
+    }
+}
+
 fn day_label(ms: u64) -> ((i64, u32, u32), String) {
     let t = DateTime::from_unix_ms(ms, local_offset_min(ms));
     let month = t.month_name();
@@ -281,13 +294,20 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         View::From(id) => window::starting_at(len, pos(&messages, id)),
     };
 
-    // Before the DOM changes: the row in view to keep in place.
+    // Before the DOM changes: the row in view to keep in place. It is put
+    // back by the effect below, or, when Yew's scheduler yields to the
+    // browser between patching the DOM and running effects (it does after
+    // 16 ms of work), by a microtask, which runs before the browser paints.
     if !switched
         && current_view != View::Bottom
         && let (Some(el), Some(list)) = (scroller.cast::<HtmlElement>(), list_ref.cast::<Element>())
         && let Some((first, _)) = rows_in_view(&el, &list)
     {
         ui.borrow_mut().anchor = offset_in(&el, first).map(|o| (first, o));
+        let ui = ui.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            keep_anchor(&mut ui.borrow_mut(), &el);
+        });
     }
 
     // The unread marker: after the last message read when the channel was
@@ -364,13 +384,8 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                     scroll_to_bottom(&el);
                 }
                 u.anchor = None;
-            } else if let Some((id, before)) = u.anchor.take()
-                && let Some(now) = offset_in(&el, id)
-            {
-                let delta = now - before;
-                if delta.abs() >= 0.5 {
-                    el.set_scroll_top(el.scroll_top() + delta.round() as i32);
-                }
+            } else {
+                keep_anchor(&mut u, &el);
             }
             if fresh && *view != View::Bottom {
                 let newer = messages.count_after(u.last.unwrap_or(Snowflake(0)));
@@ -646,9 +661,11 @@ pub fn MessageList(props: &MessageListProps) -> Html {
     for m in messages.range(win.clone()) {
         let (day, label) = day_label(m.id.unix_millis());
         if prev_day != Some(day) {
+            // Keyed by the date as a number (no message id is that small).
             let (y, mo, d) = day;
+            let key = (y as u64) * 10_000 + u64::from(mo) * 100 + u64::from(d);
             rows.push(html! {
-                <li key={format!("day-{y}-{mo}-{d}")} class="day-divider"><span>{ label }</span></li>
+                <li {key} class="day-divider"><span>{ label }</span></li>
             });
             prev_day = Some(day);
         }

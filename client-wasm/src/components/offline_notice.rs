@@ -15,7 +15,7 @@ pub(crate) fn offline_text(online: bool, unreachable: bool) -> Option<&'static s
         )
     } else if unreachable {
         Some(
-            "You are offline, or the bridge is down: it did not answer, and this is the page's saved copy. Reload to try again.",
+            "You are offline, or the bridge is down; this is the page's saved copy. Reload to try again.",
         )
     } else {
         None
