@@ -594,7 +594,28 @@ pub async fn wait_js_for(c: &Client, what: &str, js: &str, limit: Duration) -> V
                 )
                 .await
                 .unwrap_or(Value::Null);
-            panic!("browser: no {what} within {limit:?} (last: {last}; status line: {status})");
+            // What the page showed, for the one reading the failure.
+            let list = c
+                .execute(
+                    "const m = document.getElementById('messages'); const ol = m?.querySelector('ol'); \
+                     return m ? {hash: location.hash, count: ol?.dataset.count, first: ol?.dataset.first, \
+                       top: m.scrollTop, height: m.scrollHeight, client: m.clientHeight, \
+                       history: m.querySelector('.history-top')?.textContent, \
+                       note: m.querySelector('.reveal-note')?.textContent ?? null} : null",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            let status = format!("{status}; message list: {list}");
+            let shot = if c.screenshot().await.is_ok() {
+                let path = screenshot(c, "wait-failed.png").await;
+                format!("; screenshot {}", path.display())
+            } else {
+                String::new()
+            };
+            panic!(
+                "browser: no {what} within {limit:?} (last: {last}; status line: {status}{shot})"
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -6,7 +6,7 @@
 //! message (permalinks, search results): scrolled to and highlighted,
 //! older pages fetched until it is loaded.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::rc::Rc;
 
@@ -294,20 +294,13 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         View::From(id) => window::starting_at(len, pos(&messages, id)),
     };
 
-    // Before the DOM changes: the row in view to keep in place. It is put
-    // back by the effect below, or, when Yew's scheduler yields to the
-    // browser between patching the DOM and running effects (it does after
-    // 16 ms of work), by a microtask, which runs before the browser paints.
+    // Before the DOM changes: the row in view to keep in place.
     if !switched
         && current_view != View::Bottom
         && let (Some(el), Some(list)) = (scroller.cast::<HtmlElement>(), list_ref.cast::<Element>())
         && let Some((first, _)) = rows_in_view(&el, &list)
     {
         ui.borrow_mut().anchor = offset_in(&el, first).map(|o| (first, o));
-        let ui = ui.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            keep_anchor(&mut ui.borrow_mut(), &el);
-        });
     }
 
     // The unread marker: after the last message read when the channel was
@@ -323,7 +316,12 @@ pub fn MessageList(props: &MessageListProps) -> Html {
     };
 
     // After every render: keep the view in place, scroll to a revealed
-    // message, measure rows, and note what was read.
+    // message, measure rows, and note what was read. Once, as an effect
+    // or in a microtask, whichever runs first: Yew's scheduler may yield
+    // to the browser between patching the DOM and running effects (after
+    // 16 ms of work), and the browser must not paint, or send a scroll
+    // event for, rows that are in but not yet settled. A microtask runs
+    // before the browser regains control.
     {
         let scroller = scroller.clone();
         let list_ref = list_ref.clone();
@@ -341,7 +339,7 @@ pub fn MessageList(props: &MessageListProps) -> Html {
             .reveal
             .as_ref()
             .is_some_and(|r| r.channel == name && r.seq > ui.borrow().reveal_seq);
-        use_effect(move || {
+        let settle = move || {
             let (Some(el), Some(list)) =
                 (scroller.cast::<HtmlElement>(), list_ref.cast::<Element>())
             else {
@@ -415,7 +413,16 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 u.frozen = u.read_at_open.is_some_and(|r| last > Some(r));
             }
             observe(&mut u, &el, &list, &messages, &key, &unread_above);
-        });
+        };
+        let once = Rc::new(Cell::new(Some(settle)));
+        let run = move || {
+            if let Some(settle) = once.take() {
+                settle();
+            }
+        };
+        let early = run.clone();
+        wasm_bindgen_futures::spawn_local(async move { early() });
+        use_effect(run);
     }
 
     // Reveal requests for this channel: fetch back until the message is
@@ -542,10 +549,16 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 )
             };
             let len = messages.len();
-            let (win, row_px) = {
+            let (win, row_px, revealing) = {
                 let u = ui.borrow();
-                (u.window.clone(), u.row_px)
+                (u.window.clone(), u.row_px, u.scroll_to.is_some())
             };
+            // A revealed message is about to be rendered and scrolled to:
+            // a scroll now (the layout settling, in Firefox) must not move
+            // the window away from it.
+            if revealing {
+                return;
+            }
             let went_up = {
                 let mut u = ui.borrow_mut();
                 let layout = el.scroll_height() != u.scroll_height;

@@ -229,7 +229,10 @@ pub fn SettingsPanel() -> Html {
                     if let (Some(channel), Some(level)) = (active, level) {
                         <div class="setting setting-wide">
                             <label for="notify-level">{ format!("Notify for #{channel}") }</label>
-                            <select id="notify-level" onchange={on_level}>
+                            // One select per channel: a reused one keeps the
+                            // option the user picked for the last channel
+                            // (Firefox ignores `selected` on it).
+                            <select key={channel.to_string()} id="notify-level" onchange={on_level}>
                                 { for Level::ALL.into_iter().map(|l| html! {
                                     <option value={l.as_str()} selected={l == level}>{ l.label() }</option>
                                 }) }
