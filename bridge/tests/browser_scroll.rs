@@ -369,6 +369,16 @@ async fn python_scenario(
         wait_shown_once(c, l, l).await;
     }
     println!("6-line paste: 6 messages seen by the reference client, in order");
+    // Our own messages are not unread.
+    let jump = js(
+        c,
+        "return document.querySelector('.jump-unread')?.textContent ?? null",
+    )
+    .await;
+    assert!(
+        jump.is_null() || jump == json!("Jump to first unread (40)"),
+        "the unread count after our own messages: {jump}"
+    );
     Ok(())
 }
 

@@ -308,8 +308,12 @@ pub fn MessageList(props: &MessageListProps) -> Html {
     let (marker, unread_count) = {
         let u = ui.borrow();
         let marker = marker_of(&u, &messages);
+        // Unread: the others' messages after it (our own were read).
         let count = match (marker, u.read_at_open) {
-            (Some(_), Some(read)) => messages.count_after(read),
+            (Some(_), Some(read)) => messages
+                .range(len - messages.count_after(read)..len)
+                .filter(|m| props.me.as_deref() != Some(m.nick.as_str()))
+                .count(),
             _ => 0,
         };
         (marker, count)
