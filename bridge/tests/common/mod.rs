@@ -356,8 +356,12 @@ impl WsClient {
 
     /// The next thing within `t`, `None` on timeout.
     pub async fn next_within(&mut self, t: Duration) -> Option<Got> {
+        // One deadline for the whole wait: pings skipped do not extend it.
+        let deadline = tokio::time::Instant::now() + t;
         loop {
-            let m = tokio::time::timeout(t, self.ws.next()).await.ok()?;
+            let m = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
             let got = match m {
                 None | Some(Err(_)) => Got::Ended,
                 Some(Ok(Message::Binary(b))) => {
