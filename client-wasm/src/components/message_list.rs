@@ -108,8 +108,7 @@ fn scroll_to_bottom(el: &HtmlElement) {
     el.set_scroll_top(el.scroll_height());
 }
 
-/// Scrolls so that the anchor row is where it was before the render
-/// (once: the first of the effect and the microtask to run does it).
+/// Scrolls so that the anchor row is where it was before the render.
 fn keep_anchor(u: &mut Ui, el: &HtmlElement) {
     if let Some((id, before)) = u.anchor.take()
         && let Some(now) = offset_in(el, id)
