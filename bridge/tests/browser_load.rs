@@ -36,7 +36,6 @@ use dumdum_bridge::{Config, UpstreamConfig};
 use dumdum_testkit::{DumdumServer, PyPeer, TempDir};
 use fantoccini::Client;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Runs before the page's own scripts in every document: records CSP
 /// violations and when the app first renders (its first element that is not
@@ -73,48 +72,18 @@ return {
 };
 "#;
 
-/// A POST of `body` to chromedriver at `path` (below the session).
-async fn driver_post(driver: &str, session: &str, path: &str, body: Value) -> Value {
-    let addr: SocketAddr = driver.trim_start_matches("http://").parse().unwrap();
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let body = body.to_string();
-    let req = format!(
-        "POST /session/{session}/{path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    // chromedriver keeps the connection open: read the head, then
-    // Content-Length bytes.
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let (head, json_body) = loop {
-        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
-            .await
-            .expect("chromedriver answers")
-            .unwrap();
-        out.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&out).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (n, v) = l.split_once(':')?;
-                    n.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if body.len() >= len || n == 0 {
-                break (head.to_owned(), body.to_owned());
-            }
-        }
-        assert!(n > 0, "chromedriver closed the connection");
-    };
-    assert!(
-        head.starts_with("HTTP/1.1 200"),
-        "{path}: {head}\n{json_body}"
-    );
-    serde_json::from_str(&json_body).unwrap_or(Value::Null)
+/// A POST of `body` to chromedriver at `path` (below the session); it
+/// must answer 200.
+async fn driver_post(b: &Browser, path: &str, body: Value) {
+    let session = b.c.session_id().await.unwrap().expect("a session");
+    let answer = chromedriver_cmd(
+        &b.driver,
+        "POST",
+        &format!("/session/{session}/{path}"),
+        &body,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
 }
 
 /// Installs [`PROBE`] for every new document of this browser (Chromium;
@@ -123,10 +92,8 @@ async fn install_probe(b: &Browser) {
     if b.kind != Kind::Chromium {
         return;
     }
-    let session = b.c.session_id().await.unwrap().expect("a session");
     driver_post(
-        &b.driver.url,
-        &session,
+        b,
         "goog/cdp/execute",
         json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": PROBE}}),
     )
@@ -420,10 +387,8 @@ async fn offline_reload_once() {
         }
 
         // The browser itself offline (Chromium's network emulation): it says so too.
-        let session = b.c.session_id().await.unwrap().expect("a session");
         driver_post(
-            &b.driver.url,
-            &session,
+            &b,
             "chromium/network_conditions",
             json!({"network_conditions": {"offline": true, "latency": 0, "download_throughput": -1, "upload_throughput": -1}}),
         )

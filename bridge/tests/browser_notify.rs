@@ -174,6 +174,14 @@ async fn set_level(c: &Client, level: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// In Firefox, after a load: the recording stand-in (in Chromium it is
+/// in place before the page's scripts).
+async fn record_after_load(c: &Client) {
+    if current() != Kind::Chromium {
+        js(c, &format!("{FAKE_NOTIFICATION}; return null")).await;
+    }
+}
+
 async fn scenario(
     c: &Client,
     driver: &ChromeDriver,
@@ -201,9 +209,7 @@ async fn scenario(
     c.goto(&bridge.http_url("/"))
         .await
         .map_err(|e| e.to_string())?;
-    if !chromium {
-        js(c, &format!("{FAKE_NOTIFICATION}; return null")).await;
-    }
+    record_after_load(c).await;
     wait_connect_screen(c, "connect screen").await;
     join_as(c, NICK).await;
     wait_status(c, "connected status", "startsWith('Connected to local')").await;
@@ -397,9 +403,7 @@ async fn scenario(
 
     // A reload keeps the switch, the words and the levels.
     c.refresh().await.map_err(|e| e.to_string())?;
-    if !chromium {
-        js(c, &format!("{FAKE_NOTIFICATION}; return null")).await;
-    }
+    record_after_load(c).await;
     wait_status(c, "connected again", "includes('Connected to local')").await;
     wait_channel_shown(c, "random shown after the reload", "random").await;
     open_settings(c).await?;
