@@ -252,9 +252,11 @@ async fn python_scenario(
         "history.replaceState(null, '', location.pathname); return null",
     )
     .await;
-    js(
+    // Once its button is there (after a reload the list fills in).
+    wait_js(
         c,
-        "document.querySelector('.channel[data-channel=random]').click(); return null",
+        "the random button clicked",
+        "const b = document.querySelector('.channel[data-channel=random]'); if (!b) return null; b.click(); return true",
     )
     .await;
     wait_channel_shown(c, "random shown", "random").await;
@@ -277,9 +279,11 @@ async fn python_scenario(
         .map_err(|_| "refresh took too long")?
         .map_err(|e| e.to_string())?;
     wait_channel_shown(c, "random after the reload", "random").await;
-    js(
+    // Once its button is there (after a reload the list fills in).
+    wait_js(
         c,
-        "document.querySelector('.channel[data-channel=general]').click(); return null",
+        "the general button clicked",
+        "const b = document.querySelector('.channel[data-channel=general]'); if (!b) return null; b.click(); return true",
     )
     .await;
     wait_channel_shown(c, "general after the reload", "general").await;
@@ -654,9 +658,11 @@ async fn measure_scenario(c: &Client, bridge: &Bridge, listen: SocketAddr) -> Re
     .await;
     println!("#general holds {count} messages (20 000 kept live, plus the older page asked for)");
 
-    js(
+    // Once its button is there (after a reload the list fills in).
+    wait_js(
         c,
-        "document.querySelector('.channel[data-channel=random]').click(); return null",
+        "the random button clicked",
+        "const b = document.querySelector('.channel[data-channel=random]'); if (!b) return null; b.click(); return true",
     )
     .await;
     wait_channel_shown(c, "random shown", "random").await;
