@@ -244,12 +244,6 @@ struct Attachment {
     queued: usize,
     /// Handed to the WebSocket since its last flush.
     need_flush: bool,
-    /// The batch being written has let the other ready tasks run once.
-    deferred: bool,
-    /// Whether a batch waits for that (only with the embedded server: its
-    /// broadcasts reach the sessions from other tasks; with a TCP upstream
-    /// the wait costs more than it gathers).
-    defer: bool,
     /// Binary frames handed to the WebSocket but not flushed yet.
     unflushed: u64,
     /// Binary frames flushed to the socket, for the replay ring.
@@ -290,8 +284,6 @@ impl Attachment {
             out: VecDeque::new(),
             queued: 0,
             need_flush: false,
-            deferred: false,
-            defer: false,
             unflushed: 0,
             flushed: 0,
             base,
@@ -340,14 +332,6 @@ impl Attachment {
         let Some(sink) = self.sink.as_mut() else {
             return Poll::Pending;
         };
-        if self.defer && !self.deferred && !self.need_flush {
-            // A new batch: let the tasks that are ready run first (in a
-            // busy room, the other sessions' posts), so that what they
-            // broadcast joins this write instead of costing one of its own.
-            self.deferred = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
         while !self.out.is_empty() {
             std::task::ready!(sink.poll_ready_unpin(cx))?;
             let Some(m) = self.out.pop_front() else { break };
@@ -364,7 +348,6 @@ impl Attachment {
         }
         std::task::ready!(sink.poll_flush_unpin(cx))?;
         self.need_flush = false;
-        self.deferred = false;
         self.flushed += std::mem::take(&mut self.unflushed);
         Poll::Ready(Ok(()))
     }
@@ -746,7 +729,6 @@ pub(crate) fn spawn(
         return Err(Box::new(out));
     };
     let tls_mode = upstream.tls_mode;
-    let embedded = matches!(upstream.target, Target::Embedded(_));
     let retain = !app.config.resume_grace.is_zero();
     let client = out.client;
     let session = Session {
@@ -764,11 +746,7 @@ pub(crate) fn spawn(
             0,
             0,
             app.tracker.clone(),
-        ))
-        .map(|mut a| {
-            a.defer = embedded;
-            a
-        }),
+        )),
         held_until: None,
         held_charge: None,
         probe: None,
@@ -1001,9 +979,11 @@ impl Session {
         let mut up_off = 0usize;
         let mut need_flush = false;
         // Made once for the session's life, not once per pass: `stop` is
-        // shared by every task of the bridge, and each wait registers with it.
-        let stopped = self.app.stop.clone().cancelled_owned();
-        let draining = self.app.drain.clone().cancelled_owned();
+        // shared by every task of the bridge, and each wait registers with
+        // it. Children of their own, so that every pass checks a lock no
+        // other session takes, not one lock that all of them share.
+        let stopped = self.app.stop.child_token().cancelled_owned();
+        let draining = self.app.drain.child_token().cancelled_owned();
         // The end of a grace period, re-armed only when it changes.
         let grace = tokio::time::sleep_until(Instant::now());
         // When a `session ack` is due, likewise.
@@ -1073,6 +1053,7 @@ impl Session {
                     if let Some(i) = inbox.as_mut() {
                         self.on_frames(first, i, &mut decoder)?;
                     }
+                    self.write_now();
                 }
                 r = read_into(&mut rd, &mut decoder), if !from_inbox => {
                     match r {
@@ -1102,6 +1083,7 @@ impl Session {
                         })?;
                         self.release()?;
                     }
+                    self.write_now();
                 }
                 r = async {
                     if writing {
@@ -1160,6 +1142,23 @@ impl Session {
                     a.ping_at = Instant::now() + PING_EVERY;
                 },
             }
+        }
+    }
+
+    /// Starts writing what the last step queued for the browser in this
+    /// same pass of the relay loop, instead of in a pass of its own: with
+    /// many small deliveries the extra pass (every wait polled again) costs
+    /// more than the write. Polled once without a waker: what cannot finish
+    /// now (a full socket, the sending half locked by the reader for a
+    /// moment) is polled again, with this task's waker, by the loop's next
+    /// pass, which comes at once.
+    fn write_now(&mut self) {
+        let Some(a) = self.att.as_mut().filter(|a| a.busy()) else {
+            return;
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(Err(_)) = a.poll_write(&mut cx) {
+            a.write_failed();
         }
     }
 
@@ -1630,7 +1629,6 @@ impl Session {
             received,
             self.app.tracker.clone(),
         );
-        att.defer = matches!(self.upstream.target, Target::Embedded(_));
         let success = Handshake::success(att.next_sn(), self.key.clone(), true, self.forwarded)
             .with_node(self.app.config.node.clone());
         att.push(Out::Text(Content::Handshake(success).to_json()));
@@ -1881,8 +1879,6 @@ mod tests {
             out: VecDeque::new(),
             queued: 0,
             need_flush: false,
-            deferred: false,
-            defer: false,
             unflushed: 0,
             flushed: 0,
             base: 0,

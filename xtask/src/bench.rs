@@ -51,8 +51,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use crate::setup::root;
 
@@ -62,6 +62,8 @@ const WAIT: Duration = Duration::from_secs(20);
 const CHANNEL: &str = "general";
 /// Bytes of content per posted message (a short chat line).
 const CONTENT_LEN: usize = 64;
+/// A WebSocket client's read buffer: what the direct client reads at once.
+const READ_BUFFER: usize = 4096;
 /// Set in the environment of the release build this command re-runs.
 const INNER_ENV: &str = "DUMDUM_XTASK_BENCH_INNER";
 /// The cases, as `--server` names them.
@@ -1033,7 +1035,7 @@ impl Conn {
                 {
                     return Ok(m);
                 }
-                decoder.buf_mut().reserve(4096);
+                decoder.buf_mut().reserve(READ_BUFFER);
                 let n = stream
                     .read_buf(decoder.buf_mut())
                     .await
@@ -1097,10 +1099,17 @@ async fn ws_session(
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static(SUBPROTOCOL),
     );
-    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp))
-        .await
-        .context("the WebSocket upgrade timed out")?
-        .context("the WebSocket upgrade")?;
+    // tungstenite zero-fills its whole read buffer before every read
+    // (128 KiB by default): a browser pays nothing like it, and on a shared
+    // 2-core machine that client cost would be charged to the bridge.
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let (mut ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::client_async_with_config(req, tcp, Some(config)),
+    )
+    .await
+    .context("the WebSocket upgrade timed out")?
+    .context("the WebSocket upgrade")?;
     let text = |c: Content| Message::text(c.to_json());
     ws.send(text(Content::Handshake(Handshake::start(
         1,
