@@ -87,20 +87,28 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
     run(cargo().args(["build", "-p", "dumdum-protocol"]).args(WASM))?;
     crate::dist::dist(&[])?;
     let mut tally = Tally::default();
+    // The bridge's test-only features are turned on for the whole
+    // workspace's build (`--workspace --features dumdum-bridge/…`), not with
+    // `-p dumdum-bridge`: with `-p`, Cargo unifies the dependencies'
+    // features over the bridge alone, and the `--workspace` test build then
+    // compiles about 45 of them (tokio, hyper, axum, serde, …) a second time.
+    const BRIDGE: [&str; 2] = ["test", "--workspace"];
     // The page inside the binary (`cargo xtask release`): the bridge's
     // assets tests with the table of the page just built.
     let (page, _) = crate::release::embed_built_page()?;
     run_tests(
         cargo()
-            .args(["test", "-p", "dumdum-bridge", "--features", "embed-page"])
-            .args(["--lib", "assets"])
+            .args(BRIDGE)
+            .args(["--features", "dumdum-bridge/embed-page"])
+            .args(["--lib", "assets::"])
             .env("DUMDUM_EMBEDDED_PAGE", &page),
         &mut tally,
     )?;
     // The same page over HTTP: encodings, cache policy, security headers.
     run_tests(
         cargo()
-            .args(["test", "-p", "dumdum-bridge", "--features", "embed-page"])
+            .args(BRIDGE)
+            .args(["--features", "dumdum-bridge/embed-page"])
             .args(["--test", "serving"])
             .env("DUMDUM_SKIP_DIST", "1")
             .env("DUMDUM_EMBEDDED_PAGE", &page),
@@ -168,15 +176,10 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
     // A panic injected into one session's task (test-only feature): the
     // process, other sessions and the counts survive it.
     run_tests(
-        cargo().args([
-            "test",
-            "-p",
-            "dumdum-bridge",
-            "--features",
-            "fault-injection",
-            "--test",
-            "fault",
-        ]),
+        cargo()
+            .args(BRIDGE)
+            .args(["--features", "dumdum-bridge/fault-injection"])
+            .args(["--test", "fault"]),
         &mut tally,
     )?;
     // Each fuzz target for DUMDUM_FUZZ_SECONDS (30 by default); a target
