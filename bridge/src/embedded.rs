@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,6 +34,10 @@ const CONN_QUEUE: usize = 4096;
 const READ_CHUNK: usize = 4096;
 /// Why a connection whose queue overflowed ends.
 const TOO_SLOW: &str = "too slow: its send queue is full";
+/// From this many authenticated connections on, a bridge session lets the
+/// other sessions run once before writing what it was given (see
+/// [`MemInbox::crowded`]).
+const CROWD: usize = 8;
 
 /// What a connection must do after the events of a chunk.
 enum Next {
@@ -62,6 +66,8 @@ pub struct Embedded {
     state: Mutex<State>,
     max_messages: usize,
     next_id: AtomicU64,
+    /// Authenticated connections (`State::peers`), readable without the lock.
+    audience: AtomicUsize,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -101,6 +107,7 @@ impl Embedded {
             }),
             max_messages,
             next_id: AtomicU64::new(1),
+            audience: AtomicUsize::new(0),
             shutdown,
             tracker,
         })
@@ -242,6 +249,7 @@ impl Embedded {
     fn forget(&self, id: u64, nick: Option<&str>) {
         let mut st = self.lock();
         st.peers.remove(&id);
+        self.audience.store(st.peers.len(), Ordering::Relaxed);
         if let Some(n) = nick {
             st.nicks.remove(n);
         }
@@ -284,6 +292,7 @@ impl Embedded {
                                 kill: kill.clone(),
                             },
                         );
+                        self.audience.store(st.peers.len(), Ordering::Relaxed);
                         *nick = Some(wanted);
                     }
                 }
@@ -316,6 +325,7 @@ impl Embedded {
                             }
                             Err(TrySendError::Closed(_)) => false,
                         });
+                        self.audience.store(st.peers.len(), Ordering::Relaxed);
                     }
                 }
                 ServerEvent::ListChannels => {
@@ -436,6 +446,7 @@ impl MemConn {
         Some(MemInbox {
             rx: self.rx.take()?,
             kill: self.kill.clone(),
+            server: self.server.clone(),
         })
     }
 }
@@ -460,6 +471,7 @@ fn killed(kill: &CancellationToken) -> io::Result<()> {
 pub(crate) struct MemInbox {
     rx: queue::Receiver<Bytes>,
     kill: CancellationToken,
+    server: Arc<Embedded>,
 }
 
 impl std::fmt::Debug for MemInbox {
@@ -479,6 +491,15 @@ impl MemInbox {
             Poll::Ready(None) => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// Whether broadcasts go to so many connections that a session should
+    /// let the others run once before writing what it took: their posts
+    /// then join its batch (one WebSocket write for several frames, where
+    /// each write costs the most). Not with a few, where that turn would
+    /// only add latency.
+    pub(crate) fn crowded(&self) -> bool {
+        self.server.audience.load(Ordering::Relaxed) >= CROWD
     }
 
     /// The next frame if one is queued.
@@ -724,5 +745,36 @@ mod tests {
         drop(alice);
         let (_, _, ok) = login(&server, "alice").await;
         assert!(ok, "a closed connection frees its nick");
+    }
+
+    #[tokio::test]
+    async fn a_room_is_crowded_from_eight_authenticated_connections() {
+        let server = Embedded::new(
+            &["general".to_string()],
+            10,
+            CancellationToken::new(),
+            TaskTracker::new(),
+        );
+        let mut conns = Vec::new();
+        for i in 0..CROWD - 1 {
+            let (conn, _, ok) = login(&server, &format!("u{i}")).await;
+            assert!(ok);
+            conns.push(conn);
+        }
+        // Connected but not authenticated: no broadcasts, not counted.
+        let _anonymous = server.connect();
+        let mut first = conns.remove(0);
+        let inbox = first.inbox().expect("not taken yet");
+        assert!(!inbox.crowded(), "{} connections", CROWD - 1);
+        let (eighth, _, ok) = login(&server, "eighth").await;
+        assert!(ok);
+        assert!(inbox.crowded(), "{CROWD} connections");
+        drop(eighth);
+        assert!(!inbox.crowded(), "one left");
+        drop(first);
+        drop(conns);
+        let (_, _, ok) = login(&server, "u0").await;
+        assert!(ok);
+        assert!(!inbox.crowded(), "the others left");
     }
 }

@@ -1052,6 +1052,16 @@ impl Session {
                     })?;
                     if let Some(i) = inbox.as_mut() {
                         self.on_frames(first, i, &mut decoder)?;
+                        if i.crowded() {
+                            // Other sessions' posts join this batch.
+                            tokio::task::yield_now().await;
+                            if let Some(next) = i.try_frame().map_err(|e| {
+                                self.app.metrics.upstream_closed.increment(1);
+                                End::upstream_closed(format!("read error: {e}"))
+                            })? {
+                                self.on_frames(next, i, &mut decoder)?;
+                            }
+                        }
                     }
                     self.write_now();
                 }

@@ -87,7 +87,7 @@ bridge/direct are printed (never asserted). Then several bridges: haproxy
 server, against b1 alone, alternating likewise (skipped when
 /usr/sbin/haproxy is missing).
 
-  --rounds N          measured rounds per path and case (default 3)
+  --rounds N          measured rounds per path and case (default 5)
   --quick             a smoke run: 1 round, 1/5 of the posts
   --rtt-posts N       posts per one-client round trip round (default 2000)
   --client-threads N  tokio worker threads for the clients (default 1)
@@ -117,7 +117,7 @@ struct Opts {
 impl Default for Opts {
     fn default() -> Self {
         Opts {
-            rounds: 3,
+            rounds: 5,
             quick: false,
             rtt_posts: 2000,
             client_threads: 1,
@@ -168,7 +168,7 @@ impl Opts {
                 other => bail!("unknown option `{other}`\n\n{USAGE}"),
             }
         }
-        o.rounds = rounds.unwrap_or(if o.quick { 1 } else { 3 });
+        o.rounds = rounds.unwrap_or(if o.quick { 1 } else { 5 });
         o.rtt_posts = rtt.unwrap_or(if o.quick { 400 } else { 2000 });
         Ok(o)
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::setup::root;
 
@@ -41,7 +41,8 @@ const BUILD_FLAGS: [&str; 2] = ["--sanitizer", "none"];
 const USAGE: &str = "usage: cargo xtask fuzz [--seconds N] [--target NAME]... [--merge]
 
 Runs each cargo-fuzz target of protocol/fuzz for N seconds (default 30, or
-$DUMDUM_FUZZ_SECONDS) from the checked-in corpus protocol/fuzz/seeds/<target>.
+$DUMDUM_FUZZ_SECONDS) from the checked-in corpus protocol/fuzz/seeds/<target>,
+as many side by side as there are CPUs.
 New inputs are kept in protocol/fuzz/target/fuzz-corpus/<target>; --merge
 adds those that reach new coverage to the checked-in seeds (libFuzzer -merge=1).";
 
@@ -165,6 +166,42 @@ struct Outcome {
     failure: Option<String>,
 }
 
+/// Runs the targets side by side, one per CPU (libFuzzer runs one thread):
+/// each still gets its full `seconds`. Outcomes in the targets' order.
+fn run_targets(targets: &[String], seconds: u64) -> Result<Vec<Outcome>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(targets.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Result<Outcome>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(target) = targets.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, run_target(target, seconds)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    ensure!(
+        results.len() == targets.len(),
+        "a fuzz worker thread panicked"
+    );
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 fn run_target(target: &str, seconds: u64) -> Result<Outcome> {
     let dir = fuzz_dir();
     let seeds = dir.join("seeds").join(target);
@@ -275,10 +312,7 @@ pub(crate) fn run_all(args: &[String]) -> Result<Report> {
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let mut outcomes = Vec::new();
-    for target in &opts.targets {
-        outcomes.push(run_target(target, opts.seconds)?);
-    }
+    let outcomes = run_targets(&opts.targets, opts.seconds)?;
     eprintln!(
         "xtask fuzz: {} target(s) ran in {:.0} s",
         outcomes.len(),
