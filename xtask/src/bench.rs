@@ -8,7 +8,11 @@
 //! Clients are tokio tasks in this process: a *direct* client speaks dumdum
 //! v2 over TCP to a server; a *bridge* client opens `ws://…/ws` with the
 //! subprotocol `dumdum.v2`, runs the session handshake, then the same
-//! exchange in binary frames. Every socket has `TCP_NODELAY`.
+//! exchange in binary frames. Every socket has `TCP_NODELAY`. The
+//! WebSocket client is [`crate::wsclient`]: it parses the bridge's frames
+//! in place from its read buffer, as the direct client decodes dumdum, so
+//! that the clients (which share the machine's cores with the bridge) cost
+//! about the same on either path.
 //!
 //! - **Fan-out, closed loop**: N clients in one channel; each posts its next
 //!   message only when its own copy has come back, and every client receives
@@ -44,17 +48,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use dumdum_protocol::session::{Content, Handshake, HandshakeState, SUBPROTOCOL};
 use dumdum_protocol::{ClientMessage, Decode, Decoder, ServerMessage};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use crate::setup::root;
+use crate::wsclient::{Frame, WsClient};
 
 /// The longest wait for any one message, connection or answer.
 const WAIT: Duration = Duration::from_secs(20);
@@ -62,7 +63,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const CHANNEL: &str = "general";
 /// Bytes of content per posted message (a short chat line).
 const CONTENT_LEN: usize = 64;
-/// A WebSocket client's read buffer: what the direct client reads at once.
+/// What the direct client reads at once.
 const READ_BUFFER: usize = 4096;
 /// Set in the environment of the release build this command re-runs.
 const INNER_ENV: &str = "DUMDUM_XTASK_BENCH_INNER";
@@ -956,7 +957,7 @@ enum Conn {
         stream: TcpStream,
         decoder: Box<Decoder<ServerMessage>>,
     },
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<WsClient>),
 }
 
 impl Conn {
@@ -1018,10 +1019,7 @@ impl Conn {
                 .write_all(&bytes)
                 .await
                 .context("writing to the server"),
-            Conn::Ws(ws) => ws
-                .send(Message::binary(bytes))
-                .await
-                .context("writing to the bridge"),
+            Conn::Ws(ws) => ws.send_binary(&bytes).await,
         }
     }
 
@@ -1043,18 +1041,16 @@ impl Conn {
                 ensure!(n > 0, "the server closed the connection");
             },
             Conn::Ws(ws) => loop {
-                match ws.next().await {
-                    Some(Ok(Message::Binary(b))) => {
+                match ws.next().await? {
+                    Frame::Binary(b) => {
                         return ServerMessage::decode_exact(&b)
                             .context("a binary frame from the bridge");
                     }
-                    // Notices (upstream connected, acks), pings.
-                    Some(Ok(
-                        Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_),
-                    )) => {}
-                    Some(Ok(Message::Close(f))) => bail!("the bridge closed the WebSocket: {f:?}"),
-                    Some(Err(e)) => return Err(e).context("reading from the bridge"),
-                    None => bail!("the bridge ended the WebSocket"),
+                    // Notices (upstream connected, acks).
+                    Frame::Text(_) => {}
+                    Frame::Close(code, reason) => {
+                        bail!("the bridge closed the WebSocket: {code:?} {reason}")
+                    }
                 }
             },
         }
@@ -1067,17 +1063,12 @@ impl Conn {
             Conn::Tcp { mut stream, .. } => {
                 let _ = stream.shutdown().await;
             }
-            Conn::Ws(ws) => {
-                let mut ws = *ws;
-                let frame = CloseFrame {
-                    code: CloseCode::Normal,
-                    reason: "bench done".into(),
-                };
+            Conn::Ws(mut ws) => {
                 let _ = tokio::time::timeout(WAIT, async {
-                    ws.close(Some(frame)).await?;
+                    ws.send_close(1000, "bench done").await?;
                     // Until the bridge answers the close.
-                    while ws.next().await.is_some() {}
-                    Ok::<_, tokio_tungstenite::tungstenite::Error>(())
+                    while !matches!(ws.next().await?, Frame::Close(..)) {}
+                    Ok::<_, anyhow::Error>(())
                 })
                 .await;
             }
@@ -1091,44 +1082,26 @@ async fn ws_session(
     tcp: TcpStream,
     http: SocketAddr,
     name: &str,
-) -> Result<(WebSocketStream<TcpStream>, Option<String>)> {
-    let mut req = format!("ws://{http}/ws")
-        .into_client_request()
-        .context("the WebSocket request")?;
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
-    // tungstenite zero-fills its whole read buffer before every read
-    // (128 KiB by default): a browser pays nothing like it, and on a shared
-    // 2-core machine that client cost would be charged to the bridge.
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (mut ws, _) = tokio::time::timeout(
-        WAIT,
-        tokio_tungstenite::client_async_with_config(req, tcp, Some(config)),
-    )
-    .await
-    .context("the WebSocket upgrade timed out")?
-    .context("the WebSocket upgrade")?;
-    let text = |c: Content| Message::text(c.to_json());
-    ws.send(text(Content::Handshake(Handshake::start(
-        1,
-        Some(name.into()),
-    ))))
-    .await
-    .context("sending Start")?;
-    let again = next_handshake(&mut ws).await?;
+) -> Result<(WsClient, Option<String>)> {
+    let mut ws = tokio::time::timeout(WAIT, WsClient::connect(tcp, http, SUBPROTOCOL))
+        .await
+        .context("the WebSocket upgrade timed out")?
+        .context("the WebSocket upgrade")?;
+    let start = Content::Handshake(Handshake::start(1, Some(name.into())));
+    ws.send_text(&start.to_json())
+        .await
+        .context("sending Start")?;
+    let again = ws_handshake(&mut ws).await?;
     ensure!(
         again.state() == HandshakeState::Again,
         "expected Again, got {again:?}"
     );
     let key = again.session.context("Again without a session key")?;
-    ws.send(text(Content::Handshake(Handshake::restart(
-        2, key, 0, None,
-    ))))
-    .await
-    .context("sending Restart")?;
-    let ok = next_handshake(&mut ws).await?;
+    let restart = Content::Handshake(Handshake::restart(2, key, 0, None));
+    ws.send_text(&restart.to_json())
+        .await
+        .context("sending Restart")?;
+    let ok = ws_handshake(&mut ws).await?;
     ensure!(
         ok.state() == HandshakeState::Success,
         "expected Success, got {ok:?}"
@@ -1136,6 +1109,30 @@ async fn ws_session(
     Ok((ws, ok.node))
 }
 
+/// The next handshake message on a bench WebSocket.
+async fn ws_handshake(ws: &mut WsClient) -> Result<Handshake> {
+    let next = async {
+        loop {
+            match ws.next().await? {
+                Frame::Text(t) => {
+                    let text = std::str::from_utf8(&t).context("a text frame not in UTF-8")?;
+                    if let Ok(Content::Handshake(h)) = Content::parse(text) {
+                        return Ok(h);
+                    }
+                }
+                Frame::Close(code, reason) => {
+                    bail!("the bridge refused the session: {code:?} {reason}")
+                }
+                Frame::Binary(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, next)
+        .await
+        .context("no handshake answer")?
+}
+
+/// The next handshake message on a tungstenite WebSocket (the soak's).
 pub(crate) async fn next_handshake(ws: &mut WebSocketStream<TcpStream>) -> Result<Handshake> {
     loop {
         let m = tokio::time::timeout(WAIT, ws.next())

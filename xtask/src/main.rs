@@ -19,6 +19,7 @@ mod setup;
 mod size_report;
 mod soak;
 mod test;
+mod wsclient;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
