@@ -644,6 +644,16 @@ mod tests {
         }
     }
 
+    /// A server with one channel, `general`, keeping 10 messages.
+    fn general_only() -> Arc<Embedded> {
+        Embedded::new(
+            &["general".to_string()],
+            10,
+            CancellationToken::new(),
+            TaskTracker::new(),
+        )
+    }
+
     async fn login(server: &Arc<Embedded>, nick: &str) -> (MemConn, Decoder<ServerMessage>, bool) {
         let mut conn = server.connect();
         let mut decoder = Decoder::<ServerMessage>::new(64 * 1024);
@@ -673,12 +683,7 @@ mod tests {
 
     #[tokio::test]
     async fn in_process_connections_chat_and_free_their_nick() {
-        let server = Embedded::new(
-            &["general".to_string()],
-            10,
-            CancellationToken::new(),
-            TaskTracker::new(),
-        );
+        let server = general_only();
         let (mut alice, mut alice_rx, ok) = login(&server, "alice").await;
         assert!(ok);
         let (mut bob, mut bob_rx, ok) = login(&server, "bob").await;
@@ -749,12 +754,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_room_is_crowded_from_eight_authenticated_connections() {
-        let server = Embedded::new(
-            &["general".to_string()],
-            10,
-            CancellationToken::new(),
-            TaskTracker::new(),
-        );
+        let server = general_only();
         let mut conns = Vec::new();
         for i in 0..CROWD - 1 {
             let (conn, _, ok) = login(&server, &format!("u{i}")).await;

@@ -1046,19 +1046,13 @@ impl Session {
                     Some(i) => i.poll_frame(cx),
                     None => Poll::Pending,
                 }), if from_inbox => {
-                    let first = r.map_err(|e| {
-                        self.app.metrics.upstream_closed.increment(1);
-                        End::upstream_closed(format!("read error: {e}"))
-                    })?;
+                    let first = r.map_err(|e| self.read_failed(&e))?;
                     if let Some(i) = inbox.as_mut() {
                         self.on_frames(first, i, &mut decoder)?;
                         if i.crowded() {
                             // Other sessions' posts join this batch.
                             tokio::task::yield_now().await;
-                            if let Some(next) = i.try_frame().map_err(|e| {
-                                self.app.metrics.upstream_closed.increment(1);
-                                End::upstream_closed(format!("read error: {e}"))
-                            })? {
+                            if let Some(next) = i.try_frame().map_err(|e| self.read_failed(&e))? {
                                 self.on_frames(next, i, &mut decoder)?;
                             }
                         }
@@ -1072,10 +1066,7 @@ impl Session {
                             return Err(End::upstream_closed("the server closed the connection".into()));
                         }
                         Ok(_) => {}
-                        Err(e) => {
-                            self.app.metrics.upstream_closed.increment(1);
-                            return Err(End::upstream_closed(format!("read error: {e}")));
-                        }
+                        Err(e) => return Err(self.read_failed(&e)),
                     }
                     if self.on_read(&mut decoder)? {
                         if decoder.buffered() > 0 || !self.up_out.is_empty() {
@@ -1193,6 +1184,12 @@ impl Session {
 
     /// [`Session::on_server_data`] after a read, counting the frames it
     /// delivered in the metrics (once per read, not once per frame).
+    /// A read from the server failed: counted, and the session's end.
+    fn read_failed(&self, e: &std::io::Error) -> End {
+        self.app.metrics.upstream_closed.increment(1);
+        End::upstream_closed(format!("read error: {e}"))
+    }
+
     fn on_read(&mut self, decoder: &mut Decoder<ServerMessage>) -> Result<bool, End> {
         self.counting_frames(|s| s.on_server_data(decoder))
     }
@@ -1252,10 +1249,7 @@ impl Session {
             if taken >= READ_CHUNK {
                 break;
             }
-            next = inbox.try_frame().map_err(|e| {
-                self.app.metrics.upstream_closed.increment(1);
-                End::upstream_closed(format!("read error: {e}"))
-            })?;
+            next = inbox.try_frame().map_err(|e| self.read_failed(&e))?;
         }
         Ok(())
     }
