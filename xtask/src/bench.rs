@@ -68,6 +68,12 @@ const READ_BUFFER: usize = 4096;
 /// Set in the environment of the release build this command re-runs.
 const INNER_ENV: &str = "DUMDUM_XTASK_BENCH_INNER";
 /// The cases, as `--server` names them.
+/// Measured rounds per path for the Python server (and haproxy), whose
+/// fan-out rounds last seconds ...
+const PY_ROUNDS: usize = 5;
+/// ... and for the embedded server, whose rounds last about 0.1 s: more of
+/// them, for a median that one scheduling hiccup does not move.
+const EMBEDDED_ROUNDS: usize = 15;
 const CASES: [&str; 3] = ["python", "embedded", "haproxy"];
 /// Debian's haproxy (`cargo xtask setup` installs it).
 const HAPROXY: &str = "/usr/sbin/haproxy";
@@ -88,7 +94,8 @@ bridge/direct are printed (never asserted). Then several bridges: haproxy
 server, against b1 alone, alternating likewise (skipped when
 /usr/sbin/haproxy is missing).
 
-  --rounds N          measured rounds per path and case (default 5)
+  --rounds N          measured rounds per path and case (default 5; 15 for the
+                      embedded server, whose fan-out rounds last about 0.1 s)
   --quick             a smoke run: 1 round, 1/5 of the posts
   --rtt-posts N       posts per one-client round trip round (default 2000)
   --client-threads N  tokio worker threads for the clients (default 1)
@@ -104,7 +111,8 @@ The bridge runs with RUST_LOG=warn and inherits the rest of the environment
 /// Command-line options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Opts {
-    rounds: usize,
+    /// `--rounds`; `None`: each case's own default ([`Case::rounds`]).
+    rounds: Option<usize>,
     quick: bool,
     rtt_posts: usize,
     client_threads: usize,
@@ -118,7 +126,7 @@ struct Opts {
 impl Default for Opts {
     fn default() -> Self {
         Opts {
-            rounds: 5,
+            rounds: None,
             quick: false,
             rtt_posts: 2000,
             client_threads: 1,
@@ -169,9 +177,14 @@ impl Opts {
                 other => bail!("unknown option `{other}`\n\n{USAGE}"),
             }
         }
-        o.rounds = rounds.unwrap_or(if o.quick { 1 } else { 5 });
+        o.rounds = rounds.or(o.quick.then_some(1));
         o.rtt_posts = rtt.unwrap_or(if o.quick { 400 } else { 2000 });
         Ok(o)
+    }
+
+    /// Measured rounds per path of `case`.
+    fn rounds(&self, case: &Case) -> usize {
+        self.rounds.unwrap_or(case.rounds)
     }
 
     /// Whether `case` runs (`--server` picks one).
@@ -433,7 +446,10 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     let _ = writeln!(
         header,
         "rounds:  {} per path and case, the two paths of a case alternating; content {CONTENT_LEN} bytes",
-        opts.rounds
+        opts.rounds.map_or_else(
+            || format!("{PY_ROUNDS} (embedded: {EMBEDDED_ROUNDS})"),
+            |n| n.to_string()
+        )
     );
 
     let rt = if opts.client_threads == 1 {
@@ -529,6 +545,8 @@ struct Case {
     /// (round trip); `None`: no target, the figure is shown.
     expect_fan: fn(usize) -> Option<&'static str>,
     expect_rtt: Option<&'static str>,
+    /// Measured rounds per path unless `--rounds` says.
+    rounds: usize,
 }
 
 async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
@@ -551,6 +569,7 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
             bridges: vec![env.http],
             expect_fan: |_| Some("≥ 0.9"),
             expect_rtt: None,
+            rounds: PY_ROUNDS,
         },
         Case {
             label: "embedded",
@@ -559,6 +578,7 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
             bridges: vec![env.http],
             expect_fan: |clients| Some(if clients == 10 { "≥ 0.8" } else { "≥ 0.7" }),
             expect_rtt: Some("≤ 50 µs"),
+            rounds: EMBEDDED_ROUNDS,
         },
     ];
     if let Some(lb) = env.lb {
@@ -583,6 +603,7 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
             bridges: lb.nodes.to_vec(),
             expect_fan: |_| None,
             expect_rtt: None,
+            rounds: PY_ROUNDS,
         });
     }
     let cases: Vec<Case> = cases.into_iter().filter(|c| opts.runs(c.label)).collect();
@@ -605,14 +626,14 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
     for s in &cases {
         for (clients, posts) in opts.sizes() {
             let mut rows = [Vec::new(), Vec::new()];
-            for r in 0..opts.rounds {
+            for r in 0..opts.rounds(s) {
                 for (i, p) in s.routes.into_iter().enumerate() {
                     eprintln!(
                         "fan-out {} {clients}x{posts} via {}, round {}/{}",
                         s.label,
                         p.name(),
                         r + 1,
-                        opts.rounds
+                        opts.rounds(s)
                     );
                     rows[i].push(fanout_round(&mut ctx, s, p, clients, posts).await?);
                 }
@@ -620,14 +641,14 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
             fan.push((s.clone(), clients, posts, rows));
         }
         let mut rows = [Vec::new(), Vec::new()];
-        for r in 0..opts.rounds {
+        for r in 0..opts.rounds(s) {
             for (i, p) in s.routes.into_iter().enumerate() {
                 eprintln!(
                     "round trip {} via {}, round {}/{}",
                     s.label,
                     p.name(),
                     r + 1,
-                    opts.rounds
+                    opts.rounds(s)
                 );
                 rows[i].push(rtt_round(&mut ctx, s, p, opts.rtt_posts).await?);
             }
@@ -1341,12 +1362,11 @@ fn report(
         o,
         "\nFan-out, closed loop: N clients in `{CHANNEL}`; each posts its next message when its own copy is back;\n\
          every client receives every message. deliveries/s = messages received by all clients / wall time;\n\
-         latency = post -> own copy back (all posts of a round). Medians over {} round(s), (min-max).\n\
+         latency = post -> own copy back (all posts of a round). Medians over the rounds, (min-max).\n\
          CPU = µs of CPU time per delivery used by the bridge processes (summed; the first also runs the\n\
          embedded server), the Python server, haproxy and the clients (this process), from\n\
          /proc/PID/task/*/schedstat. Case haproxy: `1 bridge` = node b1 straight, `haproxy` =\n\
-         haproxy (deploy/haproxy.cfg) balancing over b1 and b2, both on the same Python server.\n",
-        opts.rounds
+         haproxy (deploy/haproxy.cfg) balancing over b1 and b2, both on the same Python server.\n"
     );
     let _ = writeln!(
         o,
@@ -1402,9 +1422,9 @@ fn report(
     }
     let _ = writeln!(
         o,
-        "\nOne-client round trip: post -> own copy back, {} posts per round; medians over {} round(s);\n\
+        "\nOne-client round trip: post -> own copy back, {} posts per round; medians over the rounds;\n\
          CPU in µs per post.\n",
-        opts.rtt_posts, opts.rounds
+        opts.rtt_posts
     );
     let _ = writeln!(
         o,
@@ -1521,7 +1541,7 @@ mod tests {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(Opts::parse(&[]).unwrap(), Opts::default());
         let q = Opts::parse(&args(&["--quick"])).unwrap();
-        assert_eq!((q.rounds, q.rtt_posts), (1, 400));
+        assert_eq!((q.rounds, q.rtt_posts), (Some(1), 400));
         assert_eq!(q.sizes(), [(10, 40), (50, 8)]);
         let o = Opts::parse(&args(&[
             "--quick",
@@ -1531,7 +1551,7 @@ mod tests {
             "2",
         ]))
         .unwrap();
-        assert_eq!((o.rounds, o.client_threads), (5, 2));
+        assert_eq!((o.rounds, o.client_threads), (Some(5), 2));
         assert!(Opts::parse(&args(&["--rounds"])).is_err());
         assert!(Opts::parse(&args(&["--rounds", "0"])).is_err());
         assert!(Opts::parse(&args(&["--nope"])).is_err());

@@ -67,7 +67,46 @@ fn run_tests(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
+/// Disk a run on a new machine fills, measured (`.ci/run` on a fresh clone,
+/// nothing installed): 3.0 GiB in the clone (`target/debug` 2.1), 1.1 GiB
+/// of crates and tools in `~/.cargo`, about 1.4 GiB of Debian packages and the venv.
+const DISK_NEEDED_MIB: u64 = 6 * 1024;
+
+/// Free MiB on the file system holding `path`, from `df -Pk`.
+fn free_mib(path: &std::path::Path) -> Option<u64> {
+    let out = crate::setup::output(Command::new("df").arg("-Pk").arg(path))?;
+    parse_df_free_kib(&out).map(|kib| kib / 1024)
+}
+
+/// The "Available" column (KiB) of `df -Pk`'s one data line.
+fn parse_df_free_kib(out: &str) -> Option<u64> {
+    out.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Says how much disk is free where the build goes; with `warn`, warns in
+/// words when it is less than a cold run needs: a full disk otherwise shows
+/// only as a linker's "No space left on device" deep in the last step.
+fn report_disk(warn: bool) {
+    let Some(free) = free_mib(&root()) else {
+        return;
+    };
+    eprintln!(
+        "xtask test: {:.1} GiB free on the build's disk",
+        free as f64 / 1024.0
+    );
+    if warn && free < DISK_NEEDED_MIB {
+        eprintln!(
+            "xtask test: warning: a run on a new machine fills about {} GiB (the build, \
+             ~/.cargo and the Debian packages); with {:.1} GiB free it may stop with \
+             \"No space left on device\"",
+            DISK_NEEDED_MIB / 1024,
+            free as f64 / 1024.0
+        );
+    }
+}
+
 pub(crate) fn test(_args: &[String]) -> Result<()> {
+    report_disk(true);
     crate::setup::setup()?;
     let cargo = || {
         let mut cmd = Command::new("cargo");
@@ -191,6 +230,7 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
         println!("tests: {} passed, {} failed", tally.passed, tally.failed);
         bail!("{} fuzz target(s) found a crash", fuzz.failed);
     }
+    report_disk(false);
     eprintln!("xtask test: every check passed");
     println!("tests: {} passed, {} failed", tally.passed, tally.failed);
     Ok(())
@@ -199,6 +239,15 @@ pub(crate) fn test(_args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn df_available_column() {
+        let out = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n\
+                   /dev/vda         263174212  11530752  83886080      13% /\n";
+        assert_eq!(parse_df_free_kib(out), Some(83_886_080));
+        assert_eq!(parse_df_free_kib("Filesystem\n"), None);
+        assert_eq!(parse_df_free_kib(""), None);
+    }
 
     #[test]
     fn tally_sums_cargo_result_lines() {
