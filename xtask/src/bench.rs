@@ -67,13 +67,13 @@ const CONTENT_LEN: usize = 64;
 const READ_BUFFER: usize = 4096;
 /// Set in the environment of the release build this command re-runs.
 const INNER_ENV: &str = "DUMDUM_XTASK_BENCH_INNER";
-/// The cases, as `--server` names them.
 /// Measured rounds per path for the Python server (and haproxy), whose
 /// fan-out rounds last seconds ...
 const PY_ROUNDS: usize = 5;
 /// ... and for the embedded server, whose rounds last about 0.1 s: more of
 /// them, for a median that one scheduling hiccup does not move.
 const EMBEDDED_ROUNDS: usize = 15;
+/// The cases, as `--server` names them.
 const CASES: [&str; 3] = ["python", "embedded", "haproxy"];
 /// Debian's haproxy (`cargo xtask setup` installs it).
 const HAPROXY: &str = "/usr/sbin/haproxy";
@@ -624,16 +624,17 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
     let mut fan = Vec::new();
     let mut rtt = Vec::new();
     for s in &cases {
+        let rounds = opts.rounds(s);
         for (clients, posts) in opts.sizes() {
             let mut rows = [Vec::new(), Vec::new()];
-            for r in 0..opts.rounds(s) {
+            for r in 0..rounds {
                 for (i, p) in s.routes.into_iter().enumerate() {
                     eprintln!(
                         "fan-out {} {clients}x{posts} via {}, round {}/{}",
                         s.label,
                         p.name(),
                         r + 1,
-                        opts.rounds(s)
+                        rounds
                     );
                     rows[i].push(fanout_round(&mut ctx, s, p, clients, posts).await?);
                 }
@@ -641,14 +642,14 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
             fan.push((s.clone(), clients, posts, rows));
         }
         let mut rows = [Vec::new(), Vec::new()];
-        for r in 0..opts.rounds(s) {
+        for r in 0..rounds {
             for (i, p) in s.routes.into_iter().enumerate() {
                 eprintln!(
                     "round trip {} via {}, round {}/{}",
                     s.label,
                     p.name(),
                     r + 1,
-                    opts.rounds(s)
+                    rounds
                 );
                 rows[i].push(rtt_round(&mut ctx, s, p, opts.rtt_posts).await?);
             }
