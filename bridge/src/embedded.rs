@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,9 +47,29 @@ enum Next {
     Hello,
 }
 
+/// Set by a broadcaster that found a connection's queue full. A flag that
+/// an in-process connection checks on every frame it takes (a load, where
+/// a cancellation token's check takes a lock), and a token that a TCP
+/// connection's task waits on.
+#[derive(Clone, Default)]
+struct Kill(Arc<KillState>);
+
+#[derive(Default)]
+struct KillState {
+    set: AtomicBool,
+    token: CancellationToken,
+}
+
+impl Kill {
+    fn kill(&self) {
+        self.0.set.store(true, Ordering::Release);
+        self.0.token.cancel();
+    }
+}
+
 struct Peer {
     tx: queue::Sender<Bytes>,
-    kill: CancellationToken,
+    kill: Kill,
 }
 
 struct State {
@@ -129,7 +149,7 @@ impl Embedded {
             nick: None,
             tx,
             rx: Some(rx),
-            kill: CancellationToken::new(),
+            kill: Kill::default(),
             pending: Bytes::new(),
         }
     }
@@ -186,7 +206,7 @@ impl Embedded {
     ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = queue::channel::<Bytes>(CONN_QUEUE);
-        let kill = CancellationToken::new();
+        let kill = Kill::default();
         let mut server = Server::default();
         let mut nick: Option<String> = None;
         let mut buf = vec![0u8; READ_CHUNK];
@@ -202,7 +222,7 @@ impl Embedded {
             let far = tokio::time::Instant::now() + Duration::from_secs(86400);
             tokio::select! {
                 () = self.shutdown.cancelled() => break "server shutting down".to_string(),
-                () = kill.cancelled() => break "too slow: its send queue is full".to_string(),
+                () = kill.0.token.cancelled() => break "too slow: its send queue is full".to_string(),
                 () = tokio::time::sleep_until(hello_by.unwrap_or(far)), if hello_by.is_some() => {
                     break "no HELLO (and TLS) within the handshake timeout".to_string();
                 }
@@ -262,7 +282,7 @@ impl Embedded {
         &self,
         server: &mut Server,
         tx: &queue::Sender<Bytes>,
-        kill: &CancellationToken,
+        kill: &Kill,
         id: u64,
         nick: &mut Option<String>,
     ) -> Result<Next, String> {
@@ -320,7 +340,7 @@ impl Embedded {
                         st.peers.retain(|_, p| match p.tx.try_send(frame.clone()) {
                             Ok(()) => true,
                             Err(TrySendError::Full(_)) => {
-                                p.kill.cancel();
+                                p.kill.kill();
                                 false
                             }
                             Err(TrySendError::Closed(_)) => false,
@@ -396,7 +416,7 @@ pub struct MemConn {
     /// `None` once taken by [`MemConn::inbox`].
     rx: Option<queue::Receiver<Bytes>>,
     /// Cancelled by a broadcaster that found the queue full.
-    kill: CancellationToken,
+    kill: Kill,
     /// The rest of a frame that did not fit the last read.
     pending: Bytes,
 }
@@ -457,8 +477,8 @@ fn take(pending: &mut Bytes, buf: &mut ReadBuf<'_>) {
     buf.put_slice(&pending.split_to(n));
 }
 
-fn killed(kill: &CancellationToken) -> io::Result<()> {
-    if kill.is_cancelled() {
+fn killed(kill: &Kill) -> io::Result<()> {
+    if kill.0.set.load(Ordering::Acquire) {
         return Err(io::Error::other(TOO_SLOW));
     }
     Ok(())
@@ -470,7 +490,7 @@ fn killed(kill: &CancellationToken) -> io::Result<()> {
 /// recipient, so keeping it costs no copy.
 pub(crate) struct MemInbox {
     rx: queue::Receiver<Bytes>,
-    kill: CancellationToken,
+    kill: Kill,
     server: Arc<Embedded>,
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::Connected;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -20,6 +19,7 @@ use tower_http::services::ServeDir;
 use crate::app::{App, Peer};
 use crate::config::unmap;
 use crate::tls::{LimitedListener, TlsListener};
+use crate::wsio::Upgrade;
 
 /// The client's address, for both plain and TLS listeners.
 #[derive(Debug, Clone, Copy)]
@@ -300,13 +300,13 @@ pub(crate) fn loopback_host_allowed(headers: &HeaderMap, allowed: &[String]) -> 
 async fn ws(
     State(app): State<Arc<App>>,
     ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    mut req: Request,
 ) -> Response {
+    let headers = req.headers();
     // `/ws?node=NAME` is for the load balancer; the bridge ignores it.
-    let (client, proxied) = client_of(&app, peer, &headers);
+    let (client, proxied) = client_of(&app, peer, headers);
     // Behind a trusted proxy, the proxy decides which names reach the bridge.
-    if app.loopback && !proxied && !loopback_host_allowed(&headers, &app.config.allowed_origins) {
+    if app.loopback && !proxied && !loopback_host_allowed(headers, &app.config.allowed_origins) {
         app.metrics.origin_refused.increment(1);
         tracing::info!(
             client = %client,
@@ -315,8 +315,8 @@ async fn ws(
         );
         return (StatusCode::FORBIDDEN, "host not allowed\n").into_response();
     }
-    let own = own_origin(&headers, app.https, proxied);
-    if !origin_allowed(&headers, own.as_deref(), &app.config.allowed_origins) {
+    let own = own_origin(headers, app.https, proxied);
+    if !origin_allowed(headers, own.as_deref(), &app.config.allowed_origins) {
         app.metrics.origin_refused.increment(1);
         tracing::info!(
             client = %client,
@@ -329,21 +329,20 @@ async fn ws(
     if app.stop.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    let upgrade = match Upgrade::from_request(&mut req, SUBPROTOCOL) {
+        Ok(u) => u,
+        Err(refused) => return refused.into_response(),
+    };
     let guard = app.ip_guard(client.ip);
-    let max = app.config.max_frame_size;
+    let response = upgrade.response();
     let tracker = app.tracker.clone();
-    upgrade
-        .protocols([SUBPROTOCOL])
-        .max_frame_size(max)
-        .max_message_size(max)
-        // tungstenite keeps its read buffer for the WebSocket's life: 1 KiB
-        // per idle session instead of 4 (a browser's frames are few and
-        // small; a larger frame gets room of its own size).
-        .read_buffer_size(1024)
-        .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| {
-            tracker.track_future(crate::ws::handle(socket, app, client, guard))
-        })
+    tracker.spawn(async move {
+        match upgrade.connection(app.config.max_frame_size).await {
+            Ok(ws) => crate::ws::handle(ws, app, client, guard).await,
+            Err(e) => tracing::debug!(client = %client, error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    response
 }
 
 const NO_PAGE: &str = r#"<!doctype html>

@@ -34,6 +34,7 @@ mod serve;
 mod session;
 pub mod tls;
 mod ws;
+mod wsio;
 
 pub use config::{Cidr, Config, EMBEDDED_NAME, FileConfig, UpstreamConfig};
 

@@ -20,15 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message};
-
 use bytes::{Bytes, BytesMut};
 use dumdum_protocol::session::{Content, Handshake, Notice};
 use dumdum_protocol::{
     Client, ClientConfig, ClientMessage, ClientState, DEFAULT_BUFFER_LIMIT, Decode, Decoder,
     Readiness, ServerMessage,
 };
-use futures_util::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -43,6 +40,7 @@ use crate::link::Link;
 use crate::queue;
 use crate::tls;
 use crate::ws::{CLOSE_WAIT, PING_EVERY, Sink};
+use crate::wsio::{Outgoing, wire_len};
 
 /// Commands queued from WebSockets to a session (a full queue holds its
 /// WebSocket's reader back).
@@ -77,6 +75,8 @@ pub(crate) enum Out {
     Text(String),
     /// A keep-alive ping, or a probe.
     Ping,
+    /// The answer to a client's ping.
+    Pong(Bytes),
 }
 
 impl Out {
@@ -84,15 +84,19 @@ impl Out {
         match self {
             Out::Binary(b) => b.len(),
             Out::Text(t) => t.len(),
-            Out::Ping => 0,
+            Out::Ping | Out::Pong(_) => 0,
         }
     }
+}
 
-    fn into_message(self) -> Message {
+impl Outgoing for Out {
+    fn frame(&self) -> (u8, &[u8]) {
+        use dumdum_protocol::websocket::{OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
         match self {
-            Out::Binary(b) => Message::Binary(b),
-            Out::Text(t) => Message::Text(t.into()),
-            Out::Ping => Message::Ping(Bytes::new()),
+            Out::Binary(b) => (OP_BINARY, b),
+            Out::Text(t) => (OP_TEXT, t.as_bytes()),
+            Out::Ping => (OP_PING, &[]),
+            Out::Pong(b) => (OP_PONG, b),
         }
     }
 }
@@ -219,6 +223,8 @@ pub(crate) enum Cmd {
     Detach { att: u64, how: Detach },
     /// A running acknowledgement from the client: server frames received.
     Ack { att: u64, received: u64 },
+    /// A ping from the client, to be answered.
+    Pong { att: u64, payload: Bytes },
     /// A Restart with this session's key. A refusal gives the WebSocket's
     /// sending half back (the handshake goes on with it).
     Attach {
@@ -238,8 +244,10 @@ struct Attachment {
     id: u64,
     /// `None` once a write failed (the reader then detaches).
     sink: Option<Sink>,
-    /// Frames not yet handed to the WebSocket.
+    /// Frames not yet handed to the WebSocket (the first may be partly
+    /// written: `written` bytes of it).
     out: VecDeque<Out>,
+    written: usize,
     /// Bytes in `out` (the slow-reader limit counts these).
     queued: usize,
     /// Handed to the WebSocket since its last flush.
@@ -282,6 +290,7 @@ impl Attachment {
             id: out.id,
             sink: Some(out.sink),
             out: VecDeque::new(),
+            written: 0,
             queued: 0,
             need_flush: false,
             unflushed: 0,
@@ -326,27 +335,37 @@ impl Attachment {
         self.sink.is_some() && (self.need_flush || !self.out.is_empty())
     }
 
-    /// Hands every queued frame to the WebSocket, then flushes them
-    /// together (one write for the batch). Ready once flushed, or failed.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+    /// Writes every queued frame to the WebSocket, a batch per vectored
+    /// write, then flushes. Ready once flushed, or failed.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let Some(sink) = self.sink.as_mut() else {
             return Poll::Pending;
         };
         while !self.out.is_empty() {
-            std::task::ready!(sink.poll_ready_unpin(cx))?;
-            let Some(m) = self.out.pop_front() else { break };
-            self.queued -= m.cost();
-            if let Out::Binary(_) = m {
-                self.unflushed += 1;
+            let n = std::task::ready!(sink.poll_frames(cx, &self.out, self.written))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
-            sink.start_send_unpin(m.into_message())?;
             self.need_flush = true;
+            let mut n = n + self.written;
+            while let Some(m) = self.out.front() {
+                let len = wire_len(m.frame().1.len());
+                if n < len {
+                    break;
+                }
+                n -= len;
+                self.queued -= m.cost();
+                if let Some(Out::Binary(_)) = self.out.pop_front() {
+                    self.unflushed += 1;
+                }
+            }
+            self.written = n;
         }
         if self.out.capacity() > OUT_KEEP {
             // A burst is over: an idle attachment keeps no queue storage.
             self.out = VecDeque::new();
         }
-        std::task::ready!(sink.poll_flush_unpin(cx))?;
+        std::task::ready!(sink.poll_flush(cx))?;
         self.need_flush = false;
         self.flushed += std::mem::take(&mut self.unflushed);
         Poll::Ready(Ok(()))
@@ -380,9 +399,11 @@ impl Drop for Attachment {
         } else {
             self.close.take()
         };
-        let out = if self.flush_on_close {
+        let out = if self.flush_on_close && self.written == 0 {
             std::mem::take(&mut self.out)
         } else {
+            // A frame cut in the middle cannot be followed by a close
+            // frame: the close goes without what was queued.
             VecDeque::new()
         };
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -408,19 +429,13 @@ async fn close_ws(
     done: CancellationToken,
 ) {
     let work = async {
-        for m in out {
-            sink.feed(m.into_message()).await?;
-        }
-        match close {
-            Some((code, reason)) => {
-                let frame = CloseFrame {
-                    code,
-                    reason: crate::ws::clip_reason(&reason).into(),
-                };
-                sink.send(Message::Close(Some(frame))).await
-            }
-            None => sink.close().await,
-        }
+        sink.send_all(out).await?;
+        sink.send_close(
+            close
+                .as_ref()
+                .map(|(code, reason)| (*code, reason.as_str())),
+        )
+        .await
     };
     let _ = tokio::time::timeout(CLOSE_WAIT, work).await;
     done.cancel();
@@ -1459,6 +1474,13 @@ impl Session {
                 self.pending.push_back((*msg, raw));
                 self.release()
             }
+            Cmd::Pong { att, payload } => {
+                if let Some(a) = self.att.as_mut().filter(|a| a.id == att) {
+                    // Bypasses the queue's limit: a control frame is small.
+                    a.out.push_back(Out::Pong(payload));
+                }
+                Ok(())
+            }
             Cmd::Ack { att, received } => {
                 if !self.is_current(att) {
                     return Ok(());
@@ -1881,6 +1903,7 @@ mod tests {
             id: 1,
             sink: None,
             out: VecDeque::new(),
+            written: 0,
             queued: 0,
             need_flush: false,
             unflushed: 0,

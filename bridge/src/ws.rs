@@ -5,11 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use dumdum_protocol::session::{Content, Handshake, HandshakeState, Notice};
+use dumdum_protocol::websocket::{Message, WsError};
 use dumdum_protocol::{ClientMessage, Decode};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, IpGuard, Peer, key_prefix, new_session_key};
 use crate::queue;
 use crate::session::{self, AttachOut, Cmd, Detach, WsCtrl, code};
+use crate::wsio::{Read, WsRead, WsWrite};
 
 /// A WebSocket's sending half.
-pub(crate) type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
+pub(crate) type Sink = WsWrite;
+type Stream = WsRead;
 
 /// How long a close frame may take to go out, and the peer's answer to come.
 pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -32,19 +31,10 @@ pub(crate) const PING_EVERY: Duration = Duration::from_secs(25);
 /// without hearing anything, pongs included.
 const SILENCE_LIMIT: Duration = Duration::from_secs(70);
 
-/// Cuts a close reason to the 123 bytes a close frame can carry.
-pub(crate) fn clip_reason(reason: &str) -> String {
-    dumdum_protocol::session::close::clip_reason(reason).into_owned()
-}
-
 async fn send_close(sink: &mut Option<Sink>, code: u16, reason: &str) {
     // Gone with a session that ended while it held it.
     let Some(sink) = sink.as_mut() else { return };
-    let frame = CloseFrame {
-        code,
-        reason: clip_reason(reason).into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send_close(Some((code, reason)))).await;
 }
 
 /// What the WebSocket's task keeps of an attachment.
@@ -72,9 +62,13 @@ fn new_attachment(app: &App, client: Peer, sn: u32, sink: Sink) -> (AttachOut, R
 }
 
 /// Serves one upgraded WebSocket.
-pub(crate) async fn handle(socket: WebSocket, app: Arc<App>, client: Peer, guard: Option<IpGuard>) {
+pub(crate) async fn handle(
+    (mut stream, sink): (WsRead, WsWrite),
+    app: Arc<App>,
+    client: Peer,
+    guard: Option<IpGuard>,
+) {
     app.metrics.websockets_active.increment(1.0);
-    let (sink, mut stream) = socket.split();
     let mut sink = Some(sink);
     if guard.is_none() {
         app.metrics.capacity_per_ip.increment(1);
@@ -134,12 +128,29 @@ async fn handshake(
     let mut rounds = 0;
     loop {
         let text = match stream.next().await {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(None),
-            Some(Ok(Message::Binary(_))) => {
+            Read::Lost => return Err(None),
+            Read::Invalid(e) => return Err(Some(invalid_frame(&e))),
+            Read::Message(Message::Close(c)) => {
+                // Answered with its own code, as RFC 6455 suggests.
+                if let Some(ws) = sink.as_mut() {
+                    let echo = c.map(|(code, _)| (code, ""));
+                    let _ = tokio::time::timeout(CLOSE_WAIT, ws.send_close(echo)).await;
+                }
+                return Err(None);
+            }
+            Read::Message(Message::Binary(_)) => {
                 return Err(policy("binary frame before the handshake".into()));
             }
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(_)) => continue,
+            Read::Message(Message::Text(t)) => t,
+            Read::Message(Message::Ping(payload)) => {
+                if let Some(ws) = sink.as_mut()
+                    && ws.send_pong(payload).await.is_err()
+                {
+                    return Err(None);
+                }
+                continue;
+            }
+            Read::Message(Message::Pong(_)) => continue,
         };
         let h = match Content::parse(text.as_str()) {
             Ok(Content::Handshake(h)) => h,
@@ -241,7 +252,7 @@ async fn handshake(
         let Some(ws) = sink.as_mut() else {
             return Err(None);
         };
-        if ws.send(Message::Text(again.into())).await.is_err() {
+        if ws.send_text(again).await.is_err() {
             return Err(None);
         }
         issued = Some((key, upstream));
@@ -257,10 +268,9 @@ fn drain_refusal(app: &App) -> Option<(u16, String)> {
     ))
 }
 
-fn is_capacity(e: axum::Error) -> bool {
-    e.into_inner()
-        .downcast_ref::<tungstenite::Error>()
-        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+/// The close for a frame that breaks RFC 6455 (1002, 1007 or 1009).
+fn invalid_frame(e: &WsError) -> (u16, String) {
+    (e.close_code(), format!("invalid WebSocket frame: {e}"))
 }
 
 async fn reader(
@@ -301,27 +311,30 @@ async fn reader(
             }
             m = stream.next() => m,
         };
-        if let Some(Ok(_)) = &m {
-            // Any frame (a pong included) answers a pending probe.
-            ctrl.heard();
-        }
-        match m {
-            None => break Detach::Hold("connection lost without a close frame".into()),
-            Some(Err(e)) => {
-                if is_capacity(e) {
-                    ctrl.close(code::TOO_BIG, too_big.clone());
-                    break Detach::End(too_big);
-                }
-                break Detach::Hold("connection error".into());
+        let m = match m {
+            Read::Message(m) => m,
+            Read::Lost => break Detach::Hold("connection lost without a close frame".into()),
+            Read::Invalid(WsError::TooBig { .. }) => {
+                ctrl.close(code::TOO_BIG, too_big.clone());
+                break Detach::End(too_big);
             }
-            Some(Ok(Message::Close(frame))) => match frame.map(|f| f.code) {
+            Read::Invalid(e) => {
+                let (code, reason) = invalid_frame(&e);
+                ctrl.close(code, reason.clone());
+                break Detach::End(reason);
+            }
+        };
+        // Any frame (a pong included) answers a pending probe.
+        ctrl.heard();
+        match m {
+            Message::Close(frame) => match frame.map(|(c, _)| c) {
                 Some(code::GOING_AWAY) => break Detach::Hold("client went away (1001)".into()),
                 Some(c) => break Detach::End(format!("client closed ({c})")),
                 None => break Detach::End("client closed".into()),
             },
-            // Larger frames never get here: the WebSocket's own limits
-            // (max_frame_size / max_message_size) end in a capacity error.
-            Some(Ok(Message::Binary(raw))) => match ClientMessage::decode_exact(&raw) {
+            // Larger frames never get here: the decoder's limit ends in
+            // `TooBig`.
+            Message::Binary(raw) => match ClientMessage::decode_exact(&raw) {
                 Ok(msg) => {
                     if cmds
                         .send(Cmd::Frame {
@@ -341,7 +354,7 @@ async fn reader(
                     break Detach::End(reason);
                 }
             },
-            Some(Ok(Message::Text(text))) => match Content::parse(text.as_str()) {
+            Message::Text(text) => match Content::parse(text.as_str()) {
                 Ok(Content::Notice {
                     notice: Notice::SessionAck { received },
                     ..
@@ -357,7 +370,12 @@ async fn reader(
                     break Detach::End(reason);
                 }
             },
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Message::Ping(payload) => {
+                if cmds.send(Cmd::Pong { att, payload }).await.is_err() {
+                    break Detach::End("session ended".into());
+                }
+            }
+            Message::Pong(_) => {}
         }
         // Silence is counted from here (as a timeout around each wait would).
         idle_since = Instant::now();

@@ -14,7 +14,9 @@
 //! - [`session`]: the browser <-> bridge text frames (DIMP handshake and
 //!   bridge notices);
 //! - [`json`]: the small JSON reader and writer they (and the page's stored
-//!   state) use.
+//!   state) use;
+//! - [`websocket`]: the bridge's server-side WebSocket frame codec
+//!   (RFC 6455 framing: a decoder for client frames, server frame headers).
 //!
 //! Interoperability with the reference implementation (`dum-dum-irc` 0.5.0)
 //! is the requirement; its quirks are documented where they matter.
@@ -29,6 +31,7 @@ pub mod message;
 pub mod server;
 pub mod session;
 pub mod snowflake;
+pub mod websocket;
 
 pub use client::{Client, ClientConfig, ClientState, Event, Readiness, TlsMode};
 pub use decoder::{DEFAULT_BUFFER_LIMIT, Decoder};

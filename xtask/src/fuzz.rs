@@ -17,13 +17,14 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::setup::root;
 
 /// The targets, in `protocol/fuzz/Cargo.toml` order.
-pub(crate) const TARGETS: [&str; 6] = [
+pub(crate) const TARGETS: [&str; 7] = [
     "client_message_decode",
     "server_message_decode",
     "decoder_chunks",
     "client_handle_data",
     "server_handle_data",
     "session_content_parse",
+    "websocket_decode",
 ];
 
 /// Seconds per target when neither `--seconds` nor the environment says.

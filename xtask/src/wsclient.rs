@@ -224,23 +224,8 @@ impl WsClient {
 mod tests {
     use super::*;
 
-    /// Frames as a server sends them: unmasked, with each length form.
-    fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => f.push(n as u8),
-            n if n <= 65535 => {
-                f.push(126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(payload);
-        f
-    }
+    // Frames as a server sends them: unmasked, with each length form.
+    use dumdum_protocol::websocket::server_frame;
 
     #[tokio::test]
     async fn upgrades_then_parses_split_frames_and_answers_pings() {
