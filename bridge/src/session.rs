@@ -40,7 +40,7 @@ use crate::link::Link;
 use crate::queue;
 use crate::tls;
 use crate::ws::{CLOSE_WAIT, PING_EVERY, Sink};
-use crate::wsio::{Outgoing, wire_len};
+use crate::wsio::{Outgoing, advance};
 
 /// Commands queued from WebSockets to a session (a full queue holds its
 /// WebSocket's reader back).
@@ -347,19 +347,13 @@ impl Attachment {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
             self.need_flush = true;
-            let mut n = n + self.written;
-            while let Some(m) = self.out.front() {
-                let len = wire_len(m.frame().1.len());
-                if n < len {
-                    break;
+            let (queued, unflushed) = (&mut self.queued, &mut self.unflushed);
+            self.written = advance(&mut self.out, self.written + n, |m| {
+                *queued -= m.cost();
+                if let Out::Binary(_) = m {
+                    *unflushed += 1;
                 }
-                n -= len;
-                self.queued -= m.cost();
-                if let Some(Out::Binary(_)) = self.out.pop_front() {
-                    self.unflushed += 1;
-                }
-            }
-            self.written = n;
+            });
         }
         if self.out.capacity() > OUT_KEEP {
             // A burst is over: an idle attachment keeps no queue storage.
@@ -399,18 +393,20 @@ impl Drop for Attachment {
         } else {
             self.close.take()
         };
-        let out = if self.flush_on_close && self.written == 0 {
-            std::mem::take(&mut self.out)
-        } else {
-            // A frame cut in the middle cannot be followed by a close
-            // frame: the close goes without what was queued.
-            VecDeque::new()
-        };
+        let mut out = std::mem::take(&mut self.out);
+        if !self.flush_on_close {
+            // Only the rest of a frame cut in the middle by a short write:
+            // the close frame cannot follow half a frame.
+            out.truncate(usize::from(self.written > 0));
+        }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             done.cancel();
             return;
         };
-        rt.spawn(self.tracker.track_future(close_ws(sink, out, close, done)));
+        rt.spawn(
+            self.tracker
+                .track_future(close_ws(sink, (out, self.written), close, done)),
+        );
     }
 }
 
@@ -424,12 +420,12 @@ fn abandoned() -> (u16, String) {
 /// the browser started), within [`CLOSE_WAIT`].
 async fn close_ws(
     mut sink: Sink,
-    out: VecDeque<Out>,
+    (out, written): (VecDeque<Out>, usize),
     close: Option<(u16, String)>,
     done: CancellationToken,
 ) {
     let work = async {
-        sink.send_all(out).await?;
+        sink.send_all(out, written).await?;
         sink.send_close(
             close
                 .as_ref()
@@ -1631,7 +1627,7 @@ impl Session {
             );
             self.app.tracker.spawn(close_ws(
                 out.sink,
-                VecDeque::new(),
+                (VecDeque::new(), 0),
                 Some(abandoned()),
                 out.done,
             ));

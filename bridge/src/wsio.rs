@@ -209,10 +209,27 @@ pub(crate) trait Outgoing {
     fn frame(&self) -> (u8, &[u8]);
 }
 
-/// Bytes a frame takes on the wire.
-pub(crate) fn wire_len(payload: usize) -> usize {
-    let mut header = [0; MAX_HEADER];
-    frame::server_header(OP_BINARY, payload, &mut header) + payload
+/// Takes the frames that `written` bytes (counted from the start of the
+/// first) completed off `frames`, handing each to `sent`; returns the bytes
+/// of the new first frame already written.
+pub(crate) fn advance<T: Outgoing>(
+    frames: &mut VecDeque<T>,
+    mut written: usize,
+    mut sent: impl FnMut(T),
+) -> usize {
+    while let Some(f) = frames.front() {
+        let mut header = [0; MAX_HEADER];
+        let payload = f.frame().1.len();
+        let len = frame::server_header(OP_BINARY, payload, &mut header) + payload;
+        if written < len {
+            break;
+        }
+        written -= len;
+        if let Some(f) = frames.pop_front() {
+            sent(f);
+        }
+    }
+    written
 }
 
 /// The sending half of a WebSocket.
@@ -277,26 +294,19 @@ impl WsWrite {
 
     /// Writes `frames` now (a handshake answer, what was left queued at a
     /// close), then flushes.
+    ///
+    /// `skip`: bytes of the first frame an earlier write took.
     pub(crate) async fn send_all<T: Outgoing>(
         &mut self,
         mut frames: VecDeque<T>,
+        mut skip: usize,
     ) -> io::Result<()> {
-        let mut skip = 0;
         while !frames.is_empty() {
-            let mut n = poll_fn(|cx| self.poll_frames(cx, &frames, skip)).await?;
+            let n = poll_fn(|cx| self.poll_frames(cx, &frames, skip)).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
-            n += skip;
-            while let Some(f) = frames.front() {
-                let len = wire_len(f.frame().1.len());
-                if n < len {
-                    break;
-                }
-                n -= len;
-                frames.pop_front();
-            }
-            skip = n;
+            skip = advance(&mut frames, skip + n, drop);
         }
         self.wr.flush().await
     }
@@ -307,18 +317,19 @@ impl WsWrite {
         let payload = close.map_or_else(Vec::new, |(code, reason)| {
             frame::close_payload(code, &close::clip_reason(reason))
         });
-        self.send_all(VecDeque::from([Raw(OP_CLOSE, payload.into())]))
+        self.send_all(VecDeque::from([Raw(OP_CLOSE, payload.into())]), 0)
             .await
     }
 
     /// Answers a ping.
     pub(crate) async fn send_pong(&mut self, payload: Bytes) -> io::Result<()> {
-        self.send_all(VecDeque::from([Raw(OP_PONG, payload)])).await
+        self.send_all(VecDeque::from([Raw(OP_PONG, payload)]), 0)
+            .await
     }
 
     /// Sends a text frame.
     pub(crate) async fn send_text(&mut self, text: String) -> io::Result<()> {
-        self.send_all(VecDeque::from([Raw(OP_TEXT, Bytes::from(text))]))
+        self.send_all(VecDeque::from([Raw(OP_TEXT, Bytes::from(text))]), 0)
             .await
     }
 }
@@ -330,5 +341,36 @@ pub(crate) struct Raw(pub u8, pub Bytes);
 impl Outgoing for Raw {
     fn frame(&self) -> (u8, &[u8]) {
         (self.0, &self.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_takes_off_whole_frames_and_keeps_the_cut_one() {
+        // Wire sizes: 2 + 100, 2 + 3, 4 + 200.
+        let mut frames = VecDeque::from([
+            Raw(OP_BINARY, Bytes::from(vec![1; 100])),
+            Raw(OP_TEXT, Bytes::from_static(b"abc")),
+            Raw(OP_BINARY, Bytes::from(vec![2; 200])),
+        ]);
+        let mut sent = Vec::new();
+        assert_eq!(advance(&mut frames, 50, |f| sent.push(f.1.len())), 50);
+        assert!(sent.is_empty(), "half a frame is not sent");
+        assert_eq!(advance(&mut frames, 102 + 4, |f| sent.push(f.1.len())), 4);
+        assert_eq!(sent, [100], "the first, and 4 bytes of the second");
+        assert_eq!(advance(&mut frames, 5 + 204, |f| sent.push(f.1.len())), 0);
+        assert_eq!(sent, [100, 3, 200]);
+        assert!(frames.is_empty());
+    }
+
+    #[test]
+    fn the_accept_key_of_rfc_6455() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

@@ -297,3 +297,97 @@ async fn held_sessions_count_against_the_per_ip_cap() {
     .await;
     assert_closed(&mut c, 1013, "too many sessions").await;
 }
+
+/// A client frame as RFC 6455 wants it: final, masked (short payloads).
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x80 | opcode, 0x80 | u8::try_from(payload.len()).unwrap()];
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+/// Reads until `buf` holds a whole unmasked server frame; returns its
+/// opcode and payload.
+async fn server_frame(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if buf.len() >= 2 && buf[1] < 126 && buf.len() >= 2 + usize::from(buf[1]) {
+                assert_eq!(buf[1] & 0x80, 0, "server frames are not masked");
+                let len = usize::from(buf[1]);
+                let frame: Vec<u8> = buf.drain(..2 + len).collect();
+                return (frame[0] & 0x0f, frame[2..].to_vec());
+            }
+            let mut chunk = [0u8; 1024];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before a whole frame");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("a frame in time")
+}
+
+#[tokio::test]
+async fn raw_websocket_upgrade_ping_and_unmasked_frame_closes_1002() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bridge = Bridge::embedded().await;
+    let mut tcp = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    // The key and accept value of RFC 6455, section 1.3.
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: chat, dumdum.v2\r\n\r\n",
+        bridge.addr
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let head_end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return i + 4;
+            }
+            let mut chunk = [0u8; 1024];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the response head");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("a response head in time");
+    let head = String::from_utf8(buf.drain(..head_end).collect()).unwrap();
+    let lower = head.to_ascii_lowercase();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        lower.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    assert!(
+        lower.contains("sec-websocket-protocol: dumdum.v2"),
+        "{head}"
+    );
+    // A ping is answered with its payload.
+    tcp.write_all(&masked(0x9, b"are you there")).await.unwrap();
+    assert_eq!(
+        server_frame(&mut tcp, &mut buf).await,
+        (0xA, b"are you there".to_vec())
+    );
+    // An unmasked frame breaks the protocol: 1002 and a reason in words.
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let (op, payload) = server_frame(&mut tcp, &mut buf).await;
+    assert_eq!(op, 0x8, "a close frame");
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002);
+    let reason = String::from_utf8(payload[2..].to_vec()).unwrap();
+    assert!(reason.contains("not masked"), "{reason}");
+    still_serves(&bridge).await;
+}
+
+#[tokio::test]
+async fn upgrade_without_websocket_headers_is_refused() {
+    let bridge = Bridge::embedded().await;
+    let (status, _, body) = common::http_get(bridge.addr, "/ws").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("upgrade"), "{body}");
+    still_serves(&bridge).await;
+}

@@ -180,7 +180,7 @@ impl Problem {
             code::GOING_AWAY => Problem::BridgeRestarting,
             code::SERVICE_RESTART => Problem::ServiceRestart,
             code::TRY_AGAIN_LATER => Problem::Busy,
-            code::MALFORMED | code::POLICY | code::TOO_BIG => {
+            code::PROTOCOL_ERROR | code::MALFORMED | code::POLICY | code::TOO_BIG => {
                 Problem::Protocol(if reason.is_empty() {
                     format!("the bridge closed the connection with code {code}")
                 } else {

@@ -36,7 +36,11 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// No close frame: the connection was cut (never sent, only observed).
     pub const ABNORMAL: u16 = 1006;
-    /// A malformed dumdum frame from the client.
+    /// The client's frames break RFC 6455 (unmasked, reserved bits,
+    /// broken fragmentation, an invalid close frame).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A malformed dumdum frame from the client (or WebSocket text that is
+    /// not UTF-8).
     pub const MALFORMED: u16 = 1007;
     /// Policy: a frame out of order, an invalid text frame, a client too
     /// slow to read what it is sent.

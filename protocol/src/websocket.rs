@@ -34,6 +34,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::session::close;
+
 /// Opcode of a continuation frame.
 pub const OP_CONTINUATION: u8 = 0x0;
 /// Opcode of a text frame.
@@ -117,9 +119,9 @@ impl WsError {
     #[must_use]
     pub fn close_code(&self) -> u16 {
         match self {
-            WsError::TooBig { .. } => 1009,
-            WsError::InvalidUtf8 => 1007,
-            _ => 1002,
+            WsError::TooBig { .. } => close::TOO_BIG,
+            WsError::InvalidUtf8 => close::MALFORMED,
+            _ => close::PROTOCOL_ERROR,
         }
     }
 }
