@@ -3,6 +3,9 @@
 //! outcome as in one piece, for both directions.
 #![no_main]
 
+#[path = "../common/chunks.rs"]
+mod chunks;
+
 use dumdum_protocol::decoder::Directed;
 use dumdum_protocol::{ClientMessage, Decoder, Error, ServerMessage};
 use libfuzzer_sys::fuzz_target;
@@ -36,20 +39,7 @@ fn run<M: Directed + std::fmt::Debug>(limit: usize, chunks: &[&[u8]]) -> (Vec<St
 }
 
 fn check<M: Directed + std::fmt::Debug>(limit: usize, sizes: &[u8], stream: &[u8]) {
-    let mut chunks = Vec::new();
-    let mut rest = stream;
-    for &s in sizes.iter().cycle().take(stream.len()) {
-        if rest.is_empty() {
-            break;
-        }
-        let n = usize::from(s).min(rest.len());
-        let (a, b) = rest.split_at(n);
-        chunks.push(a);
-        rest = b;
-    }
-    if !rest.is_empty() || chunks.is_empty() {
-        chunks.push(rest);
-    }
+    let chunks = chunks::chunks(sizes, stream);
     let whole = run::<M>(limit, &[stream]);
     let chunked = run::<M>(limit, &chunks);
     assert_eq!(whole, chunked);

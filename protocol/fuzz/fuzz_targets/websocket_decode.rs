@@ -4,6 +4,10 @@
 //! more than one incomplete frame (plus a fragmented message so far).
 #![no_main]
 
+#[path = "../common/chunks.rs"]
+mod chunks;
+
+use dumdum_protocol::session::close;
 use dumdum_protocol::websocket::{Message, ServerDecoder};
 use libfuzzer_sys::fuzz_target;
 
@@ -32,7 +36,10 @@ fn run(limit: usize, chunks: &[&[u8]]) -> (Vec<Message>, String) {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    assert!(matches!(e.close_code(), 1002 | 1007 | 1009));
+                    assert!(matches!(
+                        e.close_code(),
+                        close::PROTOCOL_ERROR | close::MALFORMED | close::TOO_BIG
+                    ));
                     assert_eq!(d.next_message(), Err(e.clone()));
                     return (msgs, format!("{e:?}"));
                 }
@@ -55,20 +62,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((sizes, stream)) = data[2..].split_at_checked(n_sizes) else {
         return;
     };
-    let mut chunks = Vec::new();
-    let mut rest = stream;
-    for &s in sizes.iter().cycle().take(stream.len()) {
-        if rest.is_empty() {
-            break;
-        }
-        let n = usize::from(s).min(rest.len());
-        let (a, b) = rest.split_at(n);
-        chunks.push(a);
-        rest = b;
-    }
-    if !rest.is_empty() || chunks.is_empty() {
-        chunks.push(rest);
-    }
+    let chunks = chunks::chunks(sizes, stream);
     let whole = run(limit, &[stream]);
     let chunked = run(limit, &chunks);
     assert_eq!(whole, chunked);
