@@ -68,8 +68,9 @@ const READ_BUFFER: usize = 4096;
 /// Set in the environment of the release build this command re-runs.
 const INNER_ENV: &str = "DUMDUM_XTASK_BENCH_INNER";
 /// Measured rounds per path for the Python server (and haproxy), whose
-/// fan-out rounds last seconds ...
-const PY_ROUNDS: usize = 5;
+/// fan-out rounds last 0.5–2 s, and whose own CPU time swings from round
+/// to round ...
+const PY_ROUNDS: usize = 9;
 /// ... and for the embedded server, whose rounds last about 0.1 s: more of
 /// them, for a median that one scheduling hiccup does not move.
 const EMBEDDED_ROUNDS: usize = 15;
