@@ -5,20 +5,25 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{Bridge, WAIT, expect_notice, expect_secured};
 use dumdum_bridge::{Config, UpstreamConfig};
 use dumdum_protocol::session::Notice;
 use dumdum_protocol::{ClientMessage, HistoryQuery, ServerMessage};
 use dumdum_testkit::{DumdumServer, PyPeer, TestCert};
 
-async fn start_server(cert: Option<&'static TestCert>) -> DumdumServer {
-    tokio::task::spawn_blocking(move || DumdumServer::start_with(&["general", "random"], cert))
-        .await
-        .unwrap()
+async fn start_server(cert: Option<Arc<TestCert>>) -> DumdumServer {
+    tokio::task::spawn_blocking(move || {
+        DumdumServer::start_with(&["general", "random"], cert.as_deref())
+    })
+    .await
+    .unwrap()
 }
 
-fn leak_cert() -> &'static TestCert {
-    Box::leak(Box::new(TestCert::localhost()))
+/// A certificate for one test, its files removed when the test ends.
+fn test_cert() -> Arc<TestCert> {
+    Arc::new(TestCert::localhost())
 }
 
 #[tokio::test]
@@ -113,10 +118,10 @@ fn tls_bridge_config(addr: std::net::SocketAddr, ca: Option<&TestCert>) -> Confi
 
 #[tokio::test]
 async fn tls_upstream_with_the_ca_configured() {
-    let cert = leak_cert();
-    let server = start_server(Some(cert)).await;
+    let cert = test_cert();
+    let server = start_server(Some(cert.clone())).await;
     let addr = server.addr();
-    let bridge = Bridge::start(tls_bridge_config(addr, Some(cert))).await;
+    let bridge = Bridge::start(tls_bridge_config(addr, Some(&cert))).await;
     let mut a = bridge.session(None).await;
     // HELLO and AUTHENTICATE back to back: the bridge holds AUTHENTICATE
     // until HELLO(1) and the TLS upgrade are done.
@@ -152,8 +157,8 @@ async fn tls_upstream_with_the_ca_configured() {
 
 #[tokio::test]
 async fn tls_upstream_without_the_ca_is_refused_with_4003() {
-    let cert = leak_cert();
-    let server = start_server(Some(cert)).await;
+    let cert = test_cert();
+    let server = start_server(Some(cert.clone())).await;
     let bridge = Bridge::start(tls_bridge_config(server.addr(), None)).await;
     let mut a = bridge.session(None).await;
     a.send(&ClientMessage::Hello { version: 2 }).await;
@@ -188,10 +193,10 @@ async fn tls_upstream_without_the_ca_is_refused_with_4003() {
 async fn a_ca_without_require_tls_is_not_advertised_as_tls() {
     // Without require_tls the bridge accepts HELLO(0): an on-path attacker
     // can strip TLS, so the page must not be told the link is TLS.
-    let cert = leak_cert();
+    let cert = test_cert();
     let bridge = Bridge::start(tls_bridge_config(
         "127.0.0.1:9".parse().unwrap(),
-        Some(cert),
+        Some(&cert),
     ))
     .await;
     let (_, _, body) = common::http_get(bridge.addr, "/api/servers").await;
