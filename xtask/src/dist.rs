@@ -414,14 +414,14 @@ fn rewrite_index(html: &str, js: &str, wasm: &str, css: &str, boot: &str) -> Res
     Ok(out)
 }
 
-/// 16 hex digits of FNV-1a 64, for cache-busting file names.
+/// The first 16 hex digits of the SHA-256 of `bytes`, for cache-busting
+/// file names.
 fn short_hash(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn gzip_len(bytes: &[u8]) -> Result<usize> {
