@@ -450,6 +450,8 @@ pub struct FileConfig {
     /// `drain_timeout = "30s"`
     #[serde(default, alias = "drain-timeout")]
     pub drain_timeout: Option<DurationValue>,
+    /// `threads = 2`
+    pub threads: Option<std::num::NonZeroUsize>,
 }
 
 impl FileConfig {

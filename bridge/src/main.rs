@@ -2,6 +2,7 @@
 //! dumdum servers (or to its embedded server).
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -130,6 +131,12 @@ struct Cli {
     /// 0 stops at once (1001) [default: 0s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     drain_timeout: Option<Duration>,
+
+    /// Worker threads that run the sessions (and the embedded server)
+    /// [default: one fewer than the CPUs, at least 1, leaving a core to the
+    /// dumdum server beside the bridge; else TOKIO_WORKER_THREADS if set]
+    #[arg(long, value_name = "N")]
+    threads: Option<NonZeroUsize>,
 }
 
 fn parse_upstream(s: &str) -> Result<UpstreamConfig, String> {
@@ -141,6 +148,7 @@ fn parse_upstream(s: &str) -> Result<UpstreamConfig, String> {
 struct Process {
     listen: SocketAddr,
     log_format: LogFormat,
+    threads: usize,
 }
 
 /// Merges the file and the command line into a [`Config`] and the process settings.
@@ -214,7 +222,15 @@ fn build(cli: Cli) -> anyhow::Result<(Config, Process)> {
     }
     config.validate()?;
     let log_format = cli.log_format.or(file.log_format).unwrap_or_default();
-    Ok((config, Process { listen, log_format }))
+    let threads = dumdum_bridge::os::worker_threads(cli.threads.or(file.threads));
+    Ok((
+        config,
+        Process {
+            listen,
+            log_format,
+            threads,
+        },
+    ))
 }
 
 /// Turns SIGTERM and SIGINT into shutdown requests: the first drains (or
@@ -242,10 +258,26 @@ async fn on_signals(shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let (config, Process { listen, log_format }) = build(Cli::parse())?;
+fn main() -> anyhow::Result<()> {
+    let (config, process) = build(Cli::parse())?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(process.threads)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(config, process))
+}
+
+async fn serve(
+    config: dumdum_bridge::Config,
+    Process {
+        listen,
+        log_format,
+        threads,
+    }: Process,
+) -> anyhow::Result<()> {
     dumdum_bridge::os::init_logging(log_format);
+    tracing::debug!(threads, "worker threads");
     match dumdum_bridge::os::raise_descriptor_limit() {
         Ok(limit) => {
             tracing::debug!(limit, "open-file limit");
@@ -316,6 +348,23 @@ mod tests {
     }
 
     #[test]
+    fn every_option_is_in_the_readme_table() {
+        use clap::CommandFactory as _;
+        let rows: Vec<&str> = include_str!("../../README.md")
+            .lines()
+            .filter(|l| l.starts_with("| `--"))
+            .collect();
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let name = format!("`--{long} ");
+            assert!(
+                rows.iter().any(|r| r.contains(&name)),
+                "--{long} is missing from the README's configuration table"
+            );
+        }
+    }
+
+    #[test]
     fn defaults_are_the_embedded_server_on_8080() {
         let (config, process) = build(cli(&[])).unwrap();
         assert_eq!(process.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
@@ -342,6 +391,7 @@ mod tests {
             allowed_origin = ["https://a.example"]
             resume_grace = "2m"
             log_format = "json"
+            threads = 3
             [[upstream]]
             name = "main"
             address = "127.0.0.1:6667"
@@ -366,6 +416,7 @@ mod tests {
         .unwrap();
         assert_eq!(process.listen.port(), 9001, "the flag wins");
         assert_eq!(process.log_format, LogFormat::Json);
+        assert_eq!(process.threads, 3, "from the file");
         assert_eq!(config.www, PathBuf::from("/srv/www"));
         assert_eq!(config.upstreams.len(), 1);
         assert!(config.upstreams[0].require_tls);
@@ -392,6 +443,13 @@ mod tests {
         .unwrap();
         let names: Vec<_> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
+        let (_, process) =
+            build(cli(&["--config", file.to_str().unwrap(), "--threads", "1"])).unwrap();
+        assert_eq!(process.threads, 1, "the flag wins");
+        assert!(
+            Cli::try_parse_from(["dumdum-bridge", "--threads", "0"]).is_err(),
+            "no threads is refused"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -74,6 +74,14 @@ const PY_ROUNDS: usize = 9;
 /// ... and for the embedded server, whose rounds last about 0.1 s: more of
 /// them, for a median that one scheduling hiccup does not move.
 const EMBEDDED_ROUNDS: usize = 15;
+/// Round-trip rounds per fan-out round, each of `--rtt-posts` posts (500):
+/// short rounds, alternating often. How fast a wakeup crosses between this
+/// machine's virtual CPUs drifts over seconds (the same path's round
+/// medians range 20–200 µs), and with 15 rounds of 2000 posts one path
+/// could land in more of the slow spells than the other: two runs read
+/// +45 and +70 µs where 40 alternations of 500 posts, same builds, read
+/// +0.3 and +2.3.
+const RTT_ROUNDS_PER_ROUND: usize = 4;
 /// The cases, as `--server` names them.
 const CASES: [&str; 3] = ["python", "embedded", "haproxy"];
 /// Debian's haproxy (`cargo xtask setup` installs it).
@@ -95,10 +103,11 @@ bridge/direct are printed (never asserted). Then several bridges: haproxy
 server, against b1 alone, alternating likewise (skipped when
 /usr/sbin/haproxy is missing).
 
-  --rounds N          measured rounds per path and case (default 5; 15 for the
-                      embedded server, whose fan-out rounds last about 0.1 s)
+  --rounds N          measured fan-out rounds per path and case (default 9;
+                      15 for the embedded server, whose fan-out rounds last
+                      about 0.1 s); round trips take 4 times as many rounds
   --quick             a smoke run: 1 round, 1/5 of the posts
-  --rtt-posts N       posts per one-client round trip round (default 2000)
+  --rtt-posts N       posts per one-client round trip round (default 500)
   --client-threads N  tokio worker threads for the clients (default 1)
   --server NAME       only this case: `python`, `embedded` or `haproxy`
                       (default all three)
@@ -106,8 +115,9 @@ server, against b1 alone, alternating likewise (skipped when
                       target/release/dumdum-bridge (to compare two builds)
   --help              this text
 
-The bridge runs with RUST_LOG=warn and inherits the rest of the environment
-(e.g. TOKIO_WORKER_THREADS=1 cargo xtask bench); logs go to target/bench/.";
+The bridges run with RUST_LOG=warn and inherit the rest of the environment
+(e.g. TOKIO_WORKER_THREADS=2 cargo xtask bench: the bridges' worker threads,
+as --threads would set them); logs go to target/bench/.";
 
 /// Command-line options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +139,7 @@ impl Default for Opts {
         Opts {
             rounds: None,
             quick: false,
-            rtt_posts: 2000,
+            rtt_posts: 500,
             client_threads: 1,
             server: None,
             bridge: None,
@@ -179,13 +189,18 @@ impl Opts {
             }
         }
         o.rounds = rounds.or(o.quick.then_some(1));
-        o.rtt_posts = rtt.unwrap_or(if o.quick { 400 } else { 2000 });
+        o.rtt_posts = rtt.unwrap_or(if o.quick { 100 } else { 500 });
         Ok(o)
     }
 
     /// Measured rounds per path of `case`.
     fn rounds(&self, case: &Case) -> usize {
         self.rounds.unwrap_or(case.rounds)
+    }
+
+    /// Measured round-trip rounds per path of `case`.
+    fn rtt_rounds(&self, case: &Case) -> usize {
+        self.rounds(case) * RTT_ROUNDS_PER_ROUND
     }
 
     /// Whether `case` runs (`--server` picks one).
@@ -643,14 +658,15 @@ async fn run(env: &Env, opts: &Opts, header: String) -> Result<()> {
             fan.push((s.clone(), clients, posts, rows));
         }
         let mut rows = [Vec::new(), Vec::new()];
-        for r in 0..rounds {
+        let rtt_rounds = opts.rtt_rounds(s);
+        for r in 0..rtt_rounds {
             for (i, p) in s.routes.into_iter().enumerate() {
                 eprintln!(
                     "round trip {} via {}, round {}/{}",
                     s.label,
                     p.name(),
                     r + 1,
-                    rounds
+                    rtt_rounds
                 );
                 rows[i].push(rtt_round(&mut ctx, s, p, opts.rtt_posts).await?);
             }
@@ -1543,7 +1559,7 @@ mod tests {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(Opts::parse(&[]).unwrap(), Opts::default());
         let q = Opts::parse(&args(&["--quick"])).unwrap();
-        assert_eq!((q.rounds, q.rtt_posts), (Some(1), 400));
+        assert_eq!((q.rounds, q.rtt_posts), (Some(1), 100));
         assert_eq!(q.sizes(), [(10, 40), (50, 8)]);
         let o = Opts::parse(&args(&[
             "--quick",
