@@ -413,7 +413,8 @@ impl Drop for Driver {
 }
 
 /// The ids of the processes whose command line has an argument naming one
-/// of `paths` (`-profile P`, `--user-data-dir=P`).
+/// of `paths` (`-profile P`, `--user-data-dir=P`), also in a title rewritten
+/// as one string.
 pub fn processes_naming(paths: &[PathBuf]) -> Vec<u32> {
     if paths.is_empty() {
         return Vec::new();
@@ -427,7 +428,11 @@ pub fn processes_naming(paths: &[PathBuf]) -> Vec<u32> {
         .filter(|pid| *pid != std::process::id())
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            cmdline.split(|b| *b == 0).any(|arg| {
+            // Split at spaces too: Chromium's helper processes rewrite
+            // their title into one space-separated string, and its network
+            // service, missed that way, outlived the kill and wrote its
+            // state into the profile after the profile was removed.
+            cmdline.split(|b| *b == 0 || *b == b' ').any(|arg| {
                 let arg = String::from_utf8_lossy(arg);
                 names
                     .iter()
