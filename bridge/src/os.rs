@@ -57,7 +57,7 @@ pub fn descriptor_warning(config: &Config, limit: u64) -> Option<String> {
 ///
 /// The bridge runs beside its dumdum server (the reference one is a single
 /// Python thread), and a relay's tasks are short: measured on 2 cores, a
-/// second worker thread did not add throughput but cost 20–40 % more CPU
+/// second worker thread did not add throughput but cost 20–50 % more CPU
 /// per delivered message (waking the idle worker to share each batch of
 /// ready sessions), CPU taken from the server beside it.
 pub fn default_threads(cpus: usize) -> usize {
