@@ -85,18 +85,8 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
-    /// Removes the directory, trying again for a moment: a browser's
-    /// helper process that was just killed may have written one more file
-    /// into its profile while the first pass ran.
     fn drop(&mut self) {
-        for _ in 0..10 {
-            match std::fs::remove_dir_all(&self.0) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                _ => return,
-            }
-        }
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

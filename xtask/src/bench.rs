@@ -189,7 +189,7 @@ impl Opts {
             }
         }
         o.rounds = rounds.or(o.quick.then_some(1));
-        o.rtt_posts = rtt.unwrap_or(if o.quick { 100 } else { 500 });
+        o.rtt_posts = rtt.unwrap_or(if o.quick { 100 } else { o.rtt_posts });
         Ok(o)
     }
 
